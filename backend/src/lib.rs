@@ -1,0 +1,107 @@
+//! The composition root of a Quiver node: [`AppContext`] builds every part
+//! once from the configuration, in dependency order, and [`serve`] runs the
+//! HTTP API until its cancellation token fires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use quiver_api::{ApiState, router};
+use quiver_catalog::{Catalog, CatalogError};
+use quiver_common::NodeId;
+use quiver_config::Config;
+use quiver_query::{QueryEngine, QueryError};
+use quiver_store::{Store, StoreError, StoreOptions};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid server.node_id: {0}")]
+    NodeId(#[from] quiver_common::IdError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("{0}")]
+    Query(#[from] QueryError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything a node runs on, built once from its configuration. Holds no
+/// globals, so one process can run several nodes (as tests do).
+#[derive(Debug, Clone)]
+pub struct AppContext {
+    pub config: Arc<Config>,
+    pub node_id: Arc<NodeId>,
+    pub store: Arc<Store>,
+    pub catalog: Arc<Catalog>,
+    pub engine: Arc<QueryEngine>,
+}
+
+impl AppContext {
+    pub fn build(config: Config) -> Result<Self, StartError> {
+        let node_id = Arc::new(NodeId::new(&config.server.node_id)?);
+        let store = Arc::new(Store::open(
+            &config.storage.data_path.join("rocksdb"),
+            &StoreOptions {
+                sync_writes: config.storage.sync_writes,
+            },
+        )?);
+        let catalog = Arc::new(Catalog::open(store.clone())?);
+        let engine = Arc::new(QueryEngine::new(
+            catalog.clone(),
+            &config.datafusion.options(),
+            config.limits.clone(),
+        )?);
+        Ok(Self {
+            config: Arc::new(config),
+            node_id,
+            store,
+            catalog,
+            engine,
+        })
+    }
+
+    pub fn api_state(&self) -> ApiState {
+        ApiState {
+            engine: self.engine.clone(),
+            node_id: self.node_id.clone(),
+            max_body_bytes: self.config.limits.max_body_bytes,
+            started_at: Instant::now(),
+        }
+    }
+}
+
+/// Binds the configured address (port 0 picks a free one).
+pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
+    let address = format!("{}:{}", config.server.host, config.server.port);
+    TcpListener::bind(&address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then lets
+/// in-flight requests finish and syncs the store.
+pub async fn serve(
+    context: AppContext,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let address: SocketAddr = listener.local_addr()?;
+    tracing::info!(node_id = %context.node_id, %address, "quiver listening");
+    let app = router(context.api_state());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    if let Err(e) = context.store.sync() {
+        tracing::error!(error = %e, "syncing the store at shutdown failed");
+    }
+    tracing::info!(node_id = %context.node_id, "quiver stopped");
+    Ok(())
+}

@@ -1,0 +1,163 @@
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use quiver_common::{ErrorCode, NodeId, UserId};
+use quiver_query::{QueryEngine, QueryError, StatementOutput};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::encode::{schema_json, write_rows};
+use crate::error::ApiError;
+
+/// What the handlers share: built once by the node's composition root.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub engine: Arc<QueryEngine>,
+    pub node_id: Arc<NodeId>,
+    pub max_body_bytes: usize,
+    pub started_at: Instant,
+}
+
+/// The v1 HTTP API.
+pub fn router(state: ApiState) -> Router {
+    let body_limit = state.max_body_bytes;
+    Router::new()
+        .route("/v1/api/sql", post(sql))
+        .route("/health", get(health))
+        .route("/v1/api/healthcheck", get(health))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "healthy",
+        "version": env!("CARGO_PKG_VERSION"),
+        "api_version": "v1",
+        "build_date": option_env!("QUIVER_BUILD_DATE").unwrap_or("unknown"),
+        "node_id": state.node_id.as_str(),
+        "uptime_seconds": state.started_at.elapsed().as_secs(),
+    }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    #[serde(default)]
+    sql: String,
+    #[serde(default)]
+    params: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    namespace_id: Option<String>,
+}
+
+fn elapsed_ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+/// `POST /v1/api/sql`: runs each statement in order and answers with one
+/// result per statement, or with the first error.
+async fn sql(State(state): State<ApiState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let start = Instant::now();
+    match run_sql(&state, body).await {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            finish_body(body, elapsed_ms(start)),
+        )
+            .into_response(),
+        Err(error) => error.took(elapsed_ms(start)).into_response(),
+    }
+}
+
+/// The success body up to `"took":`; the caller appends the time.
+fn finish_body(mut body: Vec<u8>, took_ms: f64) -> Vec<u8> {
+    body.extend_from_slice(format!("],\"took\":{took_ms:.3}}}").as_bytes());
+    body
+}
+
+async fn run_sql(state: &ApiState, body: Result<Bytes, BytesRejection>) -> Result<Vec<u8>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request body is larger than {} bytes ([limits] max_body_bytes)",
+                    state.max_body_bytes
+                ),
+            )
+        } else {
+            ApiError::new(ErrorCode::InvalidParameter, format!("cannot read request body: {rejection}"))
+        }
+    })?;
+    let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("malformed request body: {e}; expected {{\"sql\": \"...\", \"params\": [...], \"namespace_id\": \"...\"}}"),
+        )
+    })?;
+    let params = request.params.unwrap_or_default();
+    let engine = &state.engine;
+    let statements = engine
+        .prepare(&request.sql, &params)
+        .map_err(|e| ApiError::from_query(e, None))?;
+    let user = UserId::root();
+    let mut session = engine
+        .session(request.namespace_id.as_deref(), user.clone())
+        .map_err(|e| ApiError::from_query(e, None))?;
+    let max_rows = engine.limits().max_result_rows;
+
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"status\":\"success\",\"results\":[");
+    for (index, statement) in statements.into_iter().enumerate() {
+        let fail = |e: QueryError| ApiError::from_query(e, Some(index));
+        if index > 0 {
+            out.push(b',');
+        }
+        match session.execute(statement).await.map_err(fail)? {
+            StatementOutput::Done { row_count, message } => {
+                let result = json!({
+                    "schema": [],
+                    "row_count": row_count,
+                    "as_user": user.as_str(),
+                    "message": message,
+                });
+                serde_json::to_writer(&mut out, &result).expect("writing to a Vec cannot fail");
+            }
+            StatementOutput::Rows(mut stream) => {
+                out.extend_from_slice(b"{\"schema\":");
+                serde_json::to_writer(&mut out, &schema_json(&stream.schema()))
+                    .expect("writing to a Vec cannot fail");
+                out.extend_from_slice(b",\"rows\":[");
+                let mut rows = 0usize;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(|e| fail(e.into()))?;
+                    if rows + batch.num_rows() > max_rows {
+                        return Err(fail(QueryError::ResultTooLarge { limit: max_rows }));
+                    }
+                    write_rows(&batch, &mut out, rows == 0);
+                    rows += batch.num_rows();
+                }
+                out.extend_from_slice(b"],\"row_count\":");
+                out.extend_from_slice(rows.to_string().as_bytes());
+                out.extend_from_slice(b",\"as_user\":");
+                serde_json::to_writer(&mut out, user.as_str()).expect("writing to a Vec cannot fail");
+                out.push(b'}');
+            }
+        }
+    }
+    Ok(out)
+}

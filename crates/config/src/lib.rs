@@ -1,0 +1,13 @@
+//! The `config.toml` model of a Quiver node: typed sections with built-in
+//! defaults, unknown keys rejected, every key overridable by a
+//! `QUIVER_<SECTION>__<KEY>` environment variable, and validation that names
+//! the offending key and where it came from.
+
+mod load;
+mod model;
+
+pub use load::{ConfigError, ConfigSource, ENV_PREFIX, load};
+pub use model::{
+    Config, DataFusionConfig, LimitsConfig, LogFormat, LoggingConfig, ServerConfig, StorageConfig,
+};
+

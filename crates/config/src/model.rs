@@ -1,0 +1,154 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's whole configuration. Every field has a default, so an empty
+/// file (or none) gives a single embedded node on `127.0.0.1:8080`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub logging: LoggingConfig,
+    pub datafusion: DataFusionConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// This node's identity: 1-64 characters of `[A-Za-z0-9_-]`.
+    pub node_id: String,
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "node-1".to_string(),
+            host: "127.0.0.1".to_string(),
+            port: 8080,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory holding all of the node's data.
+    pub data_path: PathBuf,
+    /// Fsync the write-ahead log before acknowledging each write. Without it
+    /// an acknowledged write survives a process crash; with it, also a power
+    /// loss.
+    pub sync_writes: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_path: PathBuf::from("./data"),
+            sync_writes: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest accepted HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest accepted SQL text, in bytes.
+    pub max_sql_bytes: usize,
+    /// Most `$n` parameters in one request.
+    pub max_params: usize,
+    /// Most statements in one request.
+    pub max_statements: usize,
+    /// Most rows one statement may return; more is a `RESULT_TOO_LARGE` error.
+    pub max_result_rows: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_sql_bytes: 1024 * 1024,
+            max_params: 1000,
+            max_statements: 1000,
+            max_result_rows: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `tracing` filter: a level (`info`) or directives (`info,quiver_query=debug`).
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_string(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Options passed straight to DataFusion's `SessionConfig`, by their
+/// DataFusion names with or without the `datafusion.` prefix, e.g.
+/// `"execution.batch_size" = 8192` or a `[datafusion.execution]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DataFusionConfig(pub toml::Table);
+
+impl DataFusionConfig {
+    /// The options as `(datafusion.<key>, value)` pairs, nested tables
+    /// flattened with dots.
+    pub fn options(&self) -> Vec<(String, String)> {
+        let mut out = BTreeMap::new();
+        flatten("", &self.0, &mut out);
+        out.into_iter()
+            .map(|(k, v)| {
+                let key = if k.starts_with("datafusion.") {
+                    k
+                } else {
+                    format!("datafusion.{k}")
+                };
+                (key, v)
+            })
+            .collect()
+    }
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(&path, inner, out),
+            toml::Value::String(s) => {
+                out.insert(path, s.clone());
+            }
+            other => {
+                out.insert(path, other.to_string());
+            }
+        }
+    }
+}

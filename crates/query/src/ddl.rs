@@ -1,0 +1,450 @@
+//! Namespace and table definitions from SQL, and the introspection
+//! statements (`SHOW`, `DESCRIBE`).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{
+    ColumnOption, CreateTable, CreateTableOptions, DataType as SqlType, ExactNumberInfo, Expr,
+    SqlOption, TableConstraint, Value as SqlValue,
+};
+use quiver_catalog::{
+    AccessLevel, CachedTableData, ColumnDef, DefaultValue, FlushPolicy, NamespaceDef, TableDef,
+    TableOptions, TableType,
+};
+use quiver_common::{ColumnType, NamespaceId, TableId, TableName};
+
+use crate::convert::array_to_values;
+use crate::error::{QueryError, Result};
+
+/// Names reserved for system columns.
+const RESERVED_COLUMNS: [&str; 2] = ["_seq", "_deleted"];
+
+/// Builds a table definition from `CREATE [type] TABLE`. Literal defaults
+/// are evaluated once here, through `ctx`, and stored converted.
+pub async fn table_def(
+    ctx: &SessionContext,
+    namespace: NamespaceId,
+    name: TableName,
+    keyword_type: Option<TableType>,
+    create: &CreateTable,
+) -> Result<TableDef> {
+    let unsupported = |what: &str| Err(QueryError::Unsupported(format!("CREATE TABLE with {what}")));
+    if create.query.is_some() {
+        return unsupported("AS SELECT");
+    }
+    if create.or_replace || create.temporary || create.external {
+        return unsupported("OR REPLACE, TEMPORARY or EXTERNAL");
+    }
+    let options = table_options(&create.table_options)?;
+    let table_type = match (keyword_type, options.table_type) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(QueryError::invalid(format!(
+                "table type {} conflicts with TYPE='{}'",
+                a.as_str(),
+                b.as_str()
+            )));
+        }
+        (a, b) => a.or(b).unwrap_or(TableType::Shared),
+    };
+    if create.columns.is_empty() {
+        return Err(QueryError::invalid("a table needs at least one column"));
+    }
+
+    let mut columns: Vec<ColumnDef> = Vec::with_capacity(create.columns.len());
+    let mut primary_key: Option<u32> = None;
+    let mut set_primary_key = |id: u32, name: &str| -> Result<()> {
+        match primary_key {
+            Some(_) => Err(QueryError::invalid(format!(
+                "only one primary key column is supported (also declared on {name})"
+            ))),
+            None => {
+                primary_key = Some(id);
+                Ok(())
+            }
+        }
+    };
+    for (i, column) in create.columns.iter().enumerate() {
+        let id = i as u32 + 1;
+        let column_name = TableName::new(&column.name.value)
+            .map_err(|e| QueryError::invalid(e.to_string().replace("table name", "column name")))?
+            .to_string();
+        if RESERVED_COLUMNS.contains(&column_name.as_str()) {
+            return Err(QueryError::invalid(format!(
+                "column name {column_name} is reserved for a system column"
+            )));
+        }
+        if columns.iter().any(|c| c.name == column_name) {
+            return Err(QueryError::invalid(format!("duplicate column name: {column_name}")));
+        }
+        let column_type = column_type(&column.data_type)?;
+        let mut def = ColumnDef {
+            id,
+            name: column_name,
+            column_type,
+            nullable: true,
+            default: None,
+        };
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::Null => def.nullable = true,
+                ColumnOption::NotNull => def.nullable = false,
+                ColumnOption::PrimaryKey(_) => {
+                    set_primary_key(id, &def.name)?;
+                }
+                ColumnOption::Default(expr) => {
+                    def.default = Some(default_value(ctx, &def, expr).await?);
+                }
+                other => {
+                    return Err(QueryError::Unsupported(format!(
+                        "column option {other} on column {}",
+                        def.name
+                    )));
+                }
+            }
+        }
+        columns.push(def);
+    }
+    for constraint in &create.constraints {
+        match constraint {
+            TableConstraint::PrimaryKey(pk) => {
+                if pk.columns.len() != 1 {
+                    return Err(QueryError::invalid(
+                        "only single-column primary keys are supported",
+                    ));
+                }
+                let name = pk.columns[0].column.expr.to_string().to_ascii_lowercase();
+                let column = columns
+                    .iter()
+                    .find(|c| c.name == name)
+                    .ok_or_else(|| QueryError::invalid(format!("primary key column not found: {name}")))?;
+                set_primary_key(column.id, &name)?;
+            }
+            other => {
+                return Err(QueryError::Unsupported(format!("table constraint {other}")));
+            }
+        }
+    }
+    if let Some(pk) = primary_key {
+        let column = columns.iter_mut().find(|c| c.id == pk).expect("pk column exists");
+        if matches!(
+            column.column_type,
+            ColumnType::Float | ColumnType::Double | ColumnType::Json
+        ) {
+            return Err(QueryError::invalid(format!(
+                "column {} of type {} cannot be a primary key",
+                column.name, column.column_type
+            )));
+        }
+        column.nullable = false;
+    }
+    match table_type {
+        TableType::User | TableType::Shared if primary_key.is_none() => {
+            return Err(QueryError::invalid(format!(
+                "{} tables need a PRIMARY KEY column",
+                table_type.as_str()
+            )));
+        }
+        TableType::Stream if options.options.ttl_seconds.is_none() => {
+            return Err(QueryError::invalid("STREAM tables need TTL_SECONDS in WITH (...)"));
+        }
+        TableType::Stream if options.options.flush_policy.is_some() => {
+            return Err(QueryError::invalid("STREAM tables are never flushed: remove FLUSH_POLICY"));
+        }
+        _ => {}
+    }
+    Ok(TableDef {
+        id: TableId(0),
+        namespace,
+        name,
+        table_type,
+        columns,
+        primary_key,
+        options: options.options,
+        schema_version: 0,
+        created_at: 0,
+    })
+}
+
+/// Maps a SQL type to a Quiver column type.
+pub fn column_type(ty: &SqlType) -> Result<ColumnType> {
+    Ok(match ty {
+        SqlType::Boolean | SqlType::Bool => ColumnType::Boolean,
+        SqlType::SmallInt(_) | SqlType::Int2(_) | SqlType::Int16 => ColumnType::SmallInt,
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) | SqlType::Int32 => ColumnType::Int,
+        SqlType::BigInt(_) | SqlType::Int8(_) | SqlType::Int64 => ColumnType::BigInt,
+        SqlType::Float(_) | SqlType::Real | SqlType::Float4 | SqlType::Float32 => ColumnType::Float,
+        SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Float8 | SqlType::Float64 => {
+            ColumnType::Double
+        }
+        SqlType::Text
+        | SqlType::Varchar(_)
+        | SqlType::String(_)
+        | SqlType::CharacterVarying(_)
+        | SqlType::CharVarying(_)
+        | SqlType::Char(_)
+        | SqlType::Character(_) => ColumnType::Text,
+        SqlType::Timestamp(_, _) => ColumnType::Timestamp,
+        SqlType::Date => ColumnType::Date,
+        SqlType::JSON | SqlType::JSONB => ColumnType::Json,
+        SqlType::Bytea | SqlType::Blob(_) | SqlType::Bytes(_) | SqlType::Binary(_) | SqlType::Varbinary(_) => {
+            ColumnType::Bytes
+        }
+        SqlType::Uuid => ColumnType::Uuid,
+        SqlType::Decimal(info) | SqlType::Numeric(info) | SqlType::Dec(info) => match info {
+            ExactNumberInfo::PrecisionAndScale(p, s)
+                if (1..=ColumnType::MAX_DECIMAL_PRECISION as u64).contains(p)
+                    && *s >= 0
+                    && (*s as u64) <= *p =>
+            {
+                ColumnType::Decimal {
+                    precision: *p as u8,
+                    scale: *s as i8,
+                }
+            }
+            ExactNumberInfo::Precision(p) if (1..=ColumnType::MAX_DECIMAL_PRECISION as u64).contains(p) => {
+                ColumnType::Decimal {
+                    precision: *p as u8,
+                    scale: 0,
+                }
+            }
+            _ => {
+                return Err(QueryError::invalid(format!(
+                    "{ty} needs a precision of 1 to 38 and a scale of 0 to the precision, e.g. DECIMAL(10,2)"
+                )));
+            }
+        },
+        SqlType::Custom(name, args) if args.is_empty() && name.to_string().eq_ignore_ascii_case("bytes") => {
+            ColumnType::Bytes
+        }
+        other => {
+            return Err(QueryError::invalid(format!(
+                "unsupported column type {other}; supported: BOOLEAN, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, \
+                 TEXT, VARCHAR, TIMESTAMP, DATE, JSON, BYTES, UUID, DECIMAL(p,s)"
+            )));
+        }
+    })
+}
+
+async fn default_value(ctx: &SessionContext, column: &ColumnDef, expr: &Expr) -> Result<DefaultValue> {
+    if let Expr::Function(function) = expr {
+        let name = function.name.to_string().to_ascii_uppercase();
+        let generated = match name.as_str() {
+            "NOW" | "CURRENT_TIMESTAMP" => Some((
+                DefaultValue::Now,
+                matches!(column.column_type, ColumnType::Timestamp | ColumnType::Date),
+            )),
+            "SNOWFLAKE_ID" => Some((DefaultValue::SnowflakeId, column.column_type == ColumnType::BigInt)),
+            "UUID_V7" => Some((
+                DefaultValue::UuidV7,
+                matches!(column.column_type, ColumnType::Uuid | ColumnType::Text),
+            )),
+            "CURRENT_USER" => Some((DefaultValue::CurrentUser, column.column_type == ColumnType::Text)),
+            _ => None,
+        };
+        if let Some((default, fits)) = generated {
+            if !fits {
+                return Err(QueryError::invalid(format!(
+                    "DEFAULT {name}() does not fit column {} of type {}",
+                    column.name, column.column_type
+                )));
+            }
+            return Ok(default);
+        }
+    }
+    if matches!(expr, Expr::Value(v) if matches!(v.value, SqlValue::Null)) {
+        return Ok(DefaultValue::Literal(quiver_store::Value::Null));
+    }
+    let batches = ctx
+        .sql(&format!("SELECT {expr}"))
+        .await
+        .map_err(|e| QueryError::invalid(format!("invalid DEFAULT for column {}: {}", column.name, QueryError::from(e))))?
+        .collect()
+        .await?;
+    let array = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| b.column(0).clone())
+        .ok_or_else(|| QueryError::invalid(format!("DEFAULT for column {} gave no value", column.name)))?;
+    let value = array_to_values(&array, column)?.remove(0);
+    Ok(DefaultValue::Literal(value))
+}
+
+struct ParsedOptions {
+    table_type: Option<TableType>,
+    options: TableOptions,
+}
+
+fn table_options(options: &CreateTableOptions) -> Result<ParsedOptions> {
+    let list: &[SqlOption] = match options {
+        CreateTableOptions::None => &[],
+        CreateTableOptions::With(list) => list,
+        _ => return Err(QueryError::Unsupported("table options other than WITH (...)".into())),
+    };
+    let mut parsed = ParsedOptions {
+        table_type: None,
+        options: TableOptions::default(),
+    };
+    for option in list {
+        let SqlOption::KeyValue { key, value } = option else {
+            return Err(QueryError::invalid(format!("expected KEY = value in WITH (...), found {option}")));
+        };
+        let key_name = key.value.to_ascii_uppercase();
+        let text = option_text(value);
+        let bad = |expected: &str| {
+            QueryError::invalid(format!("invalid {key_name} = {value}: expected {expected}"))
+        };
+        match key_name.as_str() {
+            "TYPE" => {
+                parsed.table_type = Some(match text.to_ascii_uppercase().as_str() {
+                    "USER" => TableType::User,
+                    "SHARED" => TableType::Shared,
+                    "STREAM" => TableType::Stream,
+                    _ => return Err(bad("'USER', 'SHARED' or 'STREAM'")),
+                })
+            }
+            "FLUSH_POLICY" => {
+                parsed.options.flush_policy =
+                    Some(flush_policy(&text).ok_or_else(|| bad("'rows:N', 'interval:S' or 'rows:N,interval:S'"))?)
+            }
+            "TTL_SECONDS" => {
+                parsed.options.ttl_seconds =
+                    Some(text.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| bad("a positive whole number"))?)
+            }
+            "ACCESS_LEVEL" => {
+                parsed.options.access_level = Some(match text.to_ascii_uppercase().as_str() {
+                    "PUBLIC" => AccessLevel::Public,
+                    "PRIVATE" => AccessLevel::Private,
+                    _ => return Err(bad("'PUBLIC' or 'PRIVATE'")),
+                })
+            }
+            _ => {
+                return Err(QueryError::invalid(format!(
+                    "unknown table option {key_name}; known: TYPE, FLUSH_POLICY, TTL_SECONDS, ACCESS_LEVEL"
+                )));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn option_text(value: &Expr) -> String {
+    match value {
+        Expr::Value(v) => match &v.value {
+            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => s.clone(),
+            SqlValue::Number(n, _) => n.clone(),
+            other => other.to_string(),
+        },
+        Expr::Identifier(ident) => ident.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn flush_policy(text: &str) -> Option<FlushPolicy> {
+    let mut policy = FlushPolicy {
+        rows: None,
+        interval_secs: None,
+    };
+    for part in text.split(',') {
+        let (key, value) = part.trim().split_once(':')?;
+        let value: u64 = value.trim().parse().ok().filter(|v| *v > 0)?;
+        let slot = match key.trim().to_ascii_lowercase().as_str() {
+            "rows" => &mut policy.rows,
+            "interval" => &mut policy.interval_secs,
+            _ => return None,
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
+    }
+    Some(policy)
+}
+
+fn utf8(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+
+/// `SHOW NAMESPACES`: one row per namespace.
+pub fn show_namespaces(namespaces: &[NamespaceDef], table_counts: &[usize]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        utf8("namespace_id", false),
+        Field::new("table_count", DataType::Int64, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(namespaces.iter().map(|n| n.name.as_str()))),
+        Arc::new(Int64Array::from_iter_values(table_counts.iter().map(|c| *c as i64))),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
+}
+
+/// `SHOW TABLES`: one row per table.
+pub fn show_tables(tables: &[Arc<CachedTableData>]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        utf8("namespace_id", false),
+        utf8("table_name", false),
+        utf8("table_type", false),
+    ]));
+    let defs: Vec<&TableDef> = tables.iter().map(|t| t.def()).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(defs.iter().map(|d| d.namespace.as_str()))),
+        Arc::new(StringArray::from_iter_values(defs.iter().map(|d| d.name.as_str()))),
+        Arc::new(StringArray::from_iter_values(defs.iter().map(|d| d.table_type.as_str()))),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
+}
+
+/// `DESCRIBE TABLE`: one row per column, system columns last.
+pub fn describe_table(def: &TableDef) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        utf8("column_name", false),
+        utf8("data_type", false),
+        Field::new("is_nullable", DataType::Boolean, false),
+        Field::new("is_primary_key", DataType::Boolean, false),
+        utf8("default_value", true),
+        Field::new("column_id", DataType::UInt32, true),
+    ]));
+    let mut names: Vec<String> = def.columns.iter().map(|c| c.name.clone()).collect();
+    let mut types: Vec<String> = def.columns.iter().map(|c| c.column_type.to_string()).collect();
+    let mut nullable: Vec<bool> = def.columns.iter().map(|c| c.nullable).collect();
+    let mut pk: Vec<bool> = def.columns.iter().map(|c| def.primary_key == Some(c.id)).collect();
+    let mut defaults: Vec<Option<String>> =
+        def.columns.iter().map(|c| c.default.as_ref().map(|d| d.to_string())).collect();
+    let mut ids: Vec<Option<u32>> = def.columns.iter().map(|c| Some(c.id)).collect();
+    names.push("_seq".into());
+    types.push(ColumnType::BigInt.to_string());
+    nullable.push(false);
+    pk.push(false);
+    defaults.push(None);
+    ids.push(None);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(names)),
+        Arc::new(StringArray::from(types)),
+        Arc::new(BooleanArray::from(nullable)),
+        Arc::new(BooleanArray::from(pk)),
+        Arc::new(StringArray::from(defaults)),
+        Arc::new(UInt32Array::from(ids)),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_policies() {
+        assert_eq!(
+            flush_policy("rows:100, interval:60"),
+            Some(FlushPolicy {
+                rows: Some(100),
+                interval_secs: Some(60)
+            })
+        );
+        assert!(flush_policy("rows:0").is_none());
+        assert!(flush_policy("rows:1,rows:2").is_none());
+        assert!(flush_policy("bytes:5").is_none());
+        assert!(flush_policy("").is_none());
+    }
+}

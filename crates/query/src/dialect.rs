@@ -1,0 +1,326 @@
+//! Quiver's SQL dialect: DataFusion's SQL plus namespace, table-type and
+//! introspection statements, parsed with sqlparser's own parser so that
+//! strings, comments and quoting behave exactly as in standard statements.
+
+use datafusion::sql::sqlparser::ast::{
+    CreateTable, Expr, ObjectName, Statement, Value as SqlValue, visit_expressions_mut,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
+use quiver_catalog::TableType;
+use std::ops::ControlFlow;
+
+use crate::error::{QueryError, Result};
+
+/// One parsed statement.
+#[derive(Debug, Clone)]
+pub enum QuiverStatement {
+    CreateNamespace {
+        name: String,
+        if_not_exists: bool,
+    },
+    DropNamespace {
+        name: String,
+        if_exists: bool,
+        cascade: bool,
+    },
+    Use {
+        name: String,
+    },
+    ShowNamespaces,
+    ShowTables {
+        namespace: Option<String>,
+    },
+    DescribeTable {
+        name: ObjectName,
+    },
+    CreateTable {
+        table_type: Option<TableType>,
+        create: Box<CreateTable>,
+    },
+    DropTable {
+        name: ObjectName,
+        if_exists: bool,
+    },
+    /// INSERT, UPDATE, DELETE, SELECT and EXPLAIN, as sqlparser reads them.
+    Standard(Box<Statement>),
+}
+
+fn word_is(token: &Token, word: &str) -> bool {
+    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+fn parse_error(e: ParserError) -> QueryError {
+    let message = match e {
+        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
+        ParserError::RecursionLimitExceeded => "statement is nested too deeply".to_string(),
+    };
+    QueryError::Parse(message)
+}
+
+/// Splits `sql` into statements and parses each.
+pub fn parse(sql: &str) -> Result<Vec<QuiverStatement>> {
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(sql)
+        .map_err(parse_error)?;
+    let mut statements = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token().token == Token::EOF {
+            break;
+        }
+        statements.push(parse_statement(&mut parser).map_err(parse_error)?);
+        let next = parser.peek_token();
+        if next.token != Token::EOF && next.token != Token::SemiColon {
+            return Err(QueryError::Parse(format!(
+                "expected ';' or end of input, found {} at {}",
+                next.token, next.span.start
+            )));
+        }
+    }
+    Ok(statements)
+}
+
+fn table_type_word(token: &Token) -> Option<TableType> {
+    [
+        ("USER", TableType::User),
+        ("SHARED", TableType::Shared),
+        ("STREAM", TableType::Stream),
+    ]
+    .into_iter()
+    .find_map(|(word, ty)| word_is(token, word).then_some(ty))
+}
+
+fn parse_statement(parser: &mut Parser<'_>) -> Result<QuiverStatement, ParserError> {
+    let first = parser.peek_nth_token(0).token;
+    let second = parser.peek_nth_token(1).token;
+    let third = parser.peek_nth_token(2).token;
+
+    if word_is(&first, "CREATE") && word_is(&second, "NAMESPACE") {
+        parser.next_token();
+        parser.next_token();
+        let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = parser.parse_identifier()?.value;
+        return Ok(QuiverStatement::CreateNamespace {
+            name,
+            if_not_exists,
+        });
+    }
+    if word_is(&first, "DROP") && word_is(&second, "NAMESPACE") {
+        parser.next_token();
+        parser.next_token();
+        let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = parser.parse_identifier()?.value;
+        let cascade = parser.parse_keyword(Keyword::CASCADE);
+        return Ok(QuiverStatement::DropNamespace {
+            name,
+            if_exists,
+            cascade,
+        });
+    }
+    if word_is(&first, "USE") {
+        parser.next_token();
+        if word_is(&parser.peek_token().token, "NAMESPACE") {
+            parser.next_token();
+        }
+        let name = parser.parse_identifier()?.value;
+        return Ok(QuiverStatement::Use { name });
+    }
+    if word_is(&first, "SHOW") && word_is(&second, "NAMESPACES") {
+        parser.next_token();
+        parser.next_token();
+        return Ok(QuiverStatement::ShowNamespaces);
+    }
+    if word_is(&first, "SHOW") && word_is(&second, "TABLES") {
+        parser.next_token();
+        parser.next_token();
+        let namespace = if parser.parse_one_of_keywords(&[Keyword::IN, Keyword::FROM]).is_some() {
+            Some(parser.parse_identifier()?.value)
+        } else {
+            None
+        };
+        return Ok(QuiverStatement::ShowTables { namespace });
+    }
+    if (word_is(&first, "DESCRIBE") || word_is(&first, "DESC")) && !word_is(&second, "SELECT") {
+        parser.next_token();
+        let _ = parser.parse_keyword(Keyword::TABLE);
+        let name = parser.parse_object_name(false)?;
+        return Ok(QuiverStatement::DescribeTable { name });
+    }
+    if word_is(&first, "CREATE")
+        && let Some(table_type) = table_type_word(&second)
+        && word_is(&third, "TABLE")
+    {
+        parser.next_token();
+        parser.next_token();
+        parser.next_token();
+        let create = parser.parse_create_table(false, false, None, false)?;
+        return Ok(QuiverStatement::CreateTable {
+            table_type: Some(table_type),
+            create: Box::new(create),
+        });
+    }
+    if word_is(&first, "DROP") && table_type_word(&second).is_some() && word_is(&third, "TABLE") {
+        parser.next_token();
+        parser.next_token();
+        parser.next_token();
+        let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = parser.parse_object_name(false)?;
+        return Ok(QuiverStatement::DropTable { name, if_exists });
+    }
+
+    let statement = parser.parse_statement()?;
+    Ok(match statement {
+        Statement::CreateTable(create) => QuiverStatement::CreateTable {
+            table_type: None,
+            create: Box::new(create),
+        },
+        Statement::Drop {
+            object_type: datafusion::sql::sqlparser::ast::ObjectType::Table,
+            if_exists,
+            mut names,
+            ..
+        } if names.len() == 1 => QuiverStatement::DropTable {
+            name: names.remove(0),
+            if_exists,
+        },
+        other => QuiverStatement::Standard(Box::new(other)),
+    })
+}
+
+/// Replaces `$1..$n` placeholders in a statement with the request's
+/// parameters, as SQL literals. Every parameter must be used and every
+/// placeholder must have a parameter.
+pub fn bind_params(statement: &mut Statement, params: &[serde_json::Value]) -> Result<()> {
+    let literals: Vec<SqlValue> = params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| param_literal(i + 1, p))
+        .collect::<Result<_>>()?;
+    let mut highest = 0usize;
+    let mut error = None;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Value(v) = expr
+            && let SqlValue::Placeholder(name) = &v.value
+        {
+            let index = name
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n >= 1);
+            let Some(index) = index else {
+                error = Some(QueryError::InvalidParameter(format!(
+                    "unsupported placeholder {name}: use $1, $2, ..."
+                )));
+                return ControlFlow::Break(());
+            };
+            highest = highest.max(index);
+            match literals.get(index - 1) {
+                Some(literal) => v.value = literal.clone(),
+                None => {
+                    error = Some(QueryError::InvalidParameter(format!(
+                        "statement uses ${index} but {} parameter(s) were given",
+                        literals.len()
+                    )));
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    if let Some(error) = error {
+        return Err(error);
+    }
+    if highest < literals.len() {
+        return Err(QueryError::InvalidParameter(format!(
+            "{} parameter(s) were given but the statement uses {highest}",
+            literals.len()
+        )));
+    }
+    Ok(())
+}
+
+fn param_literal(position: usize, value: &serde_json::Value) -> Result<SqlValue> {
+    Ok(match value {
+        serde_json::Value::Null => SqlValue::Null,
+        serde_json::Value::Bool(b) => SqlValue::Boolean(*b),
+        serde_json::Value::Number(n) => SqlValue::Number(n.to_string(), false),
+        serde_json::Value::String(s) => SqlValue::SingleQuotedString(s.clone()),
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+            return Err(QueryError::InvalidParameter(format!(
+                "parameter ${position} is not a JSON scalar; pass JSON documents as strings"
+            )));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_recognises_dialect_statements() {
+        let stmts = parse(
+            "CREATE NAMESPACE IF NOT EXISTS app; USE app;; SHOW TABLES IN app; \
+             CREATE USER TABLE app.t (id BIGINT PRIMARY KEY) WITH (TTL_SECONDS = 5); \
+             DROP STREAM TABLE IF EXISTS app.s; SELECT ';' AS x; DESCRIBE TABLE app.t",
+        )
+        .unwrap();
+        assert_eq!(stmts.len(), 7);
+        assert!(matches!(&stmts[0], QuiverStatement::CreateNamespace { name, if_not_exists: true } if name == "app"));
+        assert!(matches!(&stmts[1], QuiverStatement::Use { name } if name == "app"));
+        assert!(matches!(&stmts[2], QuiverStatement::ShowTables { namespace: Some(n) } if n == "app"));
+        assert!(matches!(&stmts[3], QuiverStatement::CreateTable { table_type: Some(TableType::User), .. }));
+        assert!(matches!(&stmts[4], QuiverStatement::DropTable { if_exists: true, .. }));
+        assert!(matches!(&stmts[5], QuiverStatement::Standard(_)));
+        assert!(matches!(&stmts[6], QuiverStatement::DescribeTable { .. }));
+    }
+
+    #[test]
+    fn garbage_is_a_parse_error() {
+        assert!(matches!(parse("SELEC 1"), Err(QueryError::Parse(_))));
+        assert!(matches!(parse("SELECT 1 2 3"), Err(QueryError::Parse(_))));
+        assert!(matches!(parse("'unterminated"), Err(QueryError::Parse(_))));
+        assert!(parse("  ;; ").unwrap().is_empty());
+    }
+
+    fn bound(sql: &str, params: serde_json::Value) -> Result<String> {
+        let mut stmts = parse(sql).unwrap();
+        let QuiverStatement::Standard(stmt) = &mut stmts[0] else {
+            panic!("standard statement expected")
+        };
+        bind_params(stmt, params.as_array().unwrap())?;
+        Ok(stmt.to_string())
+    }
+
+    #[test]
+    fn params_bind_as_literals() {
+        let sql = bound(
+            "SELECT * FROM t WHERE a = $1 AND b = $2 AND c = $3 AND d IS $4",
+            serde_json::json!(["it's", 5, true, null]),
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "SELECT * FROM t WHERE a = 'it''s' AND b = 5 AND c = true AND d IS NULL"
+        );
+    }
+
+    #[test]
+    fn param_count_and_type_are_checked() {
+        assert!(matches!(
+            bound("SELECT $1, $2", serde_json::json!([1])),
+            Err(QueryError::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            bound("SELECT $1", serde_json::json!([1, 2])),
+            Err(QueryError::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            bound("SELECT $1", serde_json::json!([[1]])),
+            Err(QueryError::InvalidParameter(_))
+        ));
+    }
+}

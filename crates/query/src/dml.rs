@@ -1,0 +1,593 @@
+//! INSERT (with ON CONFLICT), UPDATE and DELETE. Rows to change are found
+//! by running the statement's `WHERE` through DataFusion, so any predicate
+//! DataFusion can evaluate works; the changes of one statement are then
+//! committed in one atomic store batch while the table's writer lock is
+//! held.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{
+    Assignment, AssignmentTarget, ConflictTarget, Delete, Expr, FromTable, Ident, Insert,
+    ObjectName, OnConflictAction, OnInsert, Statement, TableFactor, TableObject, TableWithJoins,
+    Update, visit_expressions_mut,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use futures::TryStreamExt;
+use quiver_catalog::{ColumnDef, DefaultValue, TableDef, TableType};
+use quiver_common::ColumnType;
+use quiver_store::{StoredRow, Value};
+
+use crate::convert::{OutputColumn, array_to_values, display_value, rows_to_batch};
+use crate::error::{QueryError, Result};
+use crate::executor::{QuerySession, StatementOutput};
+use crate::provider::row_key;
+
+async fn collect(stream: SendableRecordBatchStream) -> Result<Vec<RecordBatch>> {
+    Ok(stream.try_collect().await?)
+}
+
+fn done(row_count: u64, verb: &str) -> StatementOutput {
+    StatementOutput::Done {
+        row_count,
+        message: format!("{verb} {row_count} row(s)"),
+    }
+}
+
+fn last_part(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn column<'a>(def: &'a TableDef, name: &str) -> Result<&'a ColumnDef> {
+    def.column(name).ok_or_else(|| {
+        QueryError::invalid(format!("column not found: {name} in {}", def.qualified_name()))
+    })
+}
+
+/// The value a column gets when an INSERT omits it.
+struct DefaultContext<'a> {
+    session: &'a QuerySession,
+    now_micros: i64,
+}
+
+impl DefaultContext<'_> {
+    fn value(&self, column: &ColumnDef) -> Value {
+        match &column.default {
+            None => Value::Null,
+            Some(DefaultValue::Literal(v)) => v.clone(),
+            Some(DefaultValue::Now) => match column.column_type {
+                ColumnType::Date => Value::Date(self.now_micros.div_euclid(86_400_000_000) as i32),
+                _ => Value::Timestamp(self.now_micros),
+            },
+            Some(DefaultValue::SnowflakeId) => {
+                Value::Int64(self.session.engine().catalog().store().seq().next().0)
+            }
+            Some(DefaultValue::UuidV7) => Value::Text(uuid::Uuid::now_v7().hyphenated().to_string()),
+            Some(DefaultValue::CurrentUser) => Value::Text(self.session.user().to_string()),
+        }
+    }
+}
+
+fn check_not_null(def: &TableDef, column: &ColumnDef, value: &Value) -> Result<()> {
+    if value.is_null() && !column.nullable {
+        return Err(QueryError::invalid(format!(
+            "null value in column {} of {} violates NOT NULL",
+            column.name,
+            def.qualified_name()
+        )));
+    }
+    Ok(())
+}
+
+/// The row's key: by primary key, or by its first `_seq` for tables
+/// without one.
+fn key_of(def: &TableDef, cells: &[Value], seq: i64) -> Result<Vec<u8>> {
+    let value = match def.primary_key {
+        Some(pk) => {
+            let index = def.columns.iter().position(|c| c.id == pk).expect("pk column exists");
+            cells[index].clone()
+        }
+        None => Value::Int64(seq),
+    };
+    row_key(def.id, &value).ok_or_else(|| QueryError::invalid("primary key cannot be NULL"))
+}
+
+fn stored(def: &TableDef, seq: i64, cells: Vec<Value>) -> StoredRow {
+    StoredRow {
+        seq,
+        deleted: false,
+        cells: def
+            .columns
+            .iter()
+            .zip(cells)
+            .filter(|(_, v)| !v.is_null())
+            .map(|(c, v)| (c.id, v))
+            .collect(),
+    }
+}
+
+enum Conflict {
+    Fail,
+    DoNothing,
+    DoUpdate {
+        assignments: Vec<Assignment>,
+        selection: Option<Expr>,
+    },
+}
+
+pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementOutput> {
+    let TableObject::TableName(name) = &insert.table else {
+        return Err(QueryError::Unsupported("INSERT into a table function".into()));
+    };
+    if insert.returning.is_some() {
+        return Err(QueryError::Unsupported("INSERT ... RETURNING".into()));
+    }
+    let table = session.resolve_table(name)?;
+    let def = table.def();
+    let targets: Vec<&ColumnDef> = if insert.columns.is_empty() {
+        def.columns.iter().collect()
+    } else {
+        let mut seen = HashSet::new();
+        insert
+            .columns
+            .iter()
+            .map(|c| {
+                let name = last_part(c);
+                if !seen.insert(name.clone()) {
+                    return Err(QueryError::invalid(format!("column {name} is listed twice")));
+                }
+                column(def, &name)
+            })
+            .collect::<Result<_>>()?
+    };
+    let conflict = match insert.on {
+        None => Conflict::Fail,
+        Some(OnInsert::OnConflict(on)) => {
+            let pk = def.primary_key_column().ok_or_else(|| {
+                QueryError::invalid(format!("{} has no primary key for ON CONFLICT", def.qualified_name()))
+            })?;
+            match &on.conflict_target {
+                Some(ConflictTarget::Columns(cols))
+                    if cols.len() == 1 && cols[0].value.eq_ignore_ascii_case(&pk.name) => {}
+                None => {}
+                Some(other) => {
+                    return Err(QueryError::invalid(format!(
+                        "ON CONFLICT target must be the primary key ({}), got {other}",
+                        pk.name
+                    )));
+                }
+            }
+            match on.action {
+                OnConflictAction::DoNothing => Conflict::DoNothing,
+                OnConflictAction::DoUpdate(update) => Conflict::DoUpdate {
+                    assignments: update.assignments,
+                    selection: update.selection,
+                },
+            }
+        }
+        Some(other) => return Err(QueryError::Unsupported(format!("INSERT {other}"))),
+    };
+    let Some(source) = insert.source else {
+        return Err(QueryError::invalid("INSERT needs VALUES or a SELECT"));
+    };
+
+    // Evaluate the source rows and convert them to the target columns.
+    let batches = collect(session.query(Statement::Query(source)).await?).await?;
+    let defaults = DefaultContext {
+        session,
+        now_micros: chrono::Utc::now().timestamp_micros(),
+    };
+    let positions: Vec<usize> = targets
+        .iter()
+        .map(|t| def.columns.iter().position(|c| c.id == t.id).expect("target column exists"))
+        .collect();
+    let mut rows: Vec<Vec<Value>> = Vec::new();
+    for batch in &batches {
+        if batch.num_columns() != targets.len() {
+            return Err(QueryError::invalid(format!(
+                "INSERT into {} has {} target column(s) but {} value(s) per row",
+                def.qualified_name(),
+                targets.len(),
+                batch.num_columns()
+            )));
+        }
+        let mut provided: Vec<Option<Vec<Value>>> = vec![None; def.columns.len()];
+        for (i, target) in targets.iter().enumerate() {
+            provided[positions[i]] = Some(array_to_values(batch.column(i), target)?);
+        }
+        for r in 0..batch.num_rows() {
+            let mut row = Vec::with_capacity(def.columns.len());
+            for (c, col) in def.columns.iter().enumerate() {
+                let value = match &provided[c] {
+                    Some(values) => values[r].clone(),
+                    None => defaults.value(col),
+                };
+                check_not_null(def, col, &value)?;
+                row.push(value);
+            }
+            rows.push(row);
+        }
+    }
+
+    let lock = session.engine().writer_lock(def.id);
+    let _writer = lock.lock().await;
+    let store = session.engine().catalog().store().clone();
+    let mut batch = store.batch();
+    let mut written = HashSet::new();
+    let mut upserts: Vec<(Vec<u8>, StoredRow, Vec<Value>)> = Vec::new();
+    let mut count = 0u64;
+    for row in rows {
+        let seq = store.seq().next().0;
+        let key = key_of(def, &row, seq)?;
+        let duplicate_key = || {
+            let pk = def.primary_key_column().map(|c| c.name.as_str()).unwrap_or("_seq");
+            let index = def.columns.iter().position(|c| Some(c.id) == def.primary_key);
+            let value = index.map(|i| display_value(&row[i])).unwrap_or_default();
+            QueryError::DuplicateKey {
+                table: def.qualified_name(),
+                key: format!("{pk} = {value}"),
+            }
+        };
+        if !written.insert(key.clone()) {
+            match conflict {
+                Conflict::DoNothing => continue,
+                Conflict::Fail => return Err(duplicate_key()),
+                Conflict::DoUpdate { .. } => {
+                    return Err(QueryError::invalid(
+                        "ON CONFLICT DO UPDATE cannot change the same row twice in one statement",
+                    ));
+                }
+            }
+        }
+        if def.primary_key.is_some()
+            && let Some(existing) = store.get_row(&key)?.filter(|r| !r.deleted)
+        {
+            match conflict {
+                Conflict::Fail => return Err(duplicate_key()),
+                Conflict::DoNothing => continue,
+                Conflict::DoUpdate { .. } => {
+                    upserts.push((key, existing, row));
+                    continue;
+                }
+            }
+        }
+        batch.put_row(&key, &stored(def, seq, row));
+        count += 1;
+    }
+    if let Conflict::DoUpdate { assignments, selection } = conflict
+        && !upserts.is_empty()
+    {
+        let updated = evaluate_upserts(def, &upserts, &assignments, selection.as_ref()).await?;
+        for (index, cells) in updated {
+            let (key, existing, _) = &upserts[index];
+            let mut new_row = StoredRow {
+                seq: store.seq().next().0,
+                deleted: false,
+                cells: existing.cells.clone(),
+            };
+            apply_cells(def, &mut new_row, cells)?;
+            batch.put_row(key, &new_row);
+            count += 1;
+        }
+    }
+    store.commit(batch)?;
+    Ok(done(count, "Inserted"))
+}
+
+/// Replaces the given cells of a stored row (NULL removes the cell),
+/// checking NOT NULL.
+fn apply_cells(def: &TableDef, row: &mut StoredRow, cells: Vec<(u32, Value)>) -> Result<()> {
+    for (id, value) in cells {
+        let column = def.columns.iter().find(|c| c.id == id).expect("assigned column exists");
+        check_not_null(def, column, &value)?;
+        row.cells.retain(|(c, _)| *c != id);
+        if !value.is_null() {
+            row.cells.push((id, value));
+        }
+    }
+    row.cells.sort_by_key(|(id, _)| *id);
+    Ok(())
+}
+
+/// The columns and expressions of `SET` assignments; the primary key
+/// cannot be assigned.
+fn assignment_targets<'a>(def: &'a TableDef, assignments: &'a [Assignment]) -> Result<Vec<(&'a ColumnDef, &'a Expr)>> {
+    let mut seen = HashSet::new();
+    assignments
+        .iter()
+        .map(|a| {
+            let AssignmentTarget::ColumnName(name) = &a.target else {
+                return Err(QueryError::Unsupported("tuple assignment in SET".into()));
+            };
+            let name = last_part(name);
+            let column = column(def, &name)?;
+            if def.primary_key == Some(column.id) {
+                return Err(QueryError::invalid(format!(
+                    "primary key column {name} of {} cannot be updated",
+                    def.qualified_name()
+                )));
+            }
+            if !seen.insert(column.id) {
+                return Err(QueryError::invalid(format!("column {name} is assigned twice")));
+            }
+            Ok((column, &a.value))
+        })
+        .collect()
+}
+
+const EXCLUDED_PREFIX: &str = "__excluded_";
+const ROW_INDEX: &str = "__row";
+
+/// Evaluates `ON CONFLICT DO UPDATE SET ... [WHERE ...]` for the
+/// conflicting rows: the existing row's columns by their names, the
+/// proposed row's as `EXCLUDED.<name>`. Returns the new cells per
+/// conflicting row index, for rows that pass the `WHERE`.
+async fn evaluate_upserts(
+    def: &TableDef,
+    upserts: &[(Vec<u8>, StoredRow, Vec<Value>)],
+    assignments: &[Assignment],
+    selection: Option<&Expr>,
+) -> Result<Vec<(usize, Vec<(u32, Value)>)>> {
+    let targets = assignment_targets(def, assignments)?;
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for prefix in ["", EXCLUDED_PREFIX] {
+        for c in &def.columns {
+            fields.push(Field::new(
+                format!("{prefix}{}", c.name),
+                quiver_catalog::arrow_type(c.column_type),
+                true,
+            ));
+            columns.push(OutputColumn::Column {
+                id: c.id,
+                ty: c.column_type,
+            });
+        }
+    }
+    fields.push(Field::new(ROW_INDEX, DataType::Int64, false));
+    columns.push(OutputColumn::Seq);
+    // One synthetic row per conflict: existing cells under their ids, the
+    // proposed cells under ids shifted past every real one.
+    let shift = def.columns.iter().map(|c| c.id).max().unwrap_or(0) + 1;
+    for c in columns.iter_mut().skip(def.columns.len()).take(def.columns.len()) {
+        if let OutputColumn::Column { id, .. } = c {
+            *id += shift;
+        }
+    }
+    let synthetic: Vec<StoredRow> = upserts
+        .iter()
+        .enumerate()
+        .map(|(i, (_, existing, proposed))| {
+            let mut cells = existing.cells.clone();
+            cells.extend(
+                def.columns
+                    .iter()
+                    .zip(proposed)
+                    .map(|(c, v)| (c.id + shift, v.clone())),
+            );
+            StoredRow {
+                seq: i as i64,
+                deleted: false,
+                cells,
+            }
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let refs: Vec<&StoredRow> = synthetic.iter().collect();
+    let batch = rows_to_batch(&schema, &columns, &refs)?;
+
+    let ctx = SessionContext::new();
+    ctx.register_batch(def.name.as_str(), batch)?;
+    let mut select = vec![ROW_INDEX.to_string()];
+    for (i, (_, expr)) in targets.iter().enumerate() {
+        select.push(format!("({}) AS __v{i}", rewrite_excluded(expr)));
+    }
+    let mut sql = format!("SELECT {} FROM \"{}\"", select.join(", "), def.name);
+    if let Some(selection) = selection {
+        sql.push_str(&format!(" WHERE {}", rewrite_excluded(selection)));
+    }
+    let results = ctx.sql(&sql).await?.collect().await?;
+    let mut out = Vec::new();
+    for batch in results {
+        let index_column = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .expect("row index is Int64")
+            .clone();
+        let values: Vec<Vec<Value>> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, (column, _))| array_to_values(batch.column(i + 1), column))
+            .collect::<Result<_>>()?;
+        for r in 0..batch.num_rows() {
+            let cells = targets
+                .iter()
+                .zip(&values)
+                .map(|((column, _), v)| (column.id, v[r].clone()))
+                .collect();
+            out.push((index_column.value(r) as usize, cells));
+        }
+    }
+    Ok(out)
+}
+
+/// `EXCLUDED.col` becomes the synthetic column `__excluded_col`.
+fn rewrite_excluded(expr: &Expr) -> Expr {
+    let mut expr = expr.clone();
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        if let Expr::CompoundIdentifier(parts) = e
+            && parts.len() == 2
+            && parts[0].value.eq_ignore_ascii_case("excluded")
+        {
+            *e = Expr::Identifier(Ident::new(format!(
+                "{EXCLUDED_PREFIX}{}",
+                parts[1].value.to_ascii_lowercase()
+            )));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    expr
+}
+
+/// The one plain table an UPDATE or DELETE names.
+fn single_table(relation: &TableWithJoins) -> Result<&ObjectName> {
+    if !relation.joins.is_empty() {
+        return Err(QueryError::Unsupported("joins in UPDATE or DELETE".into()));
+    }
+    match &relation.relation {
+        TableFactor::Table { name, .. } => Ok(name),
+        other => Err(QueryError::Unsupported(format!("UPDATE or DELETE on {other}"))),
+    }
+}
+
+/// Runs `SELECT <key>, <exprs> FROM <relation> WHERE <selection>` and
+/// returns each matching row's store key with the evaluated expressions.
+async fn matching_rows(
+    session: &QuerySession,
+    def: &TableDef,
+    relation: &TableWithJoins,
+    exprs: &[(&ColumnDef, &Expr)],
+    selection: Option<&Expr>,
+) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
+    let key_column = def.primary_key_column();
+    let mut select = vec![match key_column {
+        Some(c) => format!("\"{}\"", c.name),
+        None => "_seq".to_string(),
+    }];
+    for (i, (_, expr)) in exprs.iter().enumerate() {
+        select.push(format!("({expr}) AS __v{i}"));
+    }
+    let mut sql = format!("SELECT {} FROM {relation}", select.join(", "));
+    if let Some(selection) = selection {
+        sql.push_str(&format!(" WHERE {selection}"));
+    }
+    let statement = Parser::parse_sql(&GenericDialect {}, &sql)
+        .map_err(|e| QueryError::Internal(format!("rebuilding DML query: {e}")))?
+        .remove(0);
+    let batches = collect(session.query(statement).await?).await?;
+    let seq_column = ColumnDef {
+        id: 0,
+        name: "_seq".into(),
+        column_type: ColumnType::BigInt,
+        nullable: false,
+        default: None,
+    };
+    let mut out = Vec::new();
+    for batch in batches {
+        let keys = array_to_values(batch.column(0), key_column.unwrap_or(&seq_column))?;
+        let values: Vec<Vec<Value>> = exprs
+            .iter()
+            .enumerate()
+            .map(|(i, (column, _))| array_to_values(batch.column(i + 1), column))
+            .collect::<Result<_>>()?;
+        for (r, key) in keys.into_iter().enumerate() {
+            let key = row_key(def.id, &key).ok_or_else(|| QueryError::Internal("row without key".into()))?;
+            out.push((key, values.iter().map(|v| v[r].clone()).collect()));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn update(session: &QuerySession, update: Update) -> Result<StatementOutput> {
+    if update.from.is_some() || update.returning.is_some() || update.limit.is_some() {
+        return Err(QueryError::Unsupported("UPDATE with FROM, RETURNING or LIMIT".into()));
+    }
+    let table = session.resolve_table(single_table(&update.table)?)?;
+    let def = table.def();
+    if def.primary_key.is_none() || def.table_type == TableType::Stream {
+        return Err(QueryError::invalid(format!(
+            "{} is a STREAM table: its rows cannot be updated",
+            def.qualified_name()
+        )));
+    }
+    let targets = assignment_targets(def, &update.assignments)?;
+    let lock = session.engine().writer_lock(def.id);
+    let _writer = lock.lock().await;
+    let matches = matching_rows(session, def, &update.table, &targets, update.selection.as_ref()).await?;
+    let store = session.engine().catalog().store().clone();
+    let mut batch = store.batch();
+    let mut count = 0;
+    let mut seen: HashMap<Vec<u8>, ()> = HashMap::new();
+    for (key, values) in matches {
+        if seen.insert(key.clone(), ()).is_some() {
+            continue;
+        }
+        let Some(existing) = store.get_row(&key)?.filter(|r| !r.deleted) else {
+            continue;
+        };
+        let mut row = StoredRow {
+            seq: store.seq().next().0,
+            deleted: false,
+            cells: existing.cells,
+        };
+        let cells = targets.iter().zip(values).map(|((c, _), v)| (c.id, v)).collect();
+        apply_cells(def, &mut row, cells)?;
+        batch.put_row(&key, &row);
+        count += 1;
+    }
+    store.commit(batch)?;
+    Ok(done(count, "Updated"))
+}
+
+pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementOutput> {
+    if delete.using.is_some()
+        || delete.returning.is_some()
+        || delete.limit.is_some()
+        || !delete.order_by.is_empty()
+        || !delete.tables.is_empty()
+    {
+        return Err(QueryError::Unsupported(
+            "DELETE with USING, RETURNING, ORDER BY, LIMIT or several tables".into(),
+        ));
+    }
+    let relations = match &delete.from {
+        FromTable::WithFromKeyword(r) | FromTable::WithoutKeyword(r) => r,
+    };
+    let [relation] = relations.as_slice() else {
+        return Err(QueryError::Unsupported("DELETE from several tables".into()));
+    };
+    let table = session.resolve_table(single_table(relation)?)?;
+    let def = table.def();
+    let lock = session.engine().writer_lock(def.id);
+    let _writer = lock.lock().await;
+    let matches = matching_rows(session, def, relation, &[], delete.selection.as_ref()).await?;
+    let store = session.engine().catalog().store().clone();
+    let mut batch = store.batch();
+    let mut count = 0;
+    let mut seen = HashSet::new();
+    for (key, _) in matches {
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let Some(existing) = store.get_row(&key)?.filter(|r| !r.deleted) else {
+            continue;
+        };
+        // The tombstone keeps the primary key so that a later flush can
+        // carry it to cold storage.
+        let cells = existing
+            .cells
+            .into_iter()
+            .filter(|(id, _)| Some(*id) == def.primary_key)
+            .collect();
+        let tombstone = StoredRow {
+            seq: store.seq().next().0,
+            deleted: true,
+            cells,
+        };
+        batch.put_row(&key, &tombstone);
+        count += 1;
+    }
+    store.commit(batch)?;
+    Ok(done(count, "Deleted"))
+}

@@ -1,0 +1,400 @@
+//! The query service: parses a request's SQL, binds its parameters and runs
+//! each statement against the catalog, DataFusion and the store.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::catalog::MemoryCatalogProviderList;
+use datafusion::catalog::CatalogProviderList;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SessionState;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::common::TableReference;
+use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
+use quiver_catalog::{CachedTableData, Catalog};
+use quiver_common::{NamespaceId, TableId, TableName, UserId};
+use quiver_config::LimitsConfig;
+
+use crate::dialect::{QuiverStatement, bind_params, parse};
+use crate::error::{QueryError, Result};
+use crate::provider::{CATALOG_NAME, QuiverCatalogProvider};
+use crate::{ddl, dml};
+
+/// What one statement produced.
+pub enum StatementOutput {
+    /// A result set, streamed batch by batch.
+    Rows(SendableRecordBatchStream),
+    /// DDL or DML: rows affected and a human-readable message.
+    Done { row_count: u64, message: String },
+}
+
+impl std::fmt::Debug for StatementOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rows(_) => f.write_str("Rows(..)"),
+            Self::Done { row_count, message } => write!(f, "Done({row_count}, {message})"),
+        }
+    }
+}
+
+/// Built once per node: the catalog, the DataFusion session template and
+/// the per-table writer locks.
+pub struct QueryEngine {
+    catalog: Arc<Catalog>,
+    base_state: SessionState,
+    limits: LimitsConfig,
+    /// Serializes writers of one table (check-then-write of primary keys).
+    /// An async mutex: writers hold it while DataFusion evaluates their
+    /// `WHERE`, which awaits.
+    writers: DashMap<TableId, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine").finish_non_exhaustive()
+    }
+}
+
+impl QueryEngine {
+    /// Builds the engine; `datafusion_options` are `(datafusion.<key>,
+    /// value)` pairs applied to every session, rejected here if unknown or
+    /// invalid.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        datafusion_options: &[(String, String)],
+        limits: LimitsConfig,
+    ) -> Result<Self> {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG_NAME, quiver_catalog::DEFAULT_NAMESPACE);
+        for (key, value) in datafusion_options {
+            config
+                .options_mut()
+                .set(key, value)
+                .map_err(|e| QueryError::invalid(format!("invalid [datafusion] option {key} = {value}: {e}")))?;
+        }
+        let catalogs = MemoryCatalogProviderList::new();
+        catalogs.register_catalog(
+            CATALOG_NAME.to_string(),
+            Arc::new(QuiverCatalogProvider::new(catalog.clone())),
+        );
+        let base_state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_catalog_list(Arc::new(catalogs))
+            .with_default_features()
+            .build();
+        Ok(Self {
+            catalog,
+            base_state,
+            limits,
+            writers: DashMap::new(),
+        })
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    /// Checks a request's size limits, splits and parses its statements and
+    /// binds `params` (only allowed with a single statement).
+    pub fn prepare(&self, sql: &str, params: &[serde_json::Value]) -> Result<Vec<QuiverStatement>> {
+        if sql.len() > self.limits.max_sql_bytes {
+            return Err(QueryError::SqlTooLong {
+                len: sql.len(),
+                limit: self.limits.max_sql_bytes,
+            });
+        }
+        if params.len() > self.limits.max_params {
+            return Err(QueryError::InvalidParameter(format!(
+                "{} parameters given, more than the limit of {} ([limits] max_params)",
+                params.len(),
+                self.limits.max_params
+            )));
+        }
+        let mut statements = parse(sql)?;
+        if statements.is_empty() {
+            return Err(QueryError::EmptySql);
+        }
+        if statements.len() > self.limits.max_statements {
+            return Err(QueryError::TooManyStatements {
+                count: statements.len(),
+                limit: self.limits.max_statements,
+            });
+        }
+        if statements.len() > 1 && !params.is_empty() {
+            return Err(QueryError::ParamsWithBatch(statements.len()));
+        }
+        match statements.first_mut() {
+            Some(QuiverStatement::Standard(statement)) => bind_params(statement, params)?,
+            _ if !params.is_empty() => {
+                return Err(QueryError::InvalidParameter(
+                    "parameters can only be used in SELECT, INSERT, UPDATE and DELETE".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(statements)
+    }
+
+    /// A session for one request, with `namespace` (or `default`) as the
+    /// namespace of unqualified table names.
+    pub fn session(self: &Arc<Self>, namespace: Option<&str>, user: UserId) -> Result<QuerySession> {
+        let namespace = match namespace {
+            Some(ns) => NamespaceId::new(ns)
+                .map_err(|e| QueryError::InvalidParameter(format!("invalid namespace_id: {e}")))?,
+            None => NamespaceId::new(quiver_catalog::DEFAULT_NAMESPACE).expect("valid built-in name"),
+        };
+        Ok(QuerySession {
+            engine: self.clone(),
+            namespace,
+            user,
+        })
+    }
+
+    pub(crate) fn writer_lock(&self, table: TableId) -> Arc<tokio::sync::Mutex<()>> {
+        self.writers.entry(table).or_default().clone()
+    }
+}
+
+/// One request's execution state: the current namespace (changed by `USE`)
+/// and the user it runs as.
+#[derive(Debug)]
+pub struct QuerySession {
+    engine: Arc<QueryEngine>,
+    namespace: NamespaceId,
+    user: UserId,
+}
+
+fn batch_stream(batch: RecordBatch) -> SendableRecordBatchStream {
+    let schema = batch.schema();
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::iter([Ok(batch)]),
+    ))
+}
+
+fn done(row_count: u64, message: impl Into<String>) -> StatementOutput {
+    StatementOutput::Done {
+        row_count,
+        message: message.into(),
+    }
+}
+
+impl QuerySession {
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    pub fn namespace(&self) -> &NamespaceId {
+        &self.namespace
+    }
+
+    pub(crate) fn engine(&self) -> &QueryEngine {
+        &self.engine
+    }
+
+    /// A DataFusion context whose unqualified names resolve in the current
+    /// namespace.
+    pub(crate) fn context(&self) -> SessionContext {
+        let mut state = self.engine.base_state.clone();
+        state.config_mut().options_mut().catalog.default_schema = self.namespace.to_string();
+        SessionContext::new_with_state(state)
+    }
+
+    /// Resolves `ns.t` or `t` to a table of the catalog.
+    pub(crate) fn resolve_table(&self, name: &ObjectName) -> Result<Arc<CachedTableData>> {
+        let (namespace, table) = self.split_name(name)?;
+        let catalog = &self.engine.catalog;
+        if !catalog.namespace_exists(&namespace) {
+            return Err(QueryError::NamespaceNotFound(namespace.to_string()));
+        }
+        catalog
+            .table(&namespace, &table)
+            .ok_or_else(|| QueryError::TableNotFound(format!("{namespace}.{table}")))
+    }
+
+    fn split_name(&self, name: &ObjectName) -> Result<(NamespaceId, TableName)> {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .map(|p| p.as_ident().map(|i| i.value.clone()).unwrap_or_else(|| p.to_string()))
+            .collect();
+        let (namespace, table) = match parts.as_slice() {
+            [table] => (self.namespace.clone(), table.as_str()),
+            [ns, table] => (NamespaceId::new(ns)?, table.as_str()),
+            [catalog, ns, table] if catalog.eq_ignore_ascii_case(CATALOG_NAME) => {
+                (NamespaceId::new(ns)?, table.as_str())
+            }
+            _ => return Err(QueryError::TableNotFound(name.to_string())),
+        };
+        let table = TableName::new(table).map_err(|_| QueryError::TableNotFound(format!("{namespace}.{table}")))?;
+        Ok((namespace, table))
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&mut self, statement: QuiverStatement) -> Result<StatementOutput> {
+        let catalog = self.engine.catalog.clone();
+        match statement {
+            QuiverStatement::CreateNamespace { name, if_not_exists } => {
+                let name = NamespaceId::new(&name)?;
+                let created = catalog.create_namespace(&name, if_not_exists)?;
+                Ok(done(0, if created {
+                    format!("Namespace {name} created")
+                } else {
+                    format!("Namespace {name} already exists")
+                }))
+            }
+            QuiverStatement::DropNamespace { name, if_exists, cascade } => {
+                let name = NamespaceId::new(&name)?;
+                let dropped = catalog.drop_namespace(&name, if_exists, cascade)?;
+                Ok(done(0, if dropped {
+                    format!("Namespace {name} dropped")
+                } else {
+                    format!("Namespace {name} does not exist")
+                }))
+            }
+            QuiverStatement::Use { name } => {
+                let name = NamespaceId::new(&name)?;
+                if !catalog.namespace_exists(&name) {
+                    return Err(QueryError::NamespaceNotFound(name.to_string()));
+                }
+                self.namespace = name;
+                Ok(done(0, format!("Using namespace {}", self.namespace)))
+            }
+            QuiverStatement::ShowNamespaces => {
+                let namespaces = catalog.namespaces();
+                let counts: Vec<usize> = namespaces
+                    .iter()
+                    .map(|n| catalog.registry().tables_in(&n.name).len())
+                    .collect();
+                Ok(StatementOutput::Rows(batch_stream(ddl::show_namespaces(&namespaces, &counts)?)))
+            }
+            QuiverStatement::ShowTables { namespace } => {
+                let tables = match namespace {
+                    Some(ns) => {
+                        let ns = NamespaceId::new(&ns)?;
+                        if !catalog.namespace_exists(&ns) {
+                            return Err(QueryError::NamespaceNotFound(ns.to_string()));
+                        }
+                        catalog.registry().tables_in(&ns)
+                    }
+                    None => catalog
+                        .namespaces()
+                        .iter()
+                        .flat_map(|n| catalog.registry().tables_in(&n.name))
+                        .collect(),
+                };
+                Ok(StatementOutput::Rows(batch_stream(ddl::show_tables(&tables)?)))
+            }
+            QuiverStatement::DescribeTable { name } => {
+                let table = self.resolve_table(&name)?;
+                Ok(StatementOutput::Rows(batch_stream(ddl::describe_table(table.def())?)))
+            }
+            QuiverStatement::CreateTable { table_type, create } => {
+                let (namespace, table) = self.split_name(&create.name)?;
+                if !catalog.namespace_exists(&namespace) {
+                    return Err(QueryError::NamespaceNotFound(namespace.to_string()));
+                }
+                let def = ddl::table_def(&self.context(), namespace, table, table_type, &create).await?;
+                let qualified = def.qualified_name();
+                Ok(match catalog.create_table(def, create.if_not_exists)? {
+                    Some(_) => done(0, format!("Table {qualified} created")),
+                    None => done(0, format!("Table {qualified} already exists")),
+                })
+            }
+            QuiverStatement::DropTable { name, if_exists } => {
+                let (namespace, table) = self.split_name(&name)?;
+                if !catalog.namespace_exists(&namespace) {
+                    return if if_exists {
+                        Ok(done(0, format!("Table {namespace}.{table} does not exist")))
+                    } else {
+                        Err(QueryError::NamespaceNotFound(namespace.to_string()))
+                    };
+                }
+                let id = catalog.table(&namespace, &table).map(|t| t.def().id);
+                let dropped = catalog.drop_table(&namespace, &table, if_exists)?;
+                if let Some(id) = id {
+                    self.engine.writers.remove(&id);
+                }
+                Ok(done(0, if dropped {
+                    format!("Table {namespace}.{table} dropped")
+                } else {
+                    format!("Table {namespace}.{table} does not exist")
+                }))
+            }
+            QuiverStatement::Standard(statement) => self.execute_standard(*statement).await,
+        }
+    }
+
+    async fn execute_standard(&mut self, statement: Statement) -> Result<StatementOutput> {
+        match statement {
+            Statement::Insert(insert) => dml::insert(self, insert).await,
+            Statement::Update(update) => dml::update(self, update).await,
+            Statement::Delete(delete) => dml::delete(self, delete).await,
+            statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
+                let stream = self.query(statement).await?;
+                Ok(StatementOutput::Rows(stream))
+            }
+            other => Err(QueryError::Unsupported(statement_kind(&other))),
+        }
+    }
+
+    /// Plans and starts a query through DataFusion.
+    pub(crate) async fn query(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
+        let ctx = self.context();
+        let state = ctx.state();
+        let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
+        let references = state.resolve_table_references(&statement)?;
+        for reference in references {
+            self.check_reference(&reference)?;
+        }
+        let plan = state.statement_to_plan(statement).await?;
+        datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
+        let frame = ctx.execute_logical_plan(plan).await?;
+        Ok(frame.execute_stream().await?)
+    }
+
+    /// Names a missing namespace or table before DataFusion would.
+    fn check_reference(&self, reference: &TableReference) -> Result<()> {
+        let namespace = reference.schema().unwrap_or(self.namespace.as_str());
+        if namespace.eq_ignore_ascii_case("information_schema") {
+            return Ok(());
+        }
+        if let Some(catalog) = reference.catalog()
+            && catalog != CATALOG_NAME
+        {
+            return Err(QueryError::TableNotFound(reference.to_string()));
+        }
+        let Ok(ns) = NamespaceId::new(namespace) else {
+            return Err(QueryError::NamespaceNotFound(namespace.to_string()));
+        };
+        if !self.engine.catalog.namespace_exists(&ns) {
+            return Err(QueryError::NamespaceNotFound(ns.to_string()));
+        }
+        let found = TableName::new(reference.table())
+            .ok()
+            .and_then(|t| self.engine.catalog.table(&ns, &t));
+        if found.is_none() {
+            return Err(QueryError::TableNotFound(format!("{ns}.{}", reference.table())));
+        }
+        Ok(())
+    }
+}
+
+/// The leading words of a statement, for "unsupported statement" errors.
+fn statement_kind(statement: &Statement) -> String {
+    let text = statement.to_string();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,342 @@
+//! DataFusion's view of Quiver: the `quiver` catalog whose schemas are
+//! namespaces and whose tables scan RocksDB lazily, batch by batch, with
+//! projection, limit and primary-key equality pushed down.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::common::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use quiver_catalog::{CachedTableData, Catalog, ColumnDef, SEQ_COLUMN};
+use quiver_common::{NamespaceId, TableId, TableName};
+use quiver_store::{Store, StoredRow, Value, encode_key_value, table_prefix};
+
+use crate::convert::{OutputColumn, array_to_values, rows_to_batch};
+
+/// The name DataFusion knows the Quiver catalog by.
+pub const CATALOG_NAME: &str = "quiver";
+
+/// The full RocksDB key of a row: table prefix, then the primary key.
+/// `None` when the value cannot be a key (NULL).
+pub fn row_key(table: TableId, key: &Value) -> Option<Vec<u8>> {
+    let mut out = table_prefix(table.0).to_vec();
+    encode_key_value(key, &mut out).then_some(out)
+}
+
+#[derive(Debug)]
+pub struct QuiverCatalogProvider {
+    catalog: Arc<Catalog>,
+}
+
+impl QuiverCatalogProvider {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self { catalog }
+    }
+}
+
+impl CatalogProvider for QuiverCatalogProvider {
+    fn schema_names(&self) -> Vec<String> {
+        self.catalog
+            .namespaces()
+            .into_iter()
+            .map(|n| n.name.to_string())
+            .collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let namespace = NamespaceId::new(name).ok()?;
+        if !self.catalog.namespace_exists(&namespace) {
+            return None;
+        }
+        Some(Arc::new(NamespaceProvider {
+            catalog: self.catalog.clone(),
+            namespace,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct NamespaceProvider {
+    catalog: Arc<Catalog>,
+    namespace: NamespaceId,
+}
+
+#[async_trait]
+impl SchemaProvider for NamespaceProvider {
+    fn table_names(&self) -> Vec<String> {
+        self.catalog
+            .registry()
+            .tables_in(&self.namespace)
+            .iter()
+            .map(|t| t.def().name.to_string())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let Ok(name) = TableName::new(name) else {
+            return Ok(None);
+        };
+        Ok(self.catalog.table(&self.namespace, &name).map(|table| {
+            Arc::new(QuiverTable::new(table, self.catalog.store().clone())) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TableName::new(name)
+            .ok()
+            .is_some_and(|name| self.catalog.table(&self.namespace, &name).is_some())
+    }
+}
+
+/// A Quiver table as DataFusion scans it.
+#[derive(Debug)]
+pub struct QuiverTable {
+    table: Arc<CachedTableData>,
+    store: Arc<Store>,
+}
+
+impl QuiverTable {
+    pub fn new(table: Arc<CachedTableData>, store: Arc<Store>) -> Self {
+        Self { table, store }
+    }
+
+    /// The primary-key value `expr` pins, if it is `pk = literal`.
+    fn key_filter(&self, expr: &Expr) -> Option<Value> {
+        let pk = self.table.def().primary_key_column()?;
+        let Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) = expr
+        else {
+            return None;
+        };
+        let literal = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c))
+                if c.name == pk.name =>
+            {
+                v
+            }
+            _ => return None,
+        };
+        literal_value(literal, pk)
+    }
+}
+
+fn literal_value(literal: &datafusion::scalar::ScalarValue, column: &ColumnDef) -> Option<Value> {
+    let array = literal.to_array().ok()?;
+    let value = array_to_values(&array, column).ok()?.pop()?;
+    (!value.is_null()).then_some(value)
+}
+
+#[async_trait]
+impl TableProvider for QuiverTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.arrow_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.key_filter(f).is_some() {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let schema = self.table.arrow_schema();
+        let def = self.table.def();
+        let indices: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..schema.fields().len()).collect(),
+        };
+        let projected = Arc::new(schema.project(&indices)?);
+        let columns = indices
+            .iter()
+            .map(|&i| match def.columns.get(i) {
+                Some(c) => OutputColumn::Column {
+                    id: c.id,
+                    ty: c.column_type,
+                },
+                None => {
+                    debug_assert_eq!(schema.field(i).name(), SEQ_COLUMN);
+                    OutputColumn::Seq
+                }
+            })
+            .collect();
+        // Filters offered here are the ones answered Exact above; several
+        // key filters with different values select nothing.
+        let mut keys = filters.iter().filter_map(|f| self.key_filter(f));
+        let point = match keys.next() {
+            None => Point::All,
+            Some(first) if keys.all(|k| k == first) => Point::Key(first),
+            Some(_) => Point::Nothing,
+        };
+        let partition = HotScan {
+            store: self.store.clone(),
+            table: def.id,
+            schema: projected.clone(),
+            columns,
+            point,
+            batch_size: state.config().batch_size(),
+            limit,
+        };
+        Ok(Arc::new(StreamingTableExec::try_new(
+            projected,
+            vec![Arc::new(partition)],
+            None,
+            [],
+            false,
+            limit,
+        )?))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Point {
+    All,
+    Key(Value),
+    Nothing,
+}
+
+/// A lazy scan of a table's hot rows in primary-key order.
+#[derive(Debug)]
+struct HotScan {
+    store: Arc<Store>,
+    table: TableId,
+    schema: SchemaRef,
+    columns: Vec<OutputColumn>,
+    point: Point,
+    batch_size: usize,
+    limit: Option<usize>,
+}
+
+struct ScanState {
+    scan: Arc<HotScanShared>,
+    after: Option<Box<[u8]>>,
+    remaining: usize,
+    done: bool,
+}
+
+#[derive(Debug)]
+struct HotScanShared {
+    store: Arc<Store>,
+    table: TableId,
+    schema: SchemaRef,
+    columns: Vec<OutputColumn>,
+    batch_size: usize,
+}
+
+impl PartitionStream for HotScan {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let shared = Arc::new(HotScanShared {
+            store: self.store.clone(),
+            table: self.table,
+            schema: self.schema.clone(),
+            columns: self.columns.clone(),
+            batch_size: self.batch_size.max(1),
+        });
+        let remaining = self.limit.unwrap_or(usize::MAX);
+        match &self.point {
+            Point::Nothing => empty_stream(self.schema.clone()),
+            Point::Key(key) => {
+                let key = row_key(self.table, key);
+                let store = self.store.clone();
+                let stream = futures::stream::once(async move {
+                    let row = match key {
+                        Some(key) => store.get_row(&key).map_err(external)?,
+                        None => None,
+                    };
+                    let rows: Vec<&StoredRow> = row.iter().filter(|r| !r.deleted).collect();
+                    rows_to_batch(&shared.schema, &shared.columns, &rows).map_err(external)
+                });
+                Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+            }
+            Point::All => {
+                let state = ScanState {
+                    scan: shared,
+                    after: None,
+                    remaining,
+                    done: false,
+                };
+                let stream = futures::stream::unfold(state, |mut state| async move {
+                    let batch = next_chunk(&mut state);
+                    batch.map(|b| (b, state))
+                });
+                Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+            }
+        }
+    }
+}
+
+fn empty_stream(schema: SchemaRef) -> SendableRecordBatchStream {
+    Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty()))
+}
+
+fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Reads the next non-empty batch, or `None` at the end of the table.
+fn next_chunk(
+    state: &mut ScanState,
+) -> Option<datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>> {
+    let shared = state.scan.clone();
+    while !state.done && state.remaining > 0 {
+        let want = shared.batch_size.min(state.remaining);
+        let chunk = match shared
+            .store
+            .scan_rows(shared.table.0, state.after.as_deref(), want)
+        {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                state.done = true;
+                return Some(Err(external(e)));
+            }
+        };
+        state.done = chunk.resume_after.is_none();
+        state.after = chunk.resume_after;
+        let live: Vec<&StoredRow> = chunk
+            .rows
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| !r.deleted)
+            .take(state.remaining)
+            .collect();
+        if live.is_empty() {
+            continue;
+        }
+        state.remaining -= live.len();
+        return Some(rows_to_batch(&shared.schema, &shared.columns, &live).map_err(external));
+    }
+    None
+}

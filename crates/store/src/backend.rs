@@ -1,0 +1,264 @@
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+};
+
+use crate::keys::table_prefix;
+use crate::row::StoredRow;
+use crate::seq::SeqGenerator;
+
+const CF_META: &str = "meta";
+const CF_ROWS: &str = "rows";
+/// Meta key holding the highest `_seq` ever committed.
+const SEQ_HIGH_WATER: &[u8] = b"\0seq_high_water";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open data directory {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage error: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("corrupt {what} in storage: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Fsync the write-ahead log before a commit returns.
+    pub sync_writes: bool,
+}
+
+/// The RocksDB-backed store of one node.
+pub struct Store {
+    db: DB,
+    write_options: WriteOptions,
+    seq: SeqGenerator,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// A set of changes committed atomically by [`Store::commit`].
+pub struct Batch<'a> {
+    store: &'a Store,
+    inner: WriteBatch,
+    max_seq: Option<i64>,
+}
+
+impl Batch<'_> {
+    pub fn put_meta(&mut self, key: &[u8], value: &[u8]) {
+        self.inner.put_cf(self.store.meta(), key, value);
+    }
+
+    pub fn delete_meta(&mut self, key: &[u8]) {
+        self.inner.delete_cf(self.store.meta(), key);
+    }
+
+    /// Writes one version of a row under its full key (table prefix, then
+    /// primary key).
+    pub fn put_row(&mut self, key: &[u8], row: &StoredRow) {
+        self.inner.put_cf(self.store.rows(), key, row.encode());
+        self.max_seq = Some(self.max_seq.map_or(row.seq, |m| m.max(row.seq)));
+    }
+
+    /// Removes every row of a table.
+    pub fn delete_table_rows(&mut self, table_id: u64) {
+        let start = table_prefix(table_id);
+        let end = table_prefix(table_id + 1);
+        self.inner.delete_range_cf(self.store.rows(), start, end);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+/// One chunk of a table scan: decoded rows with their keys, and where to
+/// continue.
+#[derive(Debug, Default)]
+pub struct RowScan {
+    pub rows: Vec<(Box<[u8]>, StoredRow)>,
+    /// The key to pass as `after` for the next chunk; `None` once the table
+    /// is exhausted.
+    pub resume_after: Option<Box<[u8]>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `path`.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(path).map_err(|source| StoreError::CreateDir {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        db_options.set_keep_log_file_num(4);
+
+        let mut rows_options = Options::default();
+        let mut table_options = BlockBasedOptions::default();
+        table_options.set_bloom_filter(10.0, false);
+        rows_options.set_block_based_table_factory(&table_options);
+        rows_options.set_compression_type(DBCompressionType::Lz4);
+        rows_options.set_bottommost_compression_type(DBCompressionType::Zstd);
+
+        let families = vec![
+            ColumnFamilyDescriptor::new(CF_META, Options::default()),
+            ColumnFamilyDescriptor::new(CF_ROWS, rows_options),
+        ];
+        let db = DB::open_cf_descriptors(&db_options, path, families).map_err(open_error)?;
+
+        let high_water = match db.get_cf(db.cf_handle(CF_META).expect("meta family"), SEQ_HIGH_WATER)?
+        {
+            None => 0,
+            Some(bytes) => i64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
+                StoreError::Corrupt {
+                    what: "sequence high-water mark",
+                    detail: format!("{} bytes", bytes.len()),
+                }
+            })?),
+        };
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(options.sync_writes);
+        Ok(Self {
+            db,
+            write_options,
+            seq: SeqGenerator::starting_after(high_water),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The generator of `_seq` numbers for rows written through this store.
+    pub fn seq(&self) -> &SeqGenerator {
+        &self.seq
+    }
+
+    fn meta(&self) -> &ColumnFamily {
+        self.db.cf_handle(CF_META).expect("meta family is created at open")
+    }
+
+    fn rows(&self) -> &ColumnFamily {
+        self.db.cf_handle(CF_ROWS).expect("rows family is created at open")
+    }
+
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            store: self,
+            inner: WriteBatch::default(),
+            max_seq: None,
+        }
+    }
+
+    /// Commits a batch atomically; once this returns, the batch is in the
+    /// write-ahead log.
+    pub fn commit(&self, mut batch: Batch<'_>) -> Result<(), StoreError> {
+        if let Some(max_seq) = batch.max_seq {
+            batch
+                .inner
+                .put_cf(self.meta(), SEQ_HIGH_WATER, max_seq.to_be_bytes());
+        }
+        self.db.write_opt(batch.inner, &self.write_options)?;
+        Ok(())
+    }
+
+    pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.meta(), key)?)
+    }
+
+    /// Every meta record whose key starts with `prefix`, in key order.
+    pub fn scan_meta(&self, prefix: &[u8]) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StoreError> {
+        let mut out = Vec::new();
+        let iter = self
+            .db
+            .iterator_cf(self.meta(), IteratorMode::From(prefix, Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// The stored version of the row at `key`, tombstones included.
+    pub fn get_row(&self, key: &[u8]) -> Result<Option<StoredRow>, StoreError> {
+        match self.db.get_pinned_cf(self.rows(), key)? {
+            None => Ok(None),
+            Some(bytes) => decode_row(&bytes).map(Some),
+        }
+    }
+
+    /// Reads up to `limit` rows of a table in key order, starting after the
+    /// key `after` (or at the table's start), tombstones included.
+    pub fn scan_rows(
+        &self,
+        table_id: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<RowScan, StoreError> {
+        let prefix = table_prefix(table_id);
+        let mut read_options = ReadOptions::default();
+        read_options.set_iterate_upper_bound(table_prefix(table_id + 1).to_vec());
+        let start: &[u8] = after.unwrap_or(&prefix);
+        let mut iter = self.db.iterator_cf_opt(
+            self.rows(),
+            read_options,
+            IteratorMode::From(start, Direction::Forward),
+        );
+        let mut scan = RowScan::default();
+        while scan.rows.len() < limit {
+            let Some(item) = iter.next() else {
+                return Ok(scan);
+            };
+            let (key, value) = item?;
+            if after.is_some_and(|a| *key == *a) {
+                continue;
+            }
+            let row = decode_row(&value)?;
+            scan.rows.push((key, row));
+        }
+        scan.resume_after = scan.rows.last().map(|(k, _)| k.clone());
+        Ok(scan)
+    }
+
+    /// Flushes memtables and syncs the write-ahead log.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+}
+
+fn decode_row(bytes: &[u8]) -> Result<StoredRow, StoreError> {
+    StoredRow::decode(bytes).map_err(|e| StoreError::Corrupt {
+        what: "row",
+        detail: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

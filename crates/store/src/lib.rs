@@ -1,0 +1,15 @@
+//! Quiver's storage backend: RocksDB holds catalog records and hot table
+//! rows, each statement committed in one atomic, write-ahead-logged batch.
+//! Row keys sort by table, then by the primary key's order-preserving
+//! encoding; row values carry `_seq`, `_deleted` and the cells by stable
+//! column id.
+
+mod backend;
+mod keys;
+mod row;
+mod seq;
+
+pub use backend::{Batch, RowScan, Store, StoreError, StoreOptions};
+pub use keys::{encode_key_value, table_prefix};
+pub use row::{StoredRow, Value};
+pub use seq::SeqGenerator;

@@ -1,0 +1,9 @@
+//! Test harness: real Quiver nodes on `127.0.0.1:0` with their own
+//! temporary data directories, an HTTP client for them, and the
+//! sqllogictest adapters that run `.slt` files in-process and over HTTP.
+
+mod server;
+mod slt;
+
+pub use server::{Response, TestServer, test_config};
+pub use slt::{HttpDb, InProcessDb, SltError, run_slt_file, slt_files};

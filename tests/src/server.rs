@@ -108,7 +108,9 @@ impl TestServer {
             ..
         } = self;
         shutdown.cancel();
-        task.await.expect("server task").expect("server stops cleanly");
+        task.await
+            .expect("server task")
+            .expect("server stops cleanly");
         drop(context);
         _temp
     }

@@ -79,7 +79,9 @@ impl InProcessDb {
         let mut last = Value::Null;
         for statement in statements {
             last = match session.execute(statement).await.map_err(fail)? {
-                StatementOutput::Done { row_count, .. } => serde_json::json!({ "row_count": row_count }),
+                StatementOutput::Done { row_count, .. } => {
+                    serde_json::json!({ "row_count": row_count })
+                }
                 StatementOutput::Rows(mut stream) => {
                     let schema = quiver_api::schema_json(&stream.schema());
                     let mut out = b"[".to_vec();

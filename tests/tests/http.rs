@@ -16,7 +16,10 @@ async fn select_one_has_the_contract_envelope() {
     assert_eq!(result["row_count"], 1);
     assert_eq!(result["as_user"], "root");
     assert_eq!(result["rows"], json!([["1", "x"]]));
-    assert_eq!(result["schema"][0], json!({"name": "one", "data_type": "BigInt", "index": 0, "flags": ["nn"]}));
+    assert_eq!(
+        result["schema"][0],
+        json!({"name": "one", "data_type": "BigInt", "index": 0, "flags": ["nn"]})
+    );
     assert_eq!(result["schema"][1]["data_type"], "Text");
     server.stop().await;
 }
@@ -56,22 +59,39 @@ async fn two_nodes_in_one_process_are_independent() {
 async fn data_survives_restart_and_seq_keeps_increasing() {
     let server = TestServer::start().await;
     server.sql_ok("CREATE NAMESPACE app; CREATE TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT, at TIMESTAMP DEFAULT NOW())").await;
-    server.sql_ok("INSERT INTO app.notes (id, body) VALUES (1, 'one'), (2, 'two'), (3, 'three')").await;
-    server.sql_ok("DELETE FROM app.notes WHERE id = 2; UPDATE app.notes SET body = 'uno' WHERE id = 1").await;
+    server
+        .sql_ok("INSERT INTO app.notes (id, body) VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+        .await;
+    server
+        .sql_ok(
+            "DELETE FROM app.notes WHERE id = 2; UPDATE app.notes SET body = 'uno' WHERE id = 1",
+        )
+        .await;
     let before = server.sql_ok("SELECT MAX(_seq) FROM app.notes").await;
     let max_before: i64 = before.rows(0)[0][0].as_str().unwrap().parse().unwrap();
 
     let server = server.restart().await;
-    let response = server.sql_ok("SELECT id, body FROM app.notes ORDER BY id").await;
-    assert_eq!(response.rows(0), &vec![json!(["1", "uno"]), json!(["3", "three"])]);
+    let response = server
+        .sql_ok("SELECT id, body FROM app.notes ORDER BY id")
+        .await;
+    assert_eq!(
+        response.rows(0),
+        &vec![json!(["1", "uno"]), json!(["3", "three"])]
+    );
     let tables = server.sql_ok("SHOW TABLES IN app").await;
     assert_eq!(tables.rows(0).len(), 1);
-    server.sql_ok("INSERT INTO app.notes (id, body) VALUES (4, 'four')").await;
-    let after = server.sql_ok("SELECT _seq FROM app.notes WHERE id = 4").await;
+    server
+        .sql_ok("INSERT INTO app.notes (id, body) VALUES (4, 'four')")
+        .await;
+    let after = server
+        .sql_ok("SELECT _seq FROM app.notes WHERE id = 4")
+        .await;
     let seq_after: i64 = after.rows(0)[0][0].as_str().unwrap().parse().unwrap();
     assert!(seq_after > max_before, "{seq_after} <= {max_before}");
     // The primary key is still enforced against rows from before the restart.
-    let duplicate = server.sql("INSERT INTO app.notes (id, body) VALUES (3, 'again')").await;
+    let duplicate = server
+        .sql("INSERT INTO app.notes (id, body) VALUES (3, 'again')")
+        .await;
     assert_eq!(duplicate.code(), "SQL_EXECUTION_ERROR");
     server.stop().await;
 }
@@ -79,7 +99,11 @@ async fn data_survives_restart_and_seq_keeps_increasing() {
 #[tokio::test]
 async fn params_bind_positionally() {
     let server = TestServer::start().await;
-    server.sql_ok("CREATE TABLE default.p (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, ok BOOLEAN)").await;
+    server
+        .sql_ok(
+            "CREATE TABLE default.p (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, ok BOOLEAN)",
+        )
+        .await;
     let insert = server
         .post(json!({"sql": "INSERT INTO p VALUES ($1, $2, $3, $4)", "params": [7, "o'neil", 2.5, true]}))
         .await;
@@ -90,19 +114,37 @@ async fn params_bind_positionally() {
         .await;
     assert_eq!(select.rows(0), &vec![json!(["o'neil", 2.5, true])]);
 
-    let too_few = server.post(json!({"sql": "SELECT $1, $2", "params": [1]})).await;
+    let too_few = server
+        .post(json!({"sql": "SELECT $1, $2", "params": [1]}))
+        .await;
     assert_eq!((too_few.status, too_few.code()), (400, "INVALID_PARAMETER"));
-    let too_many = server.post(json!({"sql": "SELECT $1", "params": [1, 2]})).await;
-    assert_eq!((too_many.status, too_many.code()), (400, "INVALID_PARAMETER"));
-    let not_scalar = server.post(json!({"sql": "SELECT $1", "params": [{"a": 1}]})).await;
+    let too_many = server
+        .post(json!({"sql": "SELECT $1", "params": [1, 2]}))
+        .await;
+    assert_eq!(
+        (too_many.status, too_many.code()),
+        (400, "INVALID_PARAMETER")
+    );
+    let not_scalar = server
+        .post(json!({"sql": "SELECT $1", "params": [{"a": 1}]}))
+        .await;
     assert_eq!(not_scalar.code(), "INVALID_PARAMETER");
-    let batch = server.post(json!({"sql": "SELECT $1; SELECT 2", "params": [1]})).await;
+    let batch = server
+        .post(json!({"sql": "SELECT $1; SELECT 2", "params": [1]}))
+        .await;
     assert_eq!((batch.status, batch.code()), (400, "PARAMS_WITH_BATCH"));
     let wrong_type = server
         .post(json!({"sql": "INSERT INTO p (id) VALUES ($1)", "params": ["seven"]}))
         .await;
-    assert_eq!((wrong_type.status, wrong_type.code()), (400, "SQL_EXECUTION_ERROR"));
-    assert!(wrong_type.message().contains("column id"), "{}", wrong_type.message());
+    assert_eq!(
+        (wrong_type.status, wrong_type.code()),
+        (400, "SQL_EXECUTION_ERROR")
+    );
+    assert!(
+        wrong_type.message().contains("column id"),
+        "{}",
+        wrong_type.message()
+    );
     server.stop().await;
 }
 
@@ -120,7 +162,9 @@ async fn batches_return_one_result_per_statement_and_stop_at_the_first_error() {
     assert!(results[2].get("rows").is_none());
     assert_eq!(results[3]["rows"], json!([["2"]]));
 
-    let failing = server.sql("INSERT INTO b.t VALUES (3); SELECT * FROM b.missing; INSERT INTO b.t VALUES (4)").await;
+    let failing = server
+        .sql("INSERT INTO b.t VALUES (3); SELECT * FROM b.missing; INSERT INTO b.t VALUES (4)")
+        .await;
     assert_eq!(failing.status, 404);
     assert_eq!(failing.code(), "TABLE_NOT_FOUND");
     assert_eq!(failing.message(), "table not found: b.missing");
@@ -136,17 +180,23 @@ async fn batches_return_one_result_per_statement_and_stop_at_the_first_error() {
 #[tokio::test]
 async fn namespace_id_sets_the_default_namespace() {
     let server = TestServer::start().await;
-    server.sql_ok("CREATE NAMESPACE inv; CREATE TABLE inv.stock (sku TEXT PRIMARY KEY, qty INT)").await;
+    server
+        .sql_ok("CREATE NAMESPACE inv; CREATE TABLE inv.stock (sku TEXT PRIMARY KEY, qty INT)")
+        .await;
     let insert = server
         .post(json!({"sql": "INSERT INTO stock VALUES ('a', 1)", "namespace_id": "inv"}))
         .await;
     assert_eq!(insert.status, 200, "{}", insert.body);
-    let select = server.post(json!({"sql": "SELECT qty FROM stock", "namespace_id": "inv"})).await;
+    let select = server
+        .post(json!({"sql": "SELECT qty FROM stock", "namespace_id": "inv"}))
+        .await;
     assert_eq!(select.rows(0), &vec![json!([1])]);
     let unqualified = server.sql("SELECT qty FROM stock").await;
     assert_eq!(unqualified.code(), "TABLE_NOT_FOUND");
     assert_eq!(unqualified.message(), "table not found: default.stock");
-    let bad = server.post(json!({"sql": "SELECT 1", "namespace_id": "no such"})).await;
+    let bad = server
+        .post(json!({"sql": "SELECT 1", "namespace_id": "no such"}))
+        .await;
     assert_eq!(bad.code(), "INVALID_PARAMETER");
     server.stop().await;
 }
@@ -164,24 +214,85 @@ async fn bad_requests_get_the_error_envelope() {
     let cases: Vec<(reqwest::Body, u16, &str)> = vec![
         ("{not json".into(), 400, "INVALID_PARAMETER"),
         ("[]".into(), 400, "INVALID_PARAMETER"),
-        (json!({"sql": 5}).to_string().into(), 400, "INVALID_PARAMETER"),
+        (
+            json!({"sql": 5}).to_string().into(),
+            400,
+            "INVALID_PARAMETER",
+        ),
         (json!({"sql": ""}).to_string().into(), 400, "EMPTY_SQL"),
         (json!({}).to_string().into(), 400, "EMPTY_SQL"),
-        (json!({"sql": " ;; -- nothing\n"}).to_string().into(), 400, "EMPTY_SQL"),
-        (json!({"sql": "SELEKT 1"}).to_string().into(), 400, "INVALID_SQL"),
-        (json!({"sql": "SELECT * FROM default.nope"}).to_string().into(), 404, "TABLE_NOT_FOUND"),
-        (json!({"sql": "SELECT * FROM nons.nope"}).to_string().into(), 404, "TABLE_NOT_FOUND"),
-        (json!({"sql": format!("SELECT '{}'", "x".repeat(1000))}).to_string().into(), 400, "INVALID_SQL"),
+        (
+            json!({"sql": " ;; -- nothing\n"}).to_string().into(),
+            400,
+            "EMPTY_SQL",
+        ),
+        (
+            json!({"sql": "SELEKT 1"}).to_string().into(),
+            400,
+            "INVALID_SQL",
+        ),
+        (
+            json!({"sql": "SELECT * FROM default.nope"})
+                .to_string()
+                .into(),
+            404,
+            "TABLE_NOT_FOUND",
+        ),
+        (
+            json!({"sql": "SELECT * FROM nons.nope"}).to_string().into(),
+            404,
+            "TABLE_NOT_FOUND",
+        ),
+        (
+            json!({"sql": format!("SELECT '{}'", "x".repeat(1000))})
+                .to_string()
+                .into(),
+            400,
+            "INVALID_SQL",
+        ),
         ("x".repeat(5000).into(), 413, "PAYLOAD_TOO_LARGE"),
-        (json!({"sql": "SELECT 1; SELECT 2; SELECT 3; SELECT 4"}).to_string().into(), 400, "INVALID_SQL"),
-        (json!({"sql": "SELECT $1", "params": [1, 2, 3]}).to_string().into(), 400, "INVALID_PARAMETER"),
-        (json!({"sql": "SELECT * FROM generate_series(1, 10)"}).to_string().into(), 400, "RESULT_TOO_LARGE"),
-        (json!({"sql": "CREATE VIEW v AS SELECT 1"}).to_string().into(), 400, "INVALID_SQL"),
-        (json!({"sql": "SELECT 1", "extra": true}).to_string().into(), 400, "INVALID_PARAMETER"),
+        (
+            json!({"sql": "SELECT 1; SELECT 2; SELECT 3; SELECT 4"})
+                .to_string()
+                .into(),
+            400,
+            "INVALID_SQL",
+        ),
+        (
+            json!({"sql": "SELECT $1", "params": [1, 2, 3]})
+                .to_string()
+                .into(),
+            400,
+            "INVALID_PARAMETER",
+        ),
+        (
+            json!({"sql": "SELECT * FROM generate_series(1, 10)"})
+                .to_string()
+                .into(),
+            400,
+            "RESULT_TOO_LARGE",
+        ),
+        (
+            json!({"sql": "CREATE VIEW v AS SELECT 1"})
+                .to_string()
+                .into(),
+            400,
+            "INVALID_SQL",
+        ),
+        (
+            json!({"sql": "SELECT 1", "extra": true}).to_string().into(),
+            400,
+            "INVALID_PARAMETER",
+        ),
     ];
     for (body, status, code) in cases {
         let response = server.post_raw(body).await;
-        assert_eq!((response.status, response.code()), (status, code), "{}", response.body);
+        assert_eq!(
+            (response.status, response.code()),
+            (status, code),
+            "{}",
+            response.body
+        );
         assert_eq!(response.body["status"], "error");
         assert!(!response.message().is_empty());
         assert!(response.body["took"].is_number());
@@ -189,7 +300,11 @@ async fn bad_requests_get_the_error_envelope() {
     let fits = server.sql("SELECT * FROM generate_series(1, 5)").await;
     assert_eq!(fits.status, 200);
     let too_large = server.sql("SELECT * FROM generate_series(1, 10)").await;
-    assert!(too_large.message().contains("max_result_rows"), "{}", too_large.message());
+    assert!(
+        too_large.message().contains("max_result_rows"),
+        "{}",
+        too_large.message()
+    );
     server.stop().await;
 }
 
@@ -211,7 +326,9 @@ async fn every_type_round_trips_over_http() {
         .await;
     assert_eq!(insert.status, 200, "{}", insert.body);
     server.sql_ok("INSERT INTO t (id) VALUES (2)").await;
-    let select = server.sql_ok("SELECT id, b, s, big, f, d, txt, ts, dt, j, by, u, dec FROM t ORDER BY id").await;
+    let select = server
+        .sql_ok("SELECT id, b, s, big, f, d, txt, ts, dt, j, by, u, dec FROM t ORDER BY id")
+        .await;
     let schema: Vec<_> = select.body["results"][0]["schema"]
         .as_array()
         .unwrap()
@@ -221,12 +338,25 @@ async fn every_type_round_trips_over_http() {
     assert_eq!(
         schema,
         vec![
-            json!("Int"), json!("Boolean"), json!("SmallInt"), json!("BigInt"), json!("Float"), json!("Double"),
-            json!("Text"), json!("Timestamp"), json!("Date"), json!("Json"), json!("Bytes"), json!("Uuid"),
+            json!("Int"),
+            json!("Boolean"),
+            json!("SmallInt"),
+            json!("BigInt"),
+            json!("Float"),
+            json!("Double"),
+            json!("Text"),
+            json!("Timestamp"),
+            json!("Date"),
+            json!("Json"),
+            json!("Bytes"),
+            json!("Uuid"),
             json!({"Decimal": {"precision": 10, "scale": 2}}),
         ]
     );
-    assert_eq!(select.body["results"][0]["schema"][0]["flags"], json!(["pk", "nn"]));
+    assert_eq!(
+        select.body["results"][0]["schema"][0]["flags"],
+        json!(["pk", "nn"])
+    );
     assert_eq!(
         select.rows(0)[0],
         json!([1, true, 7, "9007199254740993", 0.5, 1.25, "snow ☃", 1704164645000006i64, "2024-12-31",
@@ -234,7 +364,9 @@ async fn every_type_round_trips_over_http() {
     );
     assert_eq!(
         select.rows(0)[1],
-        json!([2, null, null, null, null, null, null, null, null, null, null, null, null])
+        json!([
+            2, null, null, null, null, null, null, null, null, null, null, null, null
+        ])
     );
     server.stop().await;
 }

@@ -9,7 +9,10 @@ async fn slt_in_process() {
     assert!(!files.is_empty(), "no .slt files found");
     let mut failures = Vec::new();
     for file in files {
-        let result = run_slt_file(&file, || async { Ok::<_, quiver_tests::SltError>(InProcessDb::new()) }).await;
+        let result = run_slt_file(&file, || async {
+            Ok::<_, quiver_tests::SltError>(InProcessDb::new())
+        })
+        .await;
         if let Err(e) = result {
             failures.push(e);
         }

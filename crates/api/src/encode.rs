@@ -5,9 +5,7 @@
 use std::io::Write;
 
 use base64::Engine;
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Date64Type, Field, Float32Type, Float64Type, Int8Type, Int16Type,
     Int32Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
@@ -36,7 +34,9 @@ fn field_json(index: usize, field: &Field) -> Json {
             json!({ "Decimal": { "precision": precision, "scale": scale } })
         }
         Some(ty) => json!(ty.wire_name()),
-        None if matches!(field.data_type(), DataType::Time32(_) | DataType::Time64(_)) => json!("Time"),
+        None if matches!(field.data_type(), DataType::Time32(_) | DataType::Time64(_)) => {
+            json!("Time")
+        }
         None => json!("Json"),
     };
     let mut out = json!({ "name": field.name(), "data_type": data_type, "index": index });
@@ -145,10 +145,17 @@ impl<'a> CellWriter<'a> {
             DataType::Int64 => quoted(out, array.as_primitive::<Int64Type>().value(row)),
             DataType::UInt64 => quoted(out, array.as_primitive::<UInt64Type>().value(row)),
             DataType::Float16 => write_float(
-                f64::from(array.as_primitive::<datafusion::arrow::datatypes::Float16Type>().value(row)),
+                f64::from(
+                    array
+                        .as_primitive::<datafusion::arrow::datatypes::Float16Type>()
+                        .value(row),
+                ),
                 out,
             ),
-            DataType::Float32 => write_float(f64::from(array.as_primitive::<Float32Type>().value(row)), out),
+            DataType::Float32 => write_float(
+                f64::from(array.as_primitive::<Float32Type>().value(row)),
+                out,
+            ),
             DataType::Float64 => write_float(array.as_primitive::<Float64Type>().value(row), out),
             DataType::Utf8 => self.text(array.as_string::<i32>().value(row), out),
             DataType::LargeUtf8 => self.text(array.as_string::<i64>().value(row), out),
@@ -159,10 +166,18 @@ impl<'a> CellWriter<'a> {
             DataType::FixedSizeBinary(_) => base64(array.as_fixed_size_binary().value(row), out),
             DataType::Timestamp(unit, _) => {
                 let micros = match unit {
-                    TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row) * 1_000_000,
-                    TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row) * 1_000,
-                    TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
-                    TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row) / 1_000,
+                    TimeUnit::Second => {
+                        array.as_primitive::<TimestampSecondType>().value(row) * 1_000_000
+                    }
+                    TimeUnit::Millisecond => {
+                        array.as_primitive::<TimestampMillisecondType>().value(row) * 1_000
+                    }
+                    TimeUnit::Microsecond => {
+                        array.as_primitive::<TimestampMicrosecondType>().value(row)
+                    }
+                    TimeUnit::Nanosecond => {
+                        array.as_primitive::<TimestampNanosecondType>().value(row) / 1_000
+                    }
                 };
                 number(out, micros);
             }
@@ -201,7 +216,10 @@ fn quoted(out: &mut Vec<u8>, v: impl std::fmt::Display) {
 }
 
 fn base64(bytes: &[u8], out: &mut Vec<u8>) {
-    write_str(&base64::engine::general_purpose::STANDARD.encode(bytes), out);
+    write_str(
+        &base64::engine::general_purpose::STANDARD.encode(bytes),
+        out,
+    );
 }
 
 fn date(out: &mut Vec<u8>, millis: i64) {
@@ -216,8 +234,8 @@ mod tests {
     use std::sync::Arc;
 
     use datafusion::arrow::array::{
-        BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array, Int64Array,
-        StringArray, TimestampMicrosecondArray,
+        BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array,
+        Int64Array, StringArray, TimestampMicrosecondArray,
     };
     use datafusion::arrow::datatypes::Schema;
 
@@ -226,7 +244,9 @@ mod tests {
     #[test]
     fn encodes_every_type_as_the_contract_says() {
         let json_field = Field::new("doc", DataType::Utf8, true).with_metadata(
-            [("quiver.type".to_string(), "Json".to_string())].into_iter().collect(),
+            [("quiver.type".to_string(), "Json".to_string())]
+                .into_iter()
+                .collect(),
         );
         let schema = Arc::new(Schema::new(vec![
             Field::new("i", DataType::Int32, true),
@@ -248,7 +268,10 @@ mod tests {
                 Arc::new(Float64Array::from(vec![Some(1.5), Some(f64::NAN)])),
                 Arc::new(StringArray::from(vec![Some("a\"b"), None])),
                 Arc::new(BooleanArray::from(vec![Some(true), None])),
-                Arc::new(TimestampMicrosecondArray::from(vec![Some(1_700_000_000_123_456), None])),
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    Some(1_700_000_000_123_456),
+                    None,
+                ])),
                 Arc::new(Date32Array::from(vec![Some(19724), None])),
                 Arc::new(BinaryArray::from(vec![Some(&b"hi"[..]), None])),
                 Arc::new(
@@ -270,7 +293,10 @@ mod tests {
         let schema = schema_json(&schema);
         assert_eq!(schema[1]["data_type"], "BigInt");
         assert_eq!(schema[1]["flags"], json!(["nn"]));
-        assert_eq!(schema[8]["data_type"], json!({"Decimal": {"precision": 10, "scale": 2}}));
+        assert_eq!(
+            schema[8]["data_type"],
+            json!({"Decimal": {"precision": 10, "scale": 2}})
+        );
         assert_eq!(schema[9]["data_type"], "Json");
     }
 }

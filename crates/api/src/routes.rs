@@ -89,7 +89,10 @@ fn finish_body(mut body: Vec<u8>, took_ms: f64) -> Vec<u8> {
     body
 }
 
-async fn run_sql(state: &ApiState, body: Result<Bytes, BytesRejection>) -> Result<Vec<u8>, ApiError> {
+async fn run_sql(
+    state: &ApiState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<u8>, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -100,15 +103,27 @@ async fn run_sql(state: &ApiState, body: Result<Bytes, BytesRejection>) -> Resul
                 ),
             )
         } else {
-            ApiError::new(ErrorCode::InvalidParameter, format!("cannot read request body: {rejection}"))
+            ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!("cannot read request body: {rejection}"),
+            )
         }
     })?;
-    let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
+    let malformed = |e: String| {
         ApiError::new(
             ErrorCode::InvalidParameter,
-            format!("malformed request body: {e}; expected {{\"sql\": \"...\", \"params\": [...], \"namespace_id\": \"...\"}}"),
+            format!(
+                "malformed request body: {e}; expected {{\"sql\": \"...\", \"params\": [...], \"namespace_id\": \"...\"}}"
+            ),
         )
-    })?;
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| malformed(e.to_string()))?;
+    if !value.is_object() {
+        return Err(malformed("the body must be a JSON object".to_string()));
+    }
+    let request: SqlRequest =
+        serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
     let params = request.params.unwrap_or_default();
     let engine = &state.engine;
     let statements = engine
@@ -154,7 +169,8 @@ async fn run_sql(state: &ApiState, body: Result<Bytes, BytesRejection>) -> Resul
                 out.extend_from_slice(b"],\"row_count\":");
                 out.extend_from_slice(rows.to_string().as_bytes());
                 out.extend_from_slice(b",\"as_user\":");
-                serde_json::to_writer(&mut out, user.as_str()).expect("writing to a Vec cannot fail");
+                serde_json::to_writer(&mut out, user.as_str())
+                    .expect("writing to a Vec cannot fail");
                 out.push(b'}');
             }
         }

@@ -20,8 +20,13 @@ pub enum CatalogError {
     NamespaceExists(NamespaceId),
     #[error("namespace not found: {0}")]
     NamespaceNotFound(NamespaceId),
-    #[error("namespace {namespace} is not empty ({tables} table(s)); use DROP NAMESPACE {namespace} CASCADE")]
-    NamespaceNotEmpty { namespace: NamespaceId, tables: usize },
+    #[error(
+        "namespace {namespace} is not empty ({tables} table(s)); use DROP NAMESPACE {namespace} CASCADE"
+    )]
+    NamespaceNotEmpty {
+        namespace: NamespaceId,
+        tables: usize,
+    },
     #[error("namespace {0} is built in and cannot be dropped")]
     NamespaceBuiltIn(NamespaceId),
     #[error("table already exists: {0}")]
@@ -114,7 +119,11 @@ impl Catalog {
 
     /// Creates a namespace; returns `false` when it existed and
     /// `if_not_exists` was set.
-    pub fn create_namespace(&self, name: &NamespaceId, if_not_exists: bool) -> Result<bool, CatalogError> {
+    pub fn create_namespace(
+        &self,
+        name: &NamespaceId,
+        if_not_exists: bool,
+    ) -> Result<bool, CatalogError> {
         let _ddl = self.ddl.lock();
         if self.namespaces.contains_key(name) {
             return if if_not_exists {
@@ -128,7 +137,10 @@ impl Catalog {
             created_at: now_micros(),
         };
         let mut batch = self.store.batch();
-        batch.put_meta(&namespace_key(name), &serde_json::to_vec(&def).expect("serializable"));
+        batch.put_meta(
+            &namespace_key(name),
+            &serde_json::to_vec(&def).expect("serializable"),
+        );
         self.store.commit(batch)?;
         self.namespaces.insert(name.clone(), def);
         Ok(true)
@@ -190,7 +202,11 @@ impl Catalog {
         if !self.namespaces.contains_key(&def.namespace) {
             return Err(CatalogError::NamespaceNotFound(def.namespace.clone()));
         }
-        if self.registry.get_by_name(&def.namespace, &def.name).is_some() {
+        if self
+            .registry
+            .get_by_name(&def.namespace, &def.name)
+            .is_some()
+        {
             return if if_not_exists {
                 Ok(None)
             } else {
@@ -211,7 +227,10 @@ impl Catalog {
         def.created_at = now_micros();
         let mut batch = self.store.batch();
         batch.put_meta(NEXT_TABLE_ID, &(id + 1).to_be_bytes());
-        batch.put_meta(&table_key(def.id), &serde_json::to_vec(&def).expect("serializable"));
+        batch.put_meta(
+            &table_key(def.id),
+            &serde_json::to_vec(&def).expect("serializable"),
+        );
         // A crashed earlier attempt cannot have left rows under a fresh id,
         // but clearing the range keeps that true by construction.
         batch.delete_table_rows(id);

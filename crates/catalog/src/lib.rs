@@ -11,7 +11,7 @@ mod registry;
 pub use catalog::DEFAULT_NAMESPACE;
 
 pub use arrow_types::{
-    FIELD_TYPE_KEY, PK_FLAG_KEY, SEQ_COLUMN, DELETED_COLUMN, arrow_type, column_type_of_field,
+    DELETED_COLUMN, FIELD_TYPE_KEY, PK_FLAG_KEY, SEQ_COLUMN, arrow_type, column_type_of_field,
 };
 pub use catalog::{Catalog, CatalogError};
 pub use defs::{

@@ -41,9 +41,8 @@ pub fn build_schema(def: &TableDef) -> Schema {
         .columns
         .iter()
         .map(|c| {
-            Field::new(&c.name, arrow_type(c.column_type), c.nullable).with_metadata(
-                field_metadata(c.column_type, def.primary_key == Some(c.id)),
-            )
+            Field::new(&c.name, arrow_type(c.column_type), c.nullable)
+                .with_metadata(field_metadata(c.column_type, def.primary_key == Some(c.id)))
         })
         .collect();
     fields.push(Field::new(SEQ_COLUMN, DataType::Int64, false));
@@ -64,7 +63,11 @@ impl SchemaRegistry {
         self.tables.get(&id).map(|e| e.value().clone())
     }
 
-    pub fn get_by_name(&self, namespace: &NamespaceId, name: &TableName) -> Option<Arc<CachedTableData>> {
+    pub fn get_by_name(
+        &self,
+        namespace: &NamespaceId,
+        name: &TableName,
+    ) -> Option<Arc<CachedTableData>> {
         let id = *self.by_name.get(&(namespace.clone(), name.clone()))?;
         self.get(id)
     }

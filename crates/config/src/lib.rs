@@ -10,4 +10,3 @@ pub use load::{ConfigError, ConfigSource, ENV_PREFIX, load};
 pub use model::{
     Config, DataFusionConfig, LimitsConfig, LogFormat, LoggingConfig, ServerConfig, StorageConfig,
 };
-

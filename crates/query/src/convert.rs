@@ -6,7 +6,7 @@ use arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
     Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array,
     Float64Builder, Int16Array, Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder,
-    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+    RecordBatch, RecordBatchOptions, StringArray, StringBuilder, TimestampMicrosecondArray,
     TimestampMicrosecondBuilder,
 };
 use arrow::compute::{CastOptions, cast_with_options};
@@ -40,7 +40,8 @@ pub fn rows_to_batch(
             OutputColumn::Column { id, ty } => build_array(*ty, rows.iter().map(|r| r.cell(*id))),
         })
         .collect();
-    RecordBatch::try_new(schema.clone(), arrays)
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+    RecordBatch::try_new_with_options(schema.clone(), arrays, &options)
         .map_err(|e| QueryError::Internal(format!("building scan batch: {e}")))
 }
 
@@ -131,7 +132,10 @@ pub fn array_to_values(array: &ArrayRef, column: &ColumnDef) -> Result<Vec<Value
     let mut out = Vec::with_capacity(len);
     macro_rules! each {
         ($array:ty, $wrap:expr) => {{
-            let typed = cast.as_any().downcast_ref::<$array>().expect("cast result type");
+            let typed = cast
+                .as_any()
+                .downcast_ref::<$array>()
+                .expect("cast result type");
             for i in 0..len {
                 out.push(if typed.is_null(i) {
                     Value::Null
@@ -234,7 +238,9 @@ mod tests {
         let json: ArrayRef = Arc::new(StringArray::from(vec!["{\"a\": 1}", "{oops"]));
         assert!(array_to_values(&json, &column(ColumnType::Json)).is_err());
 
-        let uuid: ArrayRef = Arc::new(StringArray::from(vec!["67E55044-10B1-426F-9247-BB680E5FE0C8"]));
+        let uuid: ArrayRef = Arc::new(StringArray::from(vec![
+            "67E55044-10B1-426F-9247-BB680E5FE0C8",
+        ]));
         assert_eq!(
             array_to_values(&uuid, &column(ColumnType::Uuid)).unwrap(),
             vec![Value::Text("67e55044-10b1-426f-9247-bb680e5fe0c8".into())]

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
@@ -31,7 +33,8 @@ pub async fn table_def(
     keyword_type: Option<TableType>,
     create: &CreateTable,
 ) -> Result<TableDef> {
-    let unsupported = |what: &str| Err(QueryError::Unsupported(format!("CREATE TABLE with {what}")));
+    let unsupported =
+        |what: &str| Err(QueryError::Unsupported(format!("CREATE TABLE with {what}")));
     if create.query.is_some() {
         return unsupported("AS SELECT");
     }
@@ -77,7 +80,9 @@ pub async fn table_def(
             )));
         }
         if columns.iter().any(|c| c.name == column_name) {
-            return Err(QueryError::invalid(format!("duplicate column name: {column_name}")));
+            return Err(QueryError::invalid(format!(
+                "duplicate column name: {column_name}"
+            )));
         }
         let column_type = column_type(&column.data_type)?;
         let mut def = ColumnDef {
@@ -116,10 +121,9 @@ pub async fn table_def(
                     ));
                 }
                 let name = pk.columns[0].column.expr.to_string().to_ascii_lowercase();
-                let column = columns
-                    .iter()
-                    .find(|c| c.name == name)
-                    .ok_or_else(|| QueryError::invalid(format!("primary key column not found: {name}")))?;
+                let column = columns.iter().find(|c| c.name == name).ok_or_else(|| {
+                    QueryError::invalid(format!("primary key column not found: {name}"))
+                })?;
                 set_primary_key(column.id, &name)?;
             }
             other => {
@@ -128,7 +132,10 @@ pub async fn table_def(
         }
     }
     if let Some(pk) = primary_key {
-        let column = columns.iter_mut().find(|c| c.id == pk).expect("pk column exists");
+        let column = columns
+            .iter_mut()
+            .find(|c| c.id == pk)
+            .expect("pk column exists");
         if matches!(
             column.column_type,
             ColumnType::Float | ColumnType::Double | ColumnType::Json
@@ -148,10 +155,14 @@ pub async fn table_def(
             )));
         }
         TableType::Stream if options.options.ttl_seconds.is_none() => {
-            return Err(QueryError::invalid("STREAM tables need TTL_SECONDS in WITH (...)"));
+            return Err(QueryError::invalid(
+                "STREAM tables need TTL_SECONDS in WITH (...)",
+            ));
         }
         TableType::Stream if options.options.flush_policy.is_some() => {
-            return Err(QueryError::invalid("STREAM tables are never flushed: remove FLUSH_POLICY"));
+            return Err(QueryError::invalid(
+                "STREAM tables are never flushed: remove FLUSH_POLICY",
+            ));
         }
         _ => {}
     }
@@ -173,7 +184,9 @@ pub fn column_type(ty: &SqlType) -> Result<ColumnType> {
     Ok(match ty {
         SqlType::Boolean | SqlType::Bool => ColumnType::Boolean,
         SqlType::SmallInt(_) | SqlType::Int2(_) | SqlType::Int16 => ColumnType::SmallInt,
-        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) | SqlType::Int32 => ColumnType::Int,
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) | SqlType::Int32 => {
+            ColumnType::Int
+        }
         SqlType::BigInt(_) | SqlType::Int8(_) | SqlType::Int64 => ColumnType::BigInt,
         SqlType::Float(_) | SqlType::Real | SqlType::Float4 | SqlType::Float32 => ColumnType::Float,
         SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Float8 | SqlType::Float64 => {
@@ -189,9 +202,11 @@ pub fn column_type(ty: &SqlType) -> Result<ColumnType> {
         SqlType::Timestamp(_, _) => ColumnType::Timestamp,
         SqlType::Date => ColumnType::Date,
         SqlType::JSON | SqlType::JSONB => ColumnType::Json,
-        SqlType::Bytea | SqlType::Blob(_) | SqlType::Bytes(_) | SqlType::Binary(_) | SqlType::Varbinary(_) => {
-            ColumnType::Bytes
-        }
+        SqlType::Bytea
+        | SqlType::Blob(_)
+        | SqlType::Bytes(_)
+        | SqlType::Binary(_)
+        | SqlType::Varbinary(_) => ColumnType::Bytes,
         SqlType::Uuid => ColumnType::Uuid,
         SqlType::Decimal(info) | SqlType::Numeric(info) | SqlType::Dec(info) => match info {
             ExactNumberInfo::PrecisionAndScale(p, s)
@@ -204,7 +219,9 @@ pub fn column_type(ty: &SqlType) -> Result<ColumnType> {
                     scale: *s as i8,
                 }
             }
-            ExactNumberInfo::Precision(p) if (1..=ColumnType::MAX_DECIMAL_PRECISION as u64).contains(p) => {
+            ExactNumberInfo::Precision(p)
+                if (1..=ColumnType::MAX_DECIMAL_PRECISION as u64).contains(p) =>
+            {
                 ColumnType::Decimal {
                     precision: *p as u8,
                     scale: 0,
@@ -216,7 +233,9 @@ pub fn column_type(ty: &SqlType) -> Result<ColumnType> {
                 )));
             }
         },
-        SqlType::Custom(name, args) if args.is_empty() && name.to_string().eq_ignore_ascii_case("bytes") => {
+        SqlType::Custom(name, args)
+            if args.is_empty() && name.to_string().eq_ignore_ascii_case("bytes") =>
+        {
             ColumnType::Bytes
         }
         other => {
@@ -228,7 +247,11 @@ pub fn column_type(ty: &SqlType) -> Result<ColumnType> {
     })
 }
 
-async fn default_value(ctx: &SessionContext, column: &ColumnDef, expr: &Expr) -> Result<DefaultValue> {
+async fn default_value(
+    ctx: &SessionContext,
+    column: &ColumnDef,
+    expr: &Expr,
+) -> Result<DefaultValue> {
     if let Expr::Function(function) = expr {
         let name = function.name.to_string().to_ascii_uppercase();
         let generated = match name.as_str() {
@@ -236,12 +259,18 @@ async fn default_value(ctx: &SessionContext, column: &ColumnDef, expr: &Expr) ->
                 DefaultValue::Now,
                 matches!(column.column_type, ColumnType::Timestamp | ColumnType::Date),
             )),
-            "SNOWFLAKE_ID" => Some((DefaultValue::SnowflakeId, column.column_type == ColumnType::BigInt)),
+            "SNOWFLAKE_ID" => Some((
+                DefaultValue::SnowflakeId,
+                column.column_type == ColumnType::BigInt,
+            )),
             "UUID_V7" => Some((
                 DefaultValue::UuidV7,
                 matches!(column.column_type, ColumnType::Uuid | ColumnType::Text),
             )),
-            "CURRENT_USER" => Some((DefaultValue::CurrentUser, column.column_type == ColumnType::Text)),
+            "CURRENT_USER" => Some((
+                DefaultValue::CurrentUser,
+                column.column_type == ColumnType::Text,
+            )),
             _ => None,
         };
         if let Some((default, fits)) = generated {
@@ -260,14 +289,22 @@ async fn default_value(ctx: &SessionContext, column: &ColumnDef, expr: &Expr) ->
     let batches = ctx
         .sql(&format!("SELECT {expr}"))
         .await
-        .map_err(|e| QueryError::invalid(format!("invalid DEFAULT for column {}: {}", column.name, QueryError::from(e))))?
+        .map_err(|e| {
+            QueryError::invalid(format!(
+                "invalid DEFAULT for column {}: {}",
+                column.name,
+                QueryError::from(e)
+            ))
+        })?
         .collect()
         .await?;
     let array = batches
         .iter()
         .find(|b| b.num_rows() > 0)
         .map(|b| b.column(0).clone())
-        .ok_or_else(|| QueryError::invalid(format!("DEFAULT for column {} gave no value", column.name)))?;
+        .ok_or_else(|| {
+            QueryError::invalid(format!("DEFAULT for column {} gave no value", column.name))
+        })?;
     let value = array_to_values(&array, column)?.remove(0);
     Ok(DefaultValue::Literal(value))
 }
@@ -281,7 +318,11 @@ fn table_options(options: &CreateTableOptions) -> Result<ParsedOptions> {
     let list: &[SqlOption] = match options {
         CreateTableOptions::None => &[],
         CreateTableOptions::With(list) => list,
-        _ => return Err(QueryError::Unsupported("table options other than WITH (...)".into())),
+        _ => {
+            return Err(QueryError::Unsupported(
+                "table options other than WITH (...)".into(),
+            ));
+        }
     };
     let mut parsed = ParsedOptions {
         table_type: None,
@@ -289,7 +330,9 @@ fn table_options(options: &CreateTableOptions) -> Result<ParsedOptions> {
     };
     for option in list {
         let SqlOption::KeyValue { key, value } = option else {
-            return Err(QueryError::invalid(format!("expected KEY = value in WITH (...), found {option}")));
+            return Err(QueryError::invalid(format!(
+                "expected KEY = value in WITH (...), found {option}"
+            )));
         };
         let key_name = key.value.to_ascii_uppercase();
         let text = option_text(value);
@@ -306,12 +349,18 @@ fn table_options(options: &CreateTableOptions) -> Result<ParsedOptions> {
                 })
             }
             "FLUSH_POLICY" => {
-                parsed.options.flush_policy =
-                    Some(flush_policy(&text).ok_or_else(|| bad("'rows:N', 'interval:S' or 'rows:N,interval:S'"))?)
+                parsed.options.flush_policy = Some(
+                    flush_policy(&text)
+                        .ok_or_else(|| bad("'rows:N', 'interval:S' or 'rows:N,interval:S'"))?,
+                )
             }
             "TTL_SECONDS" => {
-                parsed.options.ttl_seconds =
-                    Some(text.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(|| bad("a positive whole number"))?)
+                parsed.options.ttl_seconds = Some(
+                    text.parse::<u64>()
+                        .ok()
+                        .filter(|v| *v > 0)
+                        .ok_or_else(|| bad("a positive whole number"))?,
+                )
             }
             "ACCESS_LEVEL" => {
                 parsed.options.access_level = Some(match text.to_ascii_uppercase().as_str() {
@@ -373,8 +422,12 @@ pub fn show_namespaces(namespaces: &[NamespaceDef], table_counts: &[usize]) -> R
         Field::new("table_count", DataType::Int64, false),
     ]));
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(namespaces.iter().map(|n| n.name.as_str()))),
-        Arc::new(Int64Array::from_iter_values(table_counts.iter().map(|c| *c as i64))),
+        Arc::new(StringArray::from_iter_values(
+            namespaces.iter().map(|n| n.name.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            table_counts.iter().map(|c| *c as i64),
+        )),
     ];
     RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
 }
@@ -388,9 +441,15 @@ pub fn show_tables(tables: &[Arc<CachedTableData>]) -> Result<RecordBatch> {
     ]));
     let defs: Vec<&TableDef> = tables.iter().map(|t| t.def()).collect();
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(defs.iter().map(|d| d.namespace.as_str()))),
-        Arc::new(StringArray::from_iter_values(defs.iter().map(|d| d.name.as_str()))),
-        Arc::new(StringArray::from_iter_values(defs.iter().map(|d| d.table_type.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            defs.iter().map(|d| d.namespace.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            defs.iter().map(|d| d.name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            defs.iter().map(|d| d.table_type.as_str()),
+        )),
     ];
     RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
 }
@@ -406,11 +465,22 @@ pub fn describe_table(def: &TableDef) -> Result<RecordBatch> {
         Field::new("column_id", DataType::UInt32, true),
     ]));
     let mut names: Vec<String> = def.columns.iter().map(|c| c.name.clone()).collect();
-    let mut types: Vec<String> = def.columns.iter().map(|c| c.column_type.to_string()).collect();
+    let mut types: Vec<String> = def
+        .columns
+        .iter()
+        .map(|c| c.column_type.to_string())
+        .collect();
     let mut nullable: Vec<bool> = def.columns.iter().map(|c| c.nullable).collect();
-    let mut pk: Vec<bool> = def.columns.iter().map(|c| def.primary_key == Some(c.id)).collect();
-    let mut defaults: Vec<Option<String>> =
-        def.columns.iter().map(|c| c.default.as_ref().map(|d| d.to_string())).collect();
+    let mut pk: Vec<bool> = def
+        .columns
+        .iter()
+        .map(|c| def.primary_key == Some(c.id))
+        .collect();
+    let mut defaults: Vec<Option<String>> = def
+        .columns
+        .iter()
+        .map(|c| c.default.as_ref().map(|d| d.to_string()))
+        .collect();
     let mut ids: Vec<Option<u32>> = def.columns.iter().map(|c| Some(c.id)).collect();
     names.push("_seq".into());
     types.push(ColumnType::BigInt.to_string());

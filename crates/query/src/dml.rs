@@ -50,7 +50,10 @@ fn last_part(name: &ObjectName) -> String {
 
 fn column<'a>(def: &'a TableDef, name: &str) -> Result<&'a ColumnDef> {
     def.column(name).ok_or_else(|| {
-        QueryError::invalid(format!("column not found: {name} in {}", def.qualified_name()))
+        QueryError::invalid(format!(
+            "column not found: {name} in {}",
+            def.qualified_name()
+        ))
     })
 }
 
@@ -72,7 +75,9 @@ impl DefaultContext<'_> {
             Some(DefaultValue::SnowflakeId) => {
                 Value::Int64(self.session.engine().catalog().store().seq().next().0)
             }
-            Some(DefaultValue::UuidV7) => Value::Text(uuid::Uuid::now_v7().hyphenated().to_string()),
+            Some(DefaultValue::UuidV7) => {
+                Value::Text(uuid::Uuid::now_v7().hyphenated().to_string())
+            }
             Some(DefaultValue::CurrentUser) => Value::Text(self.session.user().to_string()),
         }
     }
@@ -94,7 +99,11 @@ fn check_not_null(def: &TableDef, column: &ColumnDef, value: &Value) -> Result<(
 fn key_of(def: &TableDef, cells: &[Value], seq: i64) -> Result<Vec<u8>> {
     let value = match def.primary_key {
         Some(pk) => {
-            let index = def.columns.iter().position(|c| c.id == pk).expect("pk column exists");
+            let index = def
+                .columns
+                .iter()
+                .position(|c| c.id == pk)
+                .expect("pk column exists");
             cells[index].clone()
         }
         None => Value::Int64(seq),
@@ -127,7 +136,9 @@ enum Conflict {
 
 pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementOutput> {
     let TableObject::TableName(name) = &insert.table else {
-        return Err(QueryError::Unsupported("INSERT into a table function".into()));
+        return Err(QueryError::Unsupported(
+            "INSERT into a table function".into(),
+        ));
     };
     if insert.returning.is_some() {
         return Err(QueryError::Unsupported("INSERT ... RETURNING".into()));
@@ -144,7 +155,9 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
             .map(|c| {
                 let name = last_part(c);
                 if !seen.insert(name.clone()) {
-                    return Err(QueryError::invalid(format!("column {name} is listed twice")));
+                    return Err(QueryError::invalid(format!(
+                        "column {name} is listed twice"
+                    )));
                 }
                 column(def, &name)
             })
@@ -154,7 +167,10 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         None => Conflict::Fail,
         Some(OnInsert::OnConflict(on)) => {
             let pk = def.primary_key_column().ok_or_else(|| {
-                QueryError::invalid(format!("{} has no primary key for ON CONFLICT", def.qualified_name()))
+                QueryError::invalid(format!(
+                    "{} has no primary key for ON CONFLICT",
+                    def.qualified_name()
+                ))
             })?;
             match &on.conflict_target {
                 Some(ConflictTarget::Columns(cols))
@@ -189,7 +205,12 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     };
     let positions: Vec<usize> = targets
         .iter()
-        .map(|t| def.columns.iter().position(|c| c.id == t.id).expect("target column exists"))
+        .map(|t| {
+            def.columns
+                .iter()
+                .position(|c| c.id == t.id)
+                .expect("target column exists")
+        })
         .collect();
     let mut rows: Vec<Vec<Value>> = Vec::new();
     for batch in &batches {
@@ -230,8 +251,14 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         let seq = store.seq().next().0;
         let key = key_of(def, &row, seq)?;
         let duplicate_key = || {
-            let pk = def.primary_key_column().map(|c| c.name.as_str()).unwrap_or("_seq");
-            let index = def.columns.iter().position(|c| Some(c.id) == def.primary_key);
+            let pk = def
+                .primary_key_column()
+                .map(|c| c.name.as_str())
+                .unwrap_or("_seq");
+            let index = def
+                .columns
+                .iter()
+                .position(|c| Some(c.id) == def.primary_key);
             let value = index.map(|i| display_value(&row[i])).unwrap_or_default();
             QueryError::DuplicateKey {
                 table: def.qualified_name(),
@@ -264,7 +291,10 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         batch.put_row(&key, &stored(def, seq, row));
         count += 1;
     }
-    if let Conflict::DoUpdate { assignments, selection } = conflict
+    if let Conflict::DoUpdate {
+        assignments,
+        selection,
+    } = conflict
         && !upserts.is_empty()
     {
         let updated = evaluate_upserts(def, &upserts, &assignments, selection.as_ref()).await?;
@@ -288,7 +318,11 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
 /// checking NOT NULL.
 fn apply_cells(def: &TableDef, row: &mut StoredRow, cells: Vec<(u32, Value)>) -> Result<()> {
     for (id, value) in cells {
-        let column = def.columns.iter().find(|c| c.id == id).expect("assigned column exists");
+        let column = def
+            .columns
+            .iter()
+            .find(|c| c.id == id)
+            .expect("assigned column exists");
         check_not_null(def, column, &value)?;
         row.cells.retain(|(c, _)| *c != id);
         if !value.is_null() {
@@ -301,7 +335,10 @@ fn apply_cells(def: &TableDef, row: &mut StoredRow, cells: Vec<(u32, Value)>) ->
 
 /// The columns and expressions of `SET` assignments; the primary key
 /// cannot be assigned.
-fn assignment_targets<'a>(def: &'a TableDef, assignments: &'a [Assignment]) -> Result<Vec<(&'a ColumnDef, &'a Expr)>> {
+fn assignment_targets<'a>(
+    def: &'a TableDef,
+    assignments: &'a [Assignment],
+) -> Result<Vec<(&'a ColumnDef, &'a Expr)>> {
     let mut seen = HashSet::new();
     assignments
         .iter()
@@ -318,7 +355,9 @@ fn assignment_targets<'a>(def: &'a TableDef, assignments: &'a [Assignment]) -> R
                 )));
             }
             if !seen.insert(column.id) {
-                return Err(QueryError::invalid(format!("column {name} is assigned twice")));
+                return Err(QueryError::invalid(format!(
+                    "column {name} is assigned twice"
+                )));
             }
             Ok((column, &a.value))
         })
@@ -359,7 +398,11 @@ async fn evaluate_upserts(
     // One synthetic row per conflict: existing cells under their ids, the
     // proposed cells under ids shifted past every real one.
     let shift = def.columns.iter().map(|c| c.id).max().unwrap_or(0) + 1;
-    for c in columns.iter_mut().skip(def.columns.len()).take(def.columns.len()) {
+    for c in columns
+        .iter_mut()
+        .skip(def.columns.len())
+        .take(def.columns.len())
+    {
         if let OutputColumn::Column { id, .. } = c {
             *id += shift;
         }
@@ -447,7 +490,9 @@ fn single_table(relation: &TableWithJoins) -> Result<&ObjectName> {
     }
     match &relation.relation {
         TableFactor::Table { name, .. } => Ok(name),
-        other => Err(QueryError::Unsupported(format!("UPDATE or DELETE on {other}"))),
+        other => Err(QueryError::Unsupported(format!(
+            "UPDATE or DELETE on {other}"
+        ))),
     }
 }
 
@@ -492,7 +537,8 @@ async fn matching_rows(
             .map(|(i, (column, _))| array_to_values(batch.column(i + 1), column))
             .collect::<Result<_>>()?;
         for (r, key) in keys.into_iter().enumerate() {
-            let key = row_key(def.id, &key).ok_or_else(|| QueryError::Internal("row without key".into()))?;
+            let key = row_key(def.id, &key)
+                .ok_or_else(|| QueryError::Internal("row without key".into()))?;
             out.push((key, values.iter().map(|v| v[r].clone()).collect()));
         }
     }
@@ -501,7 +547,9 @@ async fn matching_rows(
 
 pub async fn update(session: &QuerySession, update: Update) -> Result<StatementOutput> {
     if update.from.is_some() || update.returning.is_some() || update.limit.is_some() {
-        return Err(QueryError::Unsupported("UPDATE with FROM, RETURNING or LIMIT".into()));
+        return Err(QueryError::Unsupported(
+            "UPDATE with FROM, RETURNING or LIMIT".into(),
+        ));
     }
     let table = session.resolve_table(single_table(&update.table)?)?;
     let def = table.def();
@@ -514,7 +562,14 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
     let targets = assignment_targets(def, &update.assignments)?;
     let lock = session.engine().writer_lock(def.id);
     let _writer = lock.lock().await;
-    let matches = matching_rows(session, def, &update.table, &targets, update.selection.as_ref()).await?;
+    let matches = matching_rows(
+        session,
+        def,
+        &update.table,
+        &targets,
+        update.selection.as_ref(),
+    )
+    .await?;
     let store = session.engine().catalog().store().clone();
     let mut batch = store.batch();
     let mut count = 0;
@@ -531,7 +586,11 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
             deleted: false,
             cells: existing.cells,
         };
-        let cells = targets.iter().zip(values).map(|((c, _), v)| (c.id, v)).collect();
+        let cells = targets
+            .iter()
+            .zip(values)
+            .map(|((c, _), v)| (c.id, v))
+            .collect();
         apply_cells(def, &mut row, cells)?;
         batch.put_row(&key, &row);
         count += 1;

@@ -10,7 +10,9 @@ pub enum QueryError {
     EmptySql,
     #[error("SQL is {len} bytes, more than the limit of {limit} ([limits] max_sql_bytes)")]
     SqlTooLong { len: usize, limit: usize },
-    #[error("request has {count} statements, more than the limit of {limit} ([limits] max_statements)")]
+    #[error(
+        "request has {count} statements, more than the limit of {limit} ([limits] max_statements)"
+    )]
     TooManyStatements { count: usize, limit: usize },
     #[error("invalid SQL: {0}")]
     Parse(String),

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::catalog::CatalogProviderList;
+use datafusion::catalog::MemoryCatalogProviderList;
+use datafusion::common::TableReference;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::common::TableReference;
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
 use quiver_catalog::{CachedTableData, Catalog};
 use quiver_common::{NamespaceId, TableId, TableName, UserId};
@@ -72,10 +72,9 @@ impl QueryEngine {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, quiver_catalog::DEFAULT_NAMESPACE);
         for (key, value) in datafusion_options {
-            config
-                .options_mut()
-                .set(key, value)
-                .map_err(|e| QueryError::invalid(format!("invalid [datafusion] option {key} = {value}: {e}")))?;
+            config.options_mut().set(key, value).map_err(|e| {
+                QueryError::invalid(format!("invalid [datafusion] option {key} = {value}: {e}"))
+            })?;
         }
         let catalogs = MemoryCatalogProviderList::new();
         catalogs.register_catalog(
@@ -146,11 +145,17 @@ impl QueryEngine {
 
     /// A session for one request, with `namespace` (or `default`) as the
     /// namespace of unqualified table names.
-    pub fn session(self: &Arc<Self>, namespace: Option<&str>, user: UserId) -> Result<QuerySession> {
+    pub fn session(
+        self: &Arc<Self>,
+        namespace: Option<&str>,
+        user: UserId,
+    ) -> Result<QuerySession> {
         let namespace = match namespace {
             Some(ns) => NamespaceId::new(ns)
                 .map_err(|e| QueryError::InvalidParameter(format!("invalid namespace_id: {e}")))?,
-            None => NamespaceId::new(quiver_catalog::DEFAULT_NAMESPACE).expect("valid built-in name"),
+            None => {
+                NamespaceId::new(quiver_catalog::DEFAULT_NAMESPACE).expect("valid built-in name")
+            }
         };
         Ok(QuerySession {
             engine: self.clone(),
@@ -225,7 +230,11 @@ impl QuerySession {
         let parts: Vec<String> = name
             .0
             .iter()
-            .map(|p| p.as_ident().map(|i| i.value.clone()).unwrap_or_else(|| p.to_string()))
+            .map(|p| {
+                p.as_ident()
+                    .map(|i| i.value.clone())
+                    .unwrap_or_else(|| p.to_string())
+            })
             .collect();
         let (namespace, table) = match parts.as_slice() {
             [table] => (self.namespace.clone(), table.as_str()),
@@ -235,7 +244,8 @@ impl QuerySession {
             }
             _ => return Err(QueryError::TableNotFound(name.to_string())),
         };
-        let table = TableName::new(table).map_err(|_| QueryError::TableNotFound(format!("{namespace}.{table}")))?;
+        let table = TableName::new(table)
+            .map_err(|_| QueryError::TableNotFound(format!("{namespace}.{table}")))?;
         Ok((namespace, table))
     }
 
@@ -243,23 +253,36 @@ impl QuerySession {
     pub async fn execute(&mut self, statement: QuiverStatement) -> Result<StatementOutput> {
         let catalog = self.engine.catalog.clone();
         match statement {
-            QuiverStatement::CreateNamespace { name, if_not_exists } => {
+            QuiverStatement::CreateNamespace {
+                name,
+                if_not_exists,
+            } => {
                 let name = NamespaceId::new(&name)?;
                 let created = catalog.create_namespace(&name, if_not_exists)?;
-                Ok(done(0, if created {
-                    format!("Namespace {name} created")
-                } else {
-                    format!("Namespace {name} already exists")
-                }))
+                Ok(done(
+                    0,
+                    if created {
+                        format!("Namespace {name} created")
+                    } else {
+                        format!("Namespace {name} already exists")
+                    },
+                ))
             }
-            QuiverStatement::DropNamespace { name, if_exists, cascade } => {
+            QuiverStatement::DropNamespace {
+                name,
+                if_exists,
+                cascade,
+            } => {
                 let name = NamespaceId::new(&name)?;
                 let dropped = catalog.drop_namespace(&name, if_exists, cascade)?;
-                Ok(done(0, if dropped {
-                    format!("Namespace {name} dropped")
-                } else {
-                    format!("Namespace {name} does not exist")
-                }))
+                Ok(done(
+                    0,
+                    if dropped {
+                        format!("Namespace {name} dropped")
+                    } else {
+                        format!("Namespace {name} does not exist")
+                    },
+                ))
             }
             QuiverStatement::Use { name } => {
                 let name = NamespaceId::new(&name)?;
@@ -275,7 +298,10 @@ impl QuerySession {
                     .iter()
                     .map(|n| catalog.registry().tables_in(&n.name).len())
                     .collect();
-                Ok(StatementOutput::Rows(batch_stream(ddl::show_namespaces(&namespaces, &counts)?)))
+                Ok(StatementOutput::Rows(batch_stream(ddl::show_namespaces(
+                    &namespaces,
+                    &counts,
+                )?)))
             }
             QuiverStatement::ShowTables { namespace } => {
                 let tables = match namespace {
@@ -292,18 +318,23 @@ impl QuerySession {
                         .flat_map(|n| catalog.registry().tables_in(&n.name))
                         .collect(),
                 };
-                Ok(StatementOutput::Rows(batch_stream(ddl::show_tables(&tables)?)))
+                Ok(StatementOutput::Rows(batch_stream(ddl::show_tables(
+                    &tables,
+                )?)))
             }
             QuiverStatement::DescribeTable { name } => {
                 let table = self.resolve_table(&name)?;
-                Ok(StatementOutput::Rows(batch_stream(ddl::describe_table(table.def())?)))
+                Ok(StatementOutput::Rows(batch_stream(ddl::describe_table(
+                    table.def(),
+                )?)))
             }
             QuiverStatement::CreateTable { table_type, create } => {
                 let (namespace, table) = self.split_name(&create.name)?;
                 if !catalog.namespace_exists(&namespace) {
                     return Err(QueryError::NamespaceNotFound(namespace.to_string()));
                 }
-                let def = ddl::table_def(&self.context(), namespace, table, table_type, &create).await?;
+                let def =
+                    ddl::table_def(&self.context(), namespace, table, table_type, &create).await?;
                 let qualified = def.qualified_name();
                 Ok(match catalog.create_table(def, create.if_not_exists)? {
                     Some(_) => done(0, format!("Table {qualified} created")),
@@ -324,11 +355,14 @@ impl QuerySession {
                 if let Some(id) = id {
                     self.engine.writers.remove(&id);
                 }
-                Ok(done(0, if dropped {
-                    format!("Table {namespace}.{table} dropped")
-                } else {
-                    format!("Table {namespace}.{table} does not exist")
-                }))
+                Ok(done(
+                    0,
+                    if dropped {
+                        format!("Table {namespace}.{table} dropped")
+                    } else {
+                        format!("Table {namespace}.{table} does not exist")
+                    },
+                ))
             }
             QuiverStatement::Standard(statement) => self.execute_standard(*statement).await,
         }
@@ -354,7 +388,11 @@ impl QuerySession {
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
         let references = state.resolve_table_references(&statement)?;
         for reference in references {
-            self.check_reference(&reference)?;
+            let table_function = matches!(reference, TableReference::Bare { .. })
+                && state.table_functions().contains_key(reference.table());
+            if !table_function {
+                self.check_reference(&reference)?;
+            }
         }
         let plan = state.statement_to_plan(statement).await?;
         datafusion::execution::context::SQLOptions::new()
@@ -387,7 +425,10 @@ impl QuerySession {
             .ok()
             .and_then(|t| self.engine.catalog.table(&ns, &t));
         if found.is_none() {
-            return Err(QueryError::TableNotFound(format!("{ns}.{}", reference.table())));
+            return Err(QueryError::TableNotFound(format!(
+                "{ns}.{}",
+                reference.table()
+            )));
         }
         Ok(())
     }
@@ -396,5 +437,8 @@ impl QuerySession {
 /// The leading words of a statement, for "unsupported statement" errors.
 fn statement_kind(statement: &Statement) -> String {
     let text = statement.to_string();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -9,7 +9,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::DataFusionError;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -84,7 +86,8 @@ impl SchemaProvider for NamespaceProvider {
             return Ok(None);
         };
         Ok(self.catalog.table(&self.namespace, &name).map(|table| {
-            Arc::new(QuiverTable::new(table, self.catalog.store().clone())) as Arc<dyn TableProvider>
+            Arc::new(QuiverTable::new(table, self.catalog.store().clone()))
+                as Arc<dyn TableProvider>
         }))
     }
 
@@ -299,7 +302,10 @@ impl PartitionStream for HotScan {
 }
 
 fn empty_stream(schema: SchemaRef) -> SendableRecordBatchStream {
-    Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty()))
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::empty(),
+    ))
 }
 
 fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {

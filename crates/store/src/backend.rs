@@ -128,16 +128,16 @@ impl Store {
         ];
         let db = DB::open_cf_descriptors(&db_options, path, families).map_err(open_error)?;
 
-        let high_water = match db.get_cf(db.cf_handle(CF_META).expect("meta family"), SEQ_HIGH_WATER)?
-        {
-            None => 0,
-            Some(bytes) => i64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
-                StoreError::Corrupt {
-                    what: "sequence high-water mark",
-                    detail: format!("{} bytes", bytes.len()),
-                }
-            })?),
-        };
+        let high_water =
+            match db.get_cf(db.cf_handle(CF_META).expect("meta family"), SEQ_HIGH_WATER)? {
+                None => 0,
+                Some(bytes) => i64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
+                    StoreError::Corrupt {
+                        what: "sequence high-water mark",
+                        detail: format!("{} bytes", bytes.len()),
+                    }
+                })?),
+            };
         let mut write_options = WriteOptions::default();
         write_options.set_sync(options.sync_writes);
         Ok(Self {
@@ -158,11 +158,15 @@ impl Store {
     }
 
     fn meta(&self) -> &ColumnFamily {
-        self.db.cf_handle(CF_META).expect("meta family is created at open")
+        self.db
+            .cf_handle(CF_META)
+            .expect("meta family is created at open")
     }
 
     fn rows(&self) -> &ColumnFamily {
-        self.db.cf_handle(CF_ROWS).expect("rows family is created at open")
+        self.db
+            .cf_handle(CF_ROWS)
+            .expect("rows family is created at open")
     }
 
     pub fn batch(&self) -> Batch<'_> {

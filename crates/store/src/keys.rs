@@ -67,7 +67,10 @@ mod tests {
     #[test]
     fn text_sorts_and_prefixes_come_first() {
         let words = ["", "a", "a\0", "ab", "b"];
-        let keys: Vec<_> = words.iter().map(|w| key(Value::Text(w.to_string()))).collect();
+        let keys: Vec<_> = words
+            .iter()
+            .map(|w| key(Value::Text(w.to_string())))
+            .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
     }
 

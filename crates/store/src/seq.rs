@@ -65,7 +65,10 @@ mod tests {
                 std::thread::spawn(move || (0..10_000).map(|_| seqs.next().0).collect::<Vec<_>>())
             })
             .collect();
-        let mut all: Vec<i64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut all: Vec<i64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let n = all.len();
         all.sort_unstable();
         all.dedup();

@@ -36,12 +36,21 @@ fn catalog_survives_reopen() {
     {
         let catalog = open(dir.path());
         assert!(catalog.create_namespace(&app, false).unwrap());
-        catalog.create_table(table("app", "users"), false).unwrap().unwrap();
+        catalog
+            .create_table(table("app", "users"), false)
+            .unwrap()
+            .unwrap();
     }
     let catalog = open(dir.path());
-    let names: Vec<_> = catalog.namespaces().into_iter().map(|n| n.name.to_string()).collect();
+    let names: Vec<_> = catalog
+        .namespaces()
+        .into_iter()
+        .map(|n| n.name.to_string())
+        .collect();
     assert_eq!(names, vec!["app", "default"]);
-    let users = catalog.table(&app, &TableName::new("users").unwrap()).unwrap();
+    let users = catalog
+        .table(&app, &TableName::new("users").unwrap())
+        .unwrap();
     assert_eq!(users.def().id, TableId(1));
     let schema = users.arrow_schema();
     assert_eq!(schema.fields().len(), 2);
@@ -53,9 +62,17 @@ fn table_ids_are_never_reused() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = open(dir.path());
     let ns = NamespaceId::new("default").unwrap();
-    let first = catalog.create_table(table("default", "t"), false).unwrap().unwrap();
-    catalog.drop_table(&ns, &TableName::new("t").unwrap(), false).unwrap();
-    let second = catalog.create_table(table("default", "t"), false).unwrap().unwrap();
+    let first = catalog
+        .create_table(table("default", "t"), false)
+        .unwrap()
+        .unwrap();
+    catalog
+        .drop_table(&ns, &TableName::new("t").unwrap(), false)
+        .unwrap();
+    let second = catalog
+        .create_table(table("default", "t"), false)
+        .unwrap()
+        .unwrap();
     assert!(second.def().id > first.def().id);
 }
 
@@ -75,7 +92,12 @@ fn ddl_errors() {
         Err(CatalogError::NamespaceExists(_))
     ));
     catalog.create_table(table("app", "t"), false).unwrap();
-    assert!(catalog.create_table(table("app", "t"), true).unwrap().is_none());
+    assert!(
+        catalog
+            .create_table(table("app", "t"), true)
+            .unwrap()
+            .is_none()
+    );
     assert!(matches!(
         catalog.drop_namespace(&app, false, false),
         Err(CatalogError::NamespaceNotEmpty { tables: 1, .. })

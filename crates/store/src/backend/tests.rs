@@ -31,7 +31,10 @@ fn rows_survive_reopen_and_seq_continues() {
     }
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
     assert_eq!(store.get_row(&key(1, 5)).unwrap(), Some(row(last, "five")));
-    assert_eq!(store.get_meta(b"ns/app").unwrap().as_deref(), Some(&b"{}"[..]));
+    assert_eq!(
+        store.get_meta(b"ns/app").unwrap().as_deref(),
+        Some(&b"{}"[..])
+    );
     assert!(store.seq().next().0 > last);
 }
 

@@ -130,7 +130,7 @@ enum Conflict {
     DoNothing,
     DoUpdate {
         assignments: Vec<Assignment>,
-        selection: Option<Expr>,
+        selection: Option<Box<Expr>>,
     },
 }
 
@@ -187,7 +187,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
                 OnConflictAction::DoNothing => Conflict::DoNothing,
                 OnConflictAction::DoUpdate(update) => Conflict::DoUpdate {
                     assignments: update.assignments,
-                    selection: update.selection,
+                    selection: update.selection.map(Box::new),
                 },
             }
         }
@@ -297,7 +297,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     } = conflict
         && !upserts.is_empty()
     {
-        let updated = evaluate_upserts(def, &upserts, &assignments, selection.as_ref()).await?;
+        let updated = evaluate_upserts(def, &upserts, &assignments, selection.as_deref()).await?;
         for (index, cells) in updated {
             let (key, existing, _) = &upserts[index];
             let mut new_row = StoredRow {

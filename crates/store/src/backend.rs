@@ -40,6 +40,9 @@ pub struct StoreOptions {
     pub sync_writes: bool,
 }
 
+/// A catalog record: key and value.
+pub type MetaRecord = (Box<[u8]>, Box<[u8]>);
+
 /// The RocksDB-backed store of one node.
 pub struct Store {
     db: DB,
@@ -194,7 +197,7 @@ impl Store {
     }
 
     /// Every meta record whose key starts with `prefix`, in key order.
-    pub fn scan_meta(&self, prefix: &[u8]) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StoreError> {
+    pub fn scan_meta(&self, prefix: &[u8]) -> Result<Vec<MetaRecord>, StoreError> {
         let mut out = Vec::new();
         let iter = self
             .db

@@ -9,7 +9,7 @@ mod keys;
 mod row;
 mod seq;
 
-pub use backend::{Batch, RowScan, Store, StoreError, StoreOptions};
+pub use backend::{Batch, MetaRecord, RowScan, Store, StoreError, StoreOptions};
 pub use keys::{encode_key_value, table_prefix};
 pub use row::{StoredRow, Value};
 pub use seq::SeqGenerator;

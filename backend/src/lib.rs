@@ -25,12 +25,51 @@ pub enum StartError {
     Catalog(#[from] CatalogError),
     #[error("{0}")]
     Query(#[from] QueryError),
+    #[error("cannot start the query runtime: {0}")]
+    Runtime(#[source] std::io::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The tokio runtime that plans and executes queries, so that CPU-heavy
+/// work never stalls the threads serving HTTP. Shut down without waiting
+/// when the last owner drops it.
+#[derive(Debug)]
+pub struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("quiver-query")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("runtime lives until drop")
+            .handle()
+            .clone()
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Everything a node runs on, built once from its configuration. Holds no
@@ -42,6 +81,7 @@ pub struct AppContext {
     pub store: Arc<Store>,
     pub catalog: Arc<Catalog>,
     pub engine: Arc<QueryEngine>,
+    pub query_runtime: Arc<QueryRuntime>,
 }
 
 impl AppContext {
@@ -59,12 +99,15 @@ impl AppContext {
             &config.datafusion.options(),
             config.limits.clone(),
         )?);
+        let query_runtime =
+            Arc::new(QueryRuntime::new(config.server.query_threads).map_err(StartError::Runtime)?);
         Ok(Self {
             config: Arc::new(config),
             node_id,
             store,
             catalog,
             engine,
+            query_runtime,
         })
     }
 
@@ -72,6 +115,7 @@ impl AppContext {
         ApiState {
             engine: self.engine.clone(),
             node_id: self.node_id.clone(),
+            query_runtime: self.query_runtime.handle(),
             max_body_bytes: self.config.limits.max_body_bytes,
             started_at: Instant::now(),
         }

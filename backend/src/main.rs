@@ -21,7 +21,10 @@ struct Args {
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.logging.level)
         .with_context(|| format!("invalid logging.level {:?}", config.logging.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match config.logging.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -83,8 +83,14 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
-fn write_float(v: f64, out: &mut Vec<u8>) {
-    if v.is_finite() {
+/// Writes a float in its shortest exact form (`0.1` for an f32 0.1, not
+/// its f64 widening).
+fn write_float<F: serde::Serialize + std::fmt::Display + Copy>(
+    v: F,
+    finite: bool,
+    out: &mut Vec<u8>,
+) {
+    if finite {
         serde_json::to_writer(&mut *out, &v).expect("finite floats serialize");
     } else {
         // JSON has no NaN or infinity; send them as strings.
@@ -144,19 +150,22 @@ impl<'a> CellWriter<'a> {
             DataType::UInt32 => number(out, array.as_primitive::<UInt32Type>().value(row)),
             DataType::Int64 => quoted(out, array.as_primitive::<Int64Type>().value(row)),
             DataType::UInt64 => quoted(out, array.as_primitive::<UInt64Type>().value(row)),
-            DataType::Float16 => write_float(
-                f64::from(
+            DataType::Float16 => {
+                let v = f32::from(
                     array
                         .as_primitive::<datafusion::arrow::datatypes::Float16Type>()
                         .value(row),
-                ),
-                out,
-            ),
-            DataType::Float32 => write_float(
-                f64::from(array.as_primitive::<Float32Type>().value(row)),
-                out,
-            ),
-            DataType::Float64 => write_float(array.as_primitive::<Float64Type>().value(row), out),
+                );
+                write_float(v, v.is_finite(), out)
+            }
+            DataType::Float32 => {
+                let v = array.as_primitive::<Float32Type>().value(row);
+                write_float(v, v.is_finite(), out)
+            }
+            DataType::Float64 => {
+                let v = array.as_primitive::<Float64Type>().value(row);
+                write_float(v, v.is_finite(), out)
+            }
             DataType::Utf8 => self.text(array.as_string::<i32>().value(row), out),
             DataType::LargeUtf8 => self.text(array.as_string::<i64>().value(row), out),
             DataType::Utf8View => self.text(array.as_string_view().value(row), out),

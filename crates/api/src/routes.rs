@@ -13,6 +13,7 @@ use quiver_common::{ErrorCode, NodeId, UserId};
 use quiver_query::{QueryEngine, QueryError, StatementOutput};
 use serde::Deserialize;
 use serde_json::json;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::encode::{schema_json, write_rows};
 use crate::error::ApiError;
@@ -21,6 +22,8 @@ use crate::error::ApiError;
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub engine: Arc<QueryEngine>,
+    /// Where queries run, apart from the threads serving HTTP.
+    pub query_runtime: tokio::runtime::Handle,
     pub node_id: Arc<NodeId>,
     pub max_body_bytes: usize,
     pub started_at: Instant,
@@ -72,7 +75,25 @@ fn elapsed_ms(start: Instant) -> f64 {
 /// result per statement, or with the first error.
 async fn sql(State(state): State<ApiState>, body: Result<Bytes, BytesRejection>) -> Response {
     let start = Instant::now();
-    match run_sql(&state, body).await {
+    // Aborted if the client goes away: a statement either committed before
+    // that or wrote nothing.
+    let task = AbortOnDropHandle::new(
+        state
+            .query_runtime
+            .clone()
+            .spawn(async move { run_sql(&state, body).await }),
+    );
+    let outcome = match task.await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::error!(error = %e, "query task failed");
+            Err(ApiError::new(
+                ErrorCode::InternalError,
+                "internal error; the server log has the details",
+            ))
+        }
+    };
+    match outcome {
         Ok(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],

@@ -84,29 +84,50 @@ pub enum DefaultValue {
     CurrentUser,
 }
 
-impl std::fmt::Display for DefaultValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl DefaultValue {
+    /// The default as SQL text, for `DESCRIBE`; literals are rendered in
+    /// the column's type.
+    pub fn sql_text(&self, column_type: ColumnType) -> String {
         match self {
-            Self::Literal(Value::Text(s)) => write!(f, "'{}'", s.replace('\'', "''")),
-            Self::Literal(v) => write!(f, "{}", literal_text(v)),
-            Self::Now => f.write_str("NOW()"),
-            Self::SnowflakeId => f.write_str("SNOWFLAKE_ID()"),
-            Self::UuidV7 => f.write_str("UUID_V7()"),
-            Self::CurrentUser => f.write_str("CURRENT_USER()"),
+            Self::Literal(Value::Text(s)) => format!("'{}'", s.replace('\'', "''")),
+            Self::Literal(v) => literal_text(v, column_type),
+            Self::Now => "NOW()".to_string(),
+            Self::SnowflakeId => "SNOWFLAKE_ID()".to_string(),
+            Self::UuidV7 => "UUID_V7()".to_string(),
+            Self::CurrentUser => "CURRENT_USER()".to_string(),
         }
     }
 }
 
-fn literal_text(value: &Value) -> String {
+fn literal_text(value: &Value, column_type: ColumnType) -> String {
     match value {
+        Value::Decimal(v) => {
+            let ColumnType::Decimal { scale, .. } = column_type else {
+                return v.to_string();
+            };
+            let scale = scale.max(0) as u32;
+            let divisor = 10i128.pow(scale);
+            let (whole, fraction) = (v / divisor, (v % divisor).abs());
+            let sign = if *v < 0 && whole == 0 { "-" } else { "" };
+            if scale == 0 {
+                format!("{sign}{whole}")
+            } else {
+                format!("{sign}{whole}.{fraction:0width$}", width = scale as usize)
+            }
+        }
+        Value::Timestamp(micros) => chrono::DateTime::from_timestamp_micros(*micros)
+            .map(|t| format!("'{}'", t.naive_utc()))
+            .unwrap_or_else(|| micros.to_string()),
+        Value::Date(days) => chrono::DateTime::from_timestamp(i64::from(*days) * 86_400, 0)
+            .map(|t| format!("'{}'", t.date_naive()))
+            .unwrap_or_else(|| days.to_string()),
         Value::Null => "NULL".to_string(),
         Value::Boolean(b) => b.to_string().to_uppercase(),
         Value::Int16(v) => v.to_string(),
-        Value::Int32(v) | Value::Date(v) => v.to_string(),
-        Value::Int64(v) | Value::Timestamp(v) => v.to_string(),
+        Value::Int32(v) => v.to_string(),
+        Value::Int64(v) => v.to_string(),
         Value::Float32(v) => v.to_string(),
         Value::Float64(v) => v.to_string(),
-        Value::Decimal(v) => v.to_string(),
         Value::Text(s) => s.clone(),
         Value::Bytes(b) => format!("{} bytes", b.len()),
     }

@@ -24,6 +24,9 @@ pub struct ServerConfig {
     pub host: String,
     /// Port to listen on; 0 picks a free one.
     pub port: u16,
+    /// Threads of the runtime that plans and executes queries, apart from
+    /// the threads serving HTTP; 0 means one per CPU core.
+    pub query_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +35,7 @@ impl Default for ServerConfig {
             node_id: "node-1".to_string(),
             host: "127.0.0.1".to_string(),
             port: 8080,
+            query_threads: 0,
         }
     }
 }

@@ -479,7 +479,7 @@ pub fn describe_table(def: &TableDef) -> Result<RecordBatch> {
     let mut defaults: Vec<Option<String>> = def
         .columns
         .iter()
-        .map(|c| c.default.as_ref().map(|d| d.to_string()))
+        .map(|c| c.default.as_ref().map(|d| d.sql_text(c.column_type)))
         .collect();
     let mut ids: Vec<Option<u32>> = def.columns.iter().map(|c| Some(c.id)).collect();
     names.push("_seq".into());

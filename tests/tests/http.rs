@@ -39,6 +39,9 @@ async fn health_names_the_node() {
     let missing = server.get("/v1/api/nothing").await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.body["error"]["code"], "NOT_FOUND");
+    let wrong_method = server.get("/v1/api/sql").await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.body["error"]["code"], "METHOD_NOT_ALLOWED");
     server.stop().await;
 }
 

@@ -37,6 +37,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(health))
         .route("/v1/api/healthcheck", get(health))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -50,6 +51,10 @@ async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
         "node_id": state.node_id.as_str(),
         "uptime_seconds": state.started_at.elapsed().as_secs(),
     }))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint")
 }
 
 async fn not_found() -> ApiError {

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// No such endpoint or object.
     NotFound,
+    /// The endpoint exists but not for this HTTP method.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
@@ -45,6 +47,7 @@ impl ErrorCode {
             Self::InternalError => "INTERNAL_ERROR",
             Self::ShuttingDown => "SHUTTING_DOWN",
             Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
         }
     }
 
@@ -60,6 +63,7 @@ impl ErrorCode {
             Self::MissingAuthorization | Self::InvalidCredentials | Self::TokenExpired => 401,
             Self::PermissionDenied => 403,
             Self::TableNotFound | Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
             Self::QueryTimeout => 408,
             Self::PayloadTooLarge => 413,
             Self::RateLimitExceeded => 429,

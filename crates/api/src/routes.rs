@@ -54,7 +54,10 @@ async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this endpoint",
+    )
 }
 
 async fn not_found() -> ApiError {

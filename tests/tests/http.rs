@@ -373,3 +373,67 @@ async fn every_type_round_trips_over_http() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn altered_tables_keep_their_rows_and_history_across_restart() {
+    let server = TestServer::start().await;
+    server
+        .sql_ok("CREATE TABLE default.acct (id INT PRIMARY KEY, owner TEXT, balance INT)")
+        .await;
+    server
+        .sql_ok("INSERT INTO acct VALUES (1, 'ann', 10), (2, 'ben', 20)")
+        .await;
+    server
+        .sql_ok(
+            "ALTER TABLE acct RENAME COLUMN owner TO holder; ALTER TABLE acct DROP COLUMN balance; \
+             ALTER TABLE acct ADD COLUMN currency TEXT DEFAULT 'EUR'",
+        )
+        .await;
+    let server = server.restart().await;
+    let rows = server
+        .sql_ok("SELECT id, holder, currency FROM acct ORDER BY id")
+        .await;
+    assert_eq!(
+        rows.rows(0),
+        &vec![json!([1, "ann", "EUR"]), json!([2, "ben", "EUR"])]
+    );
+    let history = server.sql_ok("DESCRIBE TABLE acct HISTORY").await;
+    let versions: Vec<(u64, String, String)> = history
+        .rows(0)
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_u64().unwrap(),
+                r[2].as_str().unwrap().to_string(),
+                r[3].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            (
+                1,
+                "CREATE TABLE".into(),
+                "id INT, owner TEXT, balance INT".into()
+            ),
+            (
+                2,
+                "RENAME COLUMN owner TO holder".into(),
+                "id INT, holder TEXT, balance INT".into()
+            ),
+            (
+                3,
+                "DROP COLUMN balance".into(),
+                "id INT, holder TEXT".into()
+            ),
+            (
+                4,
+                "ADD COLUMN currency TEXT DEFAULT 'EUR'".into(),
+                "id INT, holder TEXT, currency TEXT".into()
+            ),
+        ]
+    );
+    assert!(history.rows(0).iter().all(|r| r[1].as_i64().unwrap() > 0));
+    server.stop().await;
+}

@@ -5,11 +5,12 @@ use parking_lot::Mutex;
 use quiver_common::{NamespaceId, TableId, TableName};
 use quiver_store::{Store, StoreError};
 
-use crate::defs::{NamespaceDef, TableDef};
+use crate::defs::{NamespaceDef, TableDef, TableVersion};
 use crate::registry::{CachedTableData, SchemaRegistry};
 
 const NAMESPACE_PREFIX: &[u8] = b"ns/";
 const TABLE_PREFIX: &[u8] = b"tb/";
+const VERSION_PREFIX: &[u8] = b"tv/";
 const NEXT_TABLE_ID: &[u8] = b"next_table_id";
 /// The namespace every node has from its first start.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -33,6 +34,8 @@ pub enum CatalogError {
     TableExists(String),
     #[error("table not found: {0}")]
     TableNotFound(String),
+    #[error("{0}")]
+    InvalidChange(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("corrupt catalog record {key}: {detail}")]
@@ -65,6 +68,28 @@ fn table_key(id: TableId) -> Vec<u8> {
     let mut key = TABLE_PREFIX.to_vec();
     key.extend_from_slice(&id.0.to_be_bytes());
     key
+}
+
+fn versions_prefix(id: TableId) -> Vec<u8> {
+    let mut key = VERSION_PREFIX.to_vec();
+    key.extend_from_slice(&id.0.to_be_bytes());
+    key
+}
+
+fn version_key(id: TableId, version: u32) -> Vec<u8> {
+    let mut key = versions_prefix(id);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn version_record(def: &TableDef, change: &str) -> Vec<u8> {
+    let version = TableVersion {
+        version: def.schema_version,
+        changed_at: now_micros(),
+        change: change.to_string(),
+        columns: def.columns.clone(),
+    };
+    serde_json::to_vec(&version).expect("serializable")
 }
 
 fn namespace_key(name: &NamespaceId) -> Vec<u8> {
@@ -224,12 +249,17 @@ impl Catalog {
         };
         def.id = TableId(id);
         def.schema_version = 1;
+        def.next_column_id = def.columns.iter().map(|c| c.id).max().unwrap_or(0) + 1;
         def.created_at = now_micros();
         let mut batch = self.store.batch();
         batch.put_meta(NEXT_TABLE_ID, &(id + 1).to_be_bytes());
         batch.put_meta(
             &table_key(def.id),
             &serde_json::to_vec(&def).expect("serializable"),
+        );
+        batch.put_meta(
+            &version_key(def.id, 1),
+            &version_record(&def, "CREATE TABLE"),
         );
         // A crashed earlier attempt cannot have left rows under a fresh id,
         // but clearing the range keeps that true by construction.
@@ -257,10 +287,58 @@ impl Catalog {
         let id = table.def().id;
         let mut batch = self.store.batch();
         batch.delete_meta(&table_key(id));
+        for (key, _) in self.store.scan_meta(&versions_prefix(id))? {
+            batch.delete_meta(&key);
+        }
         batch.delete_table_rows(id.0);
         self.store.commit(batch)?;
         self.registry.remove(id);
         Ok(true)
+    }
+
+    /// Changes a table's definition: `edit` gets a copy of the current one
+    /// and may refuse the change with a message. The new definition gets
+    /// the next schema version, is persisted with its history record
+    /// (`change` describes it) and replaces the cached one before this
+    /// returns.
+    pub fn alter_table(
+        &self,
+        namespace: &NamespaceId,
+        name: &TableName,
+        change: &str,
+        edit: impl FnOnce(&mut TableDef) -> Result<(), String>,
+    ) -> Result<Arc<CachedTableData>, CatalogError> {
+        let _ddl = self.ddl.lock();
+        let table = self
+            .registry
+            .get_by_name(namespace, name)
+            .ok_or_else(|| CatalogError::TableNotFound(format!("{namespace}.{name}")))?;
+        let mut def = table.def().clone();
+        if def.next_column_id == 0 {
+            def.next_column_id = def.columns.iter().map(|c| c.id).max().unwrap_or(0) + 1;
+        }
+        edit(&mut def).map_err(CatalogError::InvalidChange)?;
+        def.schema_version += 1;
+        let mut batch = self.store.batch();
+        batch.put_meta(
+            &table_key(def.id),
+            &serde_json::to_vec(&def).expect("serializable"),
+        );
+        batch.put_meta(
+            &version_key(def.id, def.schema_version),
+            &version_record(&def, change),
+        );
+        self.store.commit(batch)?;
+        Ok(self.registry.put(def))
+    }
+
+    /// Every schema version of a table, oldest first.
+    pub fn history(&self, table: TableId) -> Result<Vec<TableVersion>, CatalogError> {
+        self.store
+            .scan_meta(&versions_prefix(table))?
+            .into_iter()
+            .map(|(key, value)| serde_json::from_slice(&value).map_err(|e| corrupt(&key, e)))
+            .collect()
     }
 }
 

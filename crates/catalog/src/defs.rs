@@ -141,6 +141,10 @@ pub struct ColumnDef {
     pub column_type: ColumnType,
     pub nullable: bool,
     pub default: Option<DefaultValue>,
+    /// What rows written before this column was added read as: the
+    /// column's default at `ADD COLUMN` time, or NULL.
+    #[serde(default)]
+    pub fill: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,8 +158,23 @@ pub struct TableDef {
     pub primary_key: Option<u32>,
     pub options: TableOptions,
     pub schema_version: u32,
+    /// The id the next added column gets; ids are never reused, so a
+    /// dropped column's old cells are never read as a new column.
+    #[serde(default)]
+    pub next_column_id: u32,
     /// Microseconds since the Unix epoch.
     pub created_at: i64,
+}
+
+/// One schema version of a table, kept for `DESCRIBE TABLE ... HISTORY`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableVersion {
+    pub version: u32,
+    /// Microseconds since the Unix epoch.
+    pub changed_at: i64,
+    /// The statement that made this version, e.g. `ADD COLUMN age INT`.
+    pub change: String,
+    pub columns: Vec<ColumnDef>,
 }
 
 impl TableDef {

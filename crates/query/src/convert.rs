@@ -18,11 +18,26 @@ use quiver_store::{StoredRow, Value};
 
 use crate::error::{QueryError, Result};
 
-/// A column of a scan's output: a user column by stable id, or `_seq`.
-#[derive(Debug, Clone, Copy)]
+/// A column of a scan's output: a user column by stable id (with the value
+/// rows written before it existed read as), or `_seq`.
+#[derive(Debug, Clone)]
 pub enum OutputColumn {
-    Column { id: u32, ty: ColumnType },
+    Column {
+        id: u32,
+        ty: ColumnType,
+        fill: Option<Value>,
+    },
     Seq,
+}
+
+impl OutputColumn {
+    pub fn of(column: &ColumnDef) -> Self {
+        Self::Column {
+            id: column.id,
+            ty: column.column_type,
+            fill: column.fill.clone(),
+        }
+    }
 }
 
 /// Builds a batch of `rows` (none of them deleted) in the shape of `schema`.
@@ -37,7 +52,14 @@ pub fn rows_to_batch(
             OutputColumn::Seq => {
                 Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.seq))) as ArrayRef
             }
-            OutputColumn::Column { id, ty } => build_array(*ty, rows.iter().map(|r| r.cell(*id))),
+            OutputColumn::Column { id, ty, fill } => build_array(
+                *ty,
+                rows.iter().map(|r| match r.stored_cell(*id) {
+                    Some(Value::Null) => None,
+                    Some(value) => Some(value),
+                    None => fill.as_ref(),
+                }),
+            ),
         })
         .collect();
     let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
@@ -222,6 +244,7 @@ mod tests {
             column_type: ty,
             nullable: true,
             default: None,
+            fill: None,
         }
     }
 
@@ -269,6 +292,7 @@ mod tests {
                 OutputColumn::Column {
                     id: 1,
                     ty: ColumnType::Int,
+                    fill: None,
                 },
                 OutputColumn::Seq,
             ],

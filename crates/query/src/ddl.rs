@@ -9,14 +9,18 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
+    AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef as SqlColumnDef,
+};
+use datafusion::sql::sqlparser::ast::{
     ColumnOption, CreateTable, CreateTableOptions, DataType as SqlType, ExactNumberInfo, Expr,
     SqlOption, TableConstraint, Value as SqlValue,
 };
 use quiver_catalog::{
     AccessLevel, CachedTableData, ColumnDef, DefaultValue, FlushPolicy, NamespaceDef, TableDef,
-    TableOptions, TableType,
+    TableOptions, TableType, TableVersion,
 };
 use quiver_common::{ColumnType, NamespaceId, TableId, TableName};
+use quiver_store::Value;
 
 use crate::convert::array_to_values;
 use crate::error::{QueryError, Result};
@@ -91,6 +95,7 @@ pub async fn table_def(
             column_type,
             nullable: true,
             default: None,
+            fill: None,
         };
         for option in &column.options {
             match &option.option {
@@ -175,6 +180,7 @@ pub async fn table_def(
         primary_key,
         options: options.options,
         schema_version: 0,
+        next_column_id: 0,
         created_at: 0,
     })
 }
@@ -245,6 +251,315 @@ pub fn column_type(ty: &SqlType) -> Result<ColumnType> {
             )));
         }
     })
+}
+
+/// Checks a new column name: valid, not a system column, not taken.
+fn new_column_name(def: &TableDef, name: &str) -> Result<String> {
+    let name = TableName::new(name)
+        .map_err(|e| QueryError::invalid(e.to_string().replace("table name", "column name")))?
+        .to_string();
+    if RESERVED_COLUMNS.contains(&name.as_str()) {
+        return Err(QueryError::invalid(format!(
+            "column name {name} is reserved for a system column"
+        )));
+    }
+    if def.column(&name).is_some() {
+        return Err(QueryError::invalid(format!(
+            "column {name} already exists in {}",
+            def.qualified_name()
+        )));
+    }
+    Ok(name)
+}
+
+/// The user column `name` of `def`, refusing system and primary-key
+/// columns for changes that would break them.
+fn changeable_column<'a>(def: &'a TableDef, name: &str, action: &str) -> Result<&'a ColumnDef> {
+    let name = name.to_ascii_lowercase();
+    if RESERVED_COLUMNS.contains(&name.as_str()) {
+        return Err(QueryError::invalid(format!(
+            "{name} is a system column and cannot be {action}"
+        )));
+    }
+    let column = def.column(&name).ok_or_else(|| {
+        QueryError::invalid(format!(
+            "column not found: {name} in {}",
+            def.qualified_name()
+        ))
+    })?;
+    if def.primary_key == Some(column.id) && action != "given a default" {
+        return Err(QueryError::invalid(format!(
+            "{name} is the primary key of {} and cannot be {action}",
+            def.qualified_name()
+        )));
+    }
+    Ok(column)
+}
+
+/// One ALTER TABLE operation, prepared against the current definition (so
+/// that defaults are evaluated before the catalog's short DDL lock).
+enum Change {
+    Add(ColumnDef),
+    Drop(Vec<String>),
+    Rename {
+        from: String,
+        to: String,
+    },
+    SetDefault {
+        column: String,
+        default: Option<DefaultValue>,
+    },
+}
+
+impl Change {
+    fn apply(self, def: &mut TableDef) -> std::result::Result<(), String> {
+        match self {
+            Change::Add(mut column) => {
+                if def.column(&column.name).is_some() {
+                    return Err(format!(
+                        "column {} already exists in {}",
+                        column.name,
+                        def.qualified_name()
+                    ));
+                }
+                column.id = def.next_column_id;
+                def.next_column_id += 1;
+                def.columns.push(column);
+            }
+            Change::Drop(names) => {
+                for name in names {
+                    let before = def.columns.len();
+                    def.columns.retain(|c| c.name != name);
+                    if def.columns.len() == before {
+                        return Err(format!(
+                            "column not found: {name} in {}",
+                            def.qualified_name()
+                        ));
+                    }
+                }
+                if def.columns.is_empty() {
+                    return Err("a table needs at least one column".to_string());
+                }
+            }
+            Change::Rename { from, to } => {
+                if def.column(&to).is_some() {
+                    return Err(format!(
+                        "column {to} already exists in {}",
+                        def.qualified_name()
+                    ));
+                }
+                let column = def
+                    .columns
+                    .iter_mut()
+                    .find(|c| c.name == from)
+                    .ok_or_else(|| format!("column not found: {from}"))?;
+                column.name = to;
+            }
+            Change::SetDefault { column, default } => {
+                let column = def
+                    .columns
+                    .iter_mut()
+                    .find(|c| c.name == column)
+                    .ok_or_else(|| format!("column not found: {column}"))?;
+                column.default = default;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `ALTER TABLE`: each operation makes a new schema version. Rows written
+/// before keep their cells by column id, so they read correctly through
+/// every later version.
+pub async fn alter_table(
+    ctx: &SessionContext,
+    catalog: &quiver_catalog::Catalog,
+    table: Arc<CachedTableData>,
+    alter: &AlterTable,
+    user: &str,
+) -> Result<u32> {
+    if alter.operations.is_empty() {
+        return Err(QueryError::invalid("ALTER TABLE needs an operation"));
+    }
+    let (namespace, name) = (table.def().namespace.clone(), table.def().name.clone());
+    let mut version = table.def().schema_version;
+    for operation in &alter.operations {
+        let current = catalog
+            .table(&namespace, &name)
+            .ok_or_else(|| QueryError::TableNotFound(format!("{namespace}.{name}")))?;
+        let def = current.def();
+        let change = match operation {
+            AlterTableOperation::AddColumn {
+                if_not_exists,
+                column_def,
+                column_position: None,
+                ..
+            } => {
+                if *if_not_exists
+                    && def
+                        .column(&column_def.name.value.to_ascii_lowercase())
+                        .is_some()
+                {
+                    continue;
+                }
+                Change::Add(added_column(ctx, def, column_def, user).await?)
+            }
+            AlterTableOperation::DropColumn {
+                column_names,
+                if_exists,
+                ..
+            } => {
+                let mut names = Vec::new();
+                for ident in column_names {
+                    let lower = ident.value.to_ascii_lowercase();
+                    if *if_exists
+                        && def.column(&lower).is_none()
+                        && !RESERVED_COLUMNS.contains(&lower.as_str())
+                    {
+                        continue;
+                    }
+                    names.push(
+                        changeable_column(def, &ident.value, "dropped")?
+                            .name
+                            .clone(),
+                    );
+                }
+                if names.is_empty() {
+                    continue;
+                }
+                Change::Drop(names)
+            }
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                let from = changeable_column(def, &old_column_name.value, "renamed")?
+                    .name
+                    .clone();
+                let to = new_column_name_checked(def, &new_column_name.value)?;
+                Change::Rename { from, to }
+            }
+            AlterTableOperation::AlterColumn { column_name, op } => {
+                let column = changeable_column(def, &column_name.value, "given a default")?;
+                let default = match op {
+                    AlterColumnOperation::SetDefault { value } => {
+                        Some(default_value(ctx, column, value).await?)
+                    }
+                    AlterColumnOperation::DropDefault => None,
+                    other => {
+                        return Err(QueryError::Unsupported(format!("ALTER COLUMN {other}")));
+                    }
+                };
+                Change::SetDefault {
+                    column: column.name.clone(),
+                    default,
+                }
+            }
+            other => return Err(QueryError::Unsupported(format!("ALTER TABLE {other}"))),
+        };
+        let altered = catalog.alter_table(&namespace, &name, &operation.to_string(), |def| {
+            change.apply(def)
+        })?;
+        version = altered.def().schema_version;
+    }
+    Ok(version)
+}
+
+fn new_column_name_checked(def: &TableDef, name: &str) -> Result<String> {
+    new_column_name(def, name)
+}
+
+/// The definition of a column added by `ADD COLUMN`; rows already stored
+/// read as its default (evaluated now) or NULL.
+async fn added_column(
+    ctx: &SessionContext,
+    def: &TableDef,
+    column: &SqlColumnDef,
+    user: &str,
+) -> Result<ColumnDef> {
+    let name = new_column_name(def, &column.name.value)?;
+    let mut added = ColumnDef {
+        id: 0,
+        name,
+        column_type: column_type(&column.data_type)?,
+        nullable: true,
+        default: None,
+        fill: None,
+    };
+    for option in &column.options {
+        match &option.option {
+            ColumnOption::Null => added.nullable = true,
+            ColumnOption::NotNull => added.nullable = false,
+            ColumnOption::Default(expr) => {
+                added.default = Some(default_value(ctx, &added, expr).await?)
+            }
+            ColumnOption::PrimaryKey(_) => {
+                return Err(QueryError::invalid(
+                    "a table's primary key cannot be changed",
+                ));
+            }
+            other => {
+                return Err(QueryError::Unsupported(format!(
+                    "column option {other} on column {}",
+                    added.name
+                )));
+            }
+        }
+    }
+    let now = chrono::Utc::now().timestamp_micros();
+    added.fill = match &added.default {
+        None => None,
+        Some(DefaultValue::Literal(value)) => Some(value.clone()).filter(|v| !v.is_null()),
+        Some(DefaultValue::Now) => Some(match added.column_type {
+            ColumnType::Date => Value::Date(now.div_euclid(86_400_000_000) as i32),
+            _ => Value::Timestamp(now),
+        }),
+        Some(DefaultValue::CurrentUser) => Some(Value::Text(user.to_string())),
+        // Unique per row: existing rows cannot share one value.
+        Some(DefaultValue::SnowflakeId | DefaultValue::UuidV7) => None,
+    };
+    if !added.nullable && added.fill.is_none() {
+        return Err(QueryError::invalid(format!(
+            "NOT NULL column {} needs a constant DEFAULT for the rows already stored",
+            added.name
+        )));
+    }
+    Ok(added)
+}
+
+/// `DESCRIBE TABLE ... HISTORY`: one row per schema version.
+pub fn describe_history(versions: &[TableVersion]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+    use datafusion::arrow::datatypes::TimeUnit;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("version", DataType::UInt32, false),
+        Field::new(
+            "changed_at",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+        utf8("change", false),
+        utf8("columns", false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(
+            versions.iter().map(|v| v.version),
+        )),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(
+            versions.iter().map(|v| v.changed_at),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            versions.iter().map(|v| v.change.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(versions.iter().map(|v| {
+            v.columns
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.column_type))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }))),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
 }
 
 async fn default_value(

@@ -35,6 +35,7 @@ pub enum QuiverStatement {
     },
     DescribeTable {
         name: ObjectName,
+        history: bool,
     },
     CreateTable {
         table_type: Option<TableType>,
@@ -168,7 +169,11 @@ fn parse_statement(parser: &mut Parser<'_>) -> Result<QuiverStatement, ParserErr
         parser.next_token();
         let _ = parser.parse_keyword(Keyword::TABLE);
         let name = parser.parse_object_name(false)?;
-        return Ok(QuiverStatement::DescribeTable { name });
+        let history = word_is(&parser.peek_token().token, "HISTORY");
+        if history {
+            parser.next_token();
+        }
+        return Ok(QuiverStatement::DescribeTable { name, history });
     }
     if word_is(&first, "CREATE")
         && let Some(table_type) = table_type_word(&second)

@@ -119,7 +119,6 @@ fn stored(def: &TableDef, seq: i64, cells: Vec<Value>) -> StoredRow {
             .columns
             .iter()
             .zip(cells)
-            .filter(|(_, v)| !v.is_null())
             .map(|(c, v)| (c.id, v))
             .collect(),
     }
@@ -325,9 +324,7 @@ fn apply_cells(def: &TableDef, row: &mut StoredRow, cells: Vec<(u32, Value)>) ->
             .expect("assigned column exists");
         check_not_null(def, column, &value)?;
         row.cells.retain(|(c, _)| *c != id);
-        if !value.is_null() {
-            row.cells.push((id, value));
-        }
+        row.cells.push((id, value));
     }
     row.cells.sort_by_key(|(id, _)| *id);
     Ok(())
@@ -387,10 +384,7 @@ async fn evaluate_upserts(
                 quiver_catalog::arrow_type(c.column_type),
                 true,
             ));
-            columns.push(OutputColumn::Column {
-                id: c.id,
-                ty: c.column_type,
-            });
+            columns.push(OutputColumn::of(c));
         }
     }
     fields.push(Field::new(ROW_INDEX, DataType::Int64, false));
@@ -527,6 +521,7 @@ async fn matching_rows(
         column_type: ColumnType::BigInt,
         nullable: false,
         default: None,
+        fill: None,
     };
     let mut out = Vec::new();
     for batch in batches {

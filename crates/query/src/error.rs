@@ -115,6 +115,7 @@ impl From<CatalogError> for QueryError {
             CatalogError::TableNotFound(t) => Self::TableNotFound(t),
             CatalogError::Store(e) => e.into(),
             CatalogError::Corrupt { .. } => Self::Internal(error.to_string()),
+            CatalogError::InvalidChange(message) => Self::Invalid(message),
             other => Self::Invalid(other.to_string()),
         }
     }

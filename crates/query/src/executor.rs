@@ -322,11 +322,14 @@ impl QuerySession {
                     &tables,
                 )?)))
             }
-            QuiverStatement::DescribeTable { name } => {
+            QuiverStatement::DescribeTable { name, history } => {
                 let table = self.resolve_table(&name)?;
-                Ok(StatementOutput::Rows(batch_stream(ddl::describe_table(
-                    table.def(),
-                )?)))
+                let batch = if history {
+                    ddl::describe_history(&catalog.history(table.def().id)?)?
+                } else {
+                    ddl::describe_table(table.def())?
+                };
+                Ok(StatementOutput::Rows(batch_stream(batch)))
             }
             QuiverStatement::CreateTable { table_type, create } => {
                 let (namespace, table) = self.split_name(&create.name)?;
@@ -373,6 +376,24 @@ impl QuerySession {
             Statement::Insert(insert) => dml::insert(self, insert).await,
             Statement::Update(update) => dml::update(self, update).await,
             Statement::Delete(delete) => dml::delete(self, delete).await,
+            Statement::AlterTable(alter) => {
+                let table = self.resolve_table(&alter.name)?;
+                let qualified = table.def().qualified_name();
+                let lock = self.engine.writer_lock(table.def().id);
+                let _writer = lock.lock().await;
+                let version = ddl::alter_table(
+                    &self.context(),
+                    &self.engine.catalog,
+                    table,
+                    &alter,
+                    self.user.as_str(),
+                )
+                .await?;
+                Ok(done(
+                    0,
+                    format!("Table {qualified} altered (schema version {version})"),
+                ))
+            }
             statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
                 let stream = self.query(statement).await?;
                 Ok(StatementOutput::Rows(stream))

@@ -182,10 +182,7 @@ impl TableProvider for QuiverTable {
         let columns = indices
             .iter()
             .map(|&i| match def.columns.get(i) {
-                Some(c) => OutputColumn::Column {
-                    id: c.id,
-                    ty: c.column_type,
-                },
+                Some(c) => OutputColumn::of(c),
                 None => {
                     debug_assert_eq!(schema.field(i).name(), SEQ_COLUMN);
                     OutputColumn::Seq

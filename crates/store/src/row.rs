@@ -26,8 +26,9 @@ impl Value {
 }
 
 /// One version of a row: its sequence number, whether it is a delete
-/// marker, and its non-NULL cells keyed by stable column id (a column that
-/// is absent reads as NULL).
+/// marker, and its cells keyed by stable column id. Every column the table
+/// had when the row was written has a cell (NULL included); a column added
+/// later is absent and reads as the value it was added with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredRow {
     pub seq: i64,
@@ -44,11 +45,17 @@ impl StoredRow {
         postcard::from_bytes(bytes)
     }
 
-    /// The cell of column `id`, or `None` when it is NULL.
+    /// The cell of column `id`, or `None` when it is NULL or absent.
     pub fn cell(&self, id: u32) -> Option<&Value> {
         self.cells
             .iter()
             .find_map(|(c, v)| (*c == id && !v.is_null()).then_some(v))
+    }
+
+    /// The cell of column `id` as stored (NULL included), or `None` when
+    /// the row was written before the column existed.
+    pub fn stored_cell(&self, id: u32) -> Option<&Value> {
+        self.cells.iter().find_map(|(c, v)| (*c == id).then_some(v))
     }
 }
 

@@ -21,10 +21,12 @@ fn table(ns: &str, name: &str) -> TableDef {
             column_type: ColumnType::BigInt,
             nullable: false,
             default: None,
+            fill: None,
         }],
         primary_key: Some(1),
         options: TableOptions::default(),
         schema_version: 0,
+        next_column_id: 0,
         created_at: 0,
     }
 }
@@ -108,4 +110,154 @@ fn ddl_errors() {
         catalog.drop_namespace(&NamespaceId::new("default").unwrap(), false, false),
         Err(CatalogError::NamespaceBuiltIn(_))
     ));
+}
+
+/// Runs `f` on a thread and fails if it does not finish within `secs`.
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .expect("finished within the timeout")
+}
+
+#[test]
+fn readers_never_see_a_schema_older_than_an_acknowledged_alter() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use quiver_store::Value;
+
+    use crate::defs::DefaultValue;
+
+    within(120, || {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(open(dir.path()));
+        let ns = NamespaceId::new("default").unwrap();
+        let name = TableName::new("t").unwrap();
+        catalog.create_table(table("default", "t"), false).unwrap();
+        let acknowledged = Arc::new(AtomicU32::new(1));
+        let done = Arc::new(AtomicBool::new(false));
+
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (catalog, acknowledged, done) =
+                    (catalog.clone(), acknowledged.clone(), done.clone());
+                let (ns, name) = (ns.clone(), name.clone());
+                std::thread::spawn(move || {
+                    let mut reads = 0u64;
+                    while !done.load(Ordering::Acquire) {
+                        let floor = acknowledged.load(Ordering::Acquire);
+                        let entry = catalog.table(&ns, &name).expect("table exists");
+                        let def = entry.def();
+                        assert!(
+                            def.schema_version >= floor,
+                            "stale schema {} < {floor}",
+                            def.schema_version
+                        );
+                        // The default records the version that set it.
+                        let expected = match def.schema_version {
+                            1 => None,
+                            v => Some(DefaultValue::Literal(Value::Int64(i64::from(v)))),
+                        };
+                        assert_eq!(def.columns[0].default, expected);
+                        assert_eq!(entry.arrow_schema().fields().len(), def.columns.len() + 1);
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+
+        for _ in 0..1000 {
+            let altered = catalog
+                .alter_table(&ns, &name, "ALTER COLUMN id SET DEFAULT", |def| {
+                    let next = def.schema_version + 1;
+                    def.columns[0].default =
+                        Some(DefaultValue::Literal(Value::Int64(i64::from(next))));
+                    Ok(())
+                })
+                .unwrap();
+            acknowledged.store(altered.def().schema_version, Ordering::Release);
+        }
+        done.store(true, Ordering::Release);
+        let reads: u64 = readers
+            .into_iter()
+            .map(|r| r.join().expect("reader passed"))
+            .sum();
+        assert!(reads > 0);
+        assert_eq!(
+            catalog.table(&ns, &name).unwrap().def().schema_version,
+            1001
+        );
+        assert_eq!(
+            catalog
+                .history(catalog.table(&ns, &name).unwrap().def().id)
+                .unwrap()
+                .len(),
+            1001
+        );
+    });
+}
+
+#[test]
+fn registries_are_built_used_and_dropped_without_blocking() {
+    within(60, || {
+        for round in 0..100u64 {
+            let registry = crate::registry::SchemaRegistry::default();
+            for i in 0..10 {
+                let mut def = table("default", &format!("t{i}"));
+                def.id = TableId(round * 100 + i);
+                registry.put(def);
+            }
+            let ns = NamespaceId::new("default").unwrap();
+            let entry = registry
+                .get_by_name(&ns, &TableName::new("t3").unwrap())
+                .unwrap();
+            assert_eq!(entry.arrow_schema().fields().len(), 2);
+            assert_eq!(registry.tables_in(&ns).len(), 10);
+            registry.remove(entry.def().id);
+            assert_eq!(registry.len(), 9);
+        }
+    });
+}
+
+#[test]
+fn altered_definitions_survive_reopen_with_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NamespaceId::new("default").unwrap();
+    let name = TableName::new("t").unwrap();
+    {
+        let catalog = open(dir.path());
+        catalog.create_table(table("default", "t"), false).unwrap();
+        catalog
+            .alter_table(&ns, &name, "ADD COLUMN note TEXT", |def| {
+                def.columns.push(ColumnDef {
+                    id: def.next_column_id,
+                    name: "note".into(),
+                    column_type: ColumnType::Text,
+                    nullable: true,
+                    default: None,
+                    fill: None,
+                });
+                def.next_column_id += 1;
+                Ok(())
+            })
+            .unwrap();
+        let refused = catalog.alter_table(&ns, &name, "nothing", |_| Err("no".to_string()));
+        assert!(matches!(refused, Err(CatalogError::InvalidChange(_))));
+    }
+    let catalog = open(dir.path());
+    let entry = catalog.table(&ns, &name).unwrap();
+    assert_eq!(entry.def().schema_version, 2);
+    assert_eq!(entry.def().next_column_id, 3);
+    let history = catalog.history(entry.def().id).unwrap();
+    let changes: Vec<_> = history
+        .iter()
+        .map(|v| (v.version, v.change.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![(1, "CREATE TABLE"), (2, "ADD COLUMN note TEXT")]
+    );
 }

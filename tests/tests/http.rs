@@ -276,7 +276,7 @@ async fn bad_requests_get_the_error_envelope() {
             "RESULT_TOO_LARGE",
         ),
         (
-            json!({"sql": "CREATE VIEW v AS SELECT 1"})
+            json!({"sql": "GRANT SELECT ON default.t TO bob"})
                 .to_string()
                 .into(),
             400,
@@ -435,5 +435,37 @@ async fn altered_tables_keep_their_rows_and_history_across_restart() {
         ]
     );
     assert!(history.rows(0).iter().all(|r| r[1].as_i64().unwrap() > 0));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn views_survive_restart() {
+    let server = TestServer::start().await;
+    server
+        .sql_ok(
+            "CREATE NAMESPACE shop; CREATE TABLE shop.sales (id INT PRIMARY KEY, amount INT); \
+             INSERT INTO shop.sales VALUES (1, 5), (2, 7); \
+             USE shop; CREATE VIEW total AS SELECT SUM(amount) AS total FROM sales; \
+             CREATE VIEW shop.doubled AS SELECT total * 2 AS twice FROM total",
+        )
+        .await;
+    let server = server.restart().await;
+    let doubled = server.sql_ok("SELECT twice FROM shop.doubled").await;
+    assert_eq!(doubled.rows(0), &vec![json!(["24"])]);
+    let listed = server.sql_ok("SHOW TABLES IN shop").await;
+    assert_eq!(listed.rows(0).len(), 3);
+    server.sql_ok("DROP TABLE shop.sales").await;
+    let broken = server.sql("SELECT * FROM shop.doubled").await;
+    assert_eq!(broken.code(), "TABLE_NOT_FOUND");
+    assert!(
+        broken.message().contains("read by view shop.total"),
+        "{}",
+        broken.message()
+    );
+    assert!(
+        broken.message().contains("DROP VIEW shop.total"),
+        "{}",
+        broken.message()
+    );
     server.stop().await;
 }

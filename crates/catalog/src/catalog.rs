@@ -5,12 +5,13 @@ use parking_lot::Mutex;
 use quiver_common::{NamespaceId, TableId, TableName};
 use quiver_store::{Store, StoreError};
 
-use crate::defs::{NamespaceDef, TableDef, TableVersion};
+use crate::defs::{NamespaceDef, TableDef, TableVersion, ViewDef};
 use crate::registry::{CachedTableData, SchemaRegistry};
 
 const NAMESPACE_PREFIX: &[u8] = b"ns/";
 const TABLE_PREFIX: &[u8] = b"tb/";
 const VERSION_PREFIX: &[u8] = b"tv/";
+const VIEW_PREFIX: &[u8] = b"vw/";
 const NEXT_TABLE_ID: &[u8] = b"next_table_id";
 /// The namespace every node has from its first start.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -32,6 +33,10 @@ pub enum CatalogError {
     NamespaceBuiltIn(NamespaceId),
     #[error("table already exists: {0}")]
     TableExists(String),
+    #[error("a view named {0} already exists")]
+    ViewExists(String),
+    #[error("view not found: {0}")]
+    ViewNotFound(String),
     #[error("table not found: {0}")]
     TableNotFound(String),
     #[error("{0}")]
@@ -50,6 +55,7 @@ pub struct Catalog {
     store: Arc<Store>,
     registry: SchemaRegistry,
     namespaces: DashMap<NamespaceId, NamespaceDef>,
+    views: DashMap<(NamespaceId, TableName), Arc<ViewDef>>,
     ddl: Mutex<()>,
 }
 
@@ -92,6 +98,12 @@ fn version_record(def: &TableDef, change: &str) -> Vec<u8> {
     serde_json::to_vec(&version).expect("serializable")
 }
 
+fn view_key(namespace: &NamespaceId, name: &TableName) -> Vec<u8> {
+    let mut key = VIEW_PREFIX.to_vec();
+    key.extend_from_slice(format!("{namespace}.{name}").as_bytes());
+    key
+}
+
 fn namespace_key(name: &NamespaceId) -> Vec<u8> {
     let mut key = NAMESPACE_PREFIX.to_vec();
     key.extend_from_slice(name.as_str().as_bytes());
@@ -106,6 +118,7 @@ impl Catalog {
             store,
             registry: SchemaRegistry::default(),
             namespaces: DashMap::new(),
+            views: DashMap::new(),
             ddl: Mutex::new(()),
         };
         for (key, value) in catalog.store.scan_meta(NAMESPACE_PREFIX)? {
@@ -115,6 +128,12 @@ impl Catalog {
         for (key, value) in catalog.store.scan_meta(TABLE_PREFIX)? {
             let def: TableDef = serde_json::from_slice(&value).map_err(|e| corrupt(&key, e))?;
             catalog.registry.put(def);
+        }
+        for (key, value) in catalog.store.scan_meta(VIEW_PREFIX)? {
+            let def: ViewDef = serde_json::from_slice(&value).map_err(|e| corrupt(&key, e))?;
+            catalog
+                .views
+                .insert((def.namespace.clone(), def.name.clone()), Arc::new(def));
         }
         if catalog.namespaces.is_empty() {
             let default = NamespaceId::new(DEFAULT_NAMESPACE).expect("valid built-in name");
@@ -191,10 +210,16 @@ impl Catalog {
             return Err(CatalogError::NamespaceBuiltIn(name.clone()));
         }
         let tables = self.registry.tables_in(name);
-        if !tables.is_empty() && !cascade {
+        let views: Vec<_> = self
+            .views
+            .iter()
+            .filter(|v| &v.key().0 == name)
+            .map(|v| v.key().clone())
+            .collect();
+        if !cascade && (!tables.is_empty() || !views.is_empty()) {
             return Err(CatalogError::NamespaceNotEmpty {
                 namespace: name.clone(),
-                tables: tables.len(),
+                tables: tables.len() + views.len(),
             });
         }
         let mut batch = self.store.batch();
@@ -202,8 +227,14 @@ impl Catalog {
             batch.delete_meta(&table_key(table.def().id));
             batch.delete_table_rows(table.def().id.0);
         }
+        for (ns, view) in &views {
+            batch.delete_meta(&view_key(ns, view));
+        }
         batch.delete_meta(&namespace_key(name));
         self.store.commit(batch)?;
+        for key in &views {
+            self.views.remove(key);
+        }
         for table in &tables {
             self.registry.remove(table.def().id);
         }
@@ -226,6 +257,12 @@ impl Catalog {
         let _ddl = self.ddl.lock();
         if !self.namespaces.contains_key(&def.namespace) {
             return Err(CatalogError::NamespaceNotFound(def.namespace.clone()));
+        }
+        if self
+            .views
+            .contains_key(&(def.namespace.clone(), def.name.clone()))
+        {
+            return Err(CatalogError::ViewExists(def.qualified_name()));
         }
         if self
             .registry
@@ -330,6 +367,75 @@ impl Catalog {
         );
         self.store.commit(batch)?;
         Ok(self.registry.put(def))
+    }
+
+    pub fn view(&self, namespace: &NamespaceId, name: &TableName) -> Option<Arc<ViewDef>> {
+        self.views
+            .get(&(namespace.clone(), name.clone()))
+            .map(|v| v.value().clone())
+    }
+
+    /// Every view of a namespace, sorted by name.
+    pub fn views_in(&self, namespace: &NamespaceId) -> Vec<Arc<ViewDef>> {
+        let mut out: Vec<_> = self
+            .views
+            .iter()
+            .filter(|v| &v.key().0 == namespace)
+            .map(|v| v.value().clone())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Stores a view (replacing one of the same name with `or_replace`).
+    pub fn create_view(&self, mut def: ViewDef, or_replace: bool) -> Result<(), CatalogError> {
+        let _ddl = self.ddl.lock();
+        if !self.namespaces.contains_key(&def.namespace) {
+            return Err(CatalogError::NamespaceNotFound(def.namespace.clone()));
+        }
+        if self
+            .registry
+            .get_by_name(&def.namespace, &def.name)
+            .is_some()
+        {
+            return Err(CatalogError::TableExists(def.qualified_name()));
+        }
+        let key = (def.namespace.clone(), def.name.clone());
+        if self.views.contains_key(&key) && !or_replace {
+            return Err(CatalogError::ViewExists(def.qualified_name()));
+        }
+        def.created_at = now_micros();
+        let mut batch = self.store.batch();
+        batch.put_meta(
+            &view_key(&def.namespace, &def.name),
+            &serde_json::to_vec(&def).expect("serializable"),
+        );
+        self.store.commit(batch)?;
+        self.views.insert(key, Arc::new(def));
+        Ok(())
+    }
+
+    /// Drops a view; `false` when it did not exist and `if_exists` was set.
+    pub fn drop_view(
+        &self,
+        namespace: &NamespaceId,
+        name: &TableName,
+        if_exists: bool,
+    ) -> Result<bool, CatalogError> {
+        let _ddl = self.ddl.lock();
+        let key = (namespace.clone(), name.clone());
+        if !self.views.contains_key(&key) {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(CatalogError::ViewNotFound(format!("{namespace}.{name}")))
+            };
+        }
+        let mut batch = self.store.batch();
+        batch.delete_meta(&view_key(namespace, name));
+        self.store.commit(batch)?;
+        self.views.remove(&key);
+        Ok(true)
     }
 
     /// Every schema version of a table, oldest first.

@@ -166,6 +166,28 @@ pub struct TableDef {
     pub created_at: i64,
 }
 
+/// A view: its SQL text is the definition, with every table it reads
+/// qualified by namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub namespace: NamespaceId,
+    pub name: TableName,
+    /// The `SELECT`, as stored and re-planned at each use.
+    pub sql: String,
+    /// Column names given in `CREATE VIEW v (a, b)`, if any.
+    pub columns: Vec<String>,
+    /// Tables and views it reads, as `namespace.name`.
+    pub reads: Vec<String>,
+    /// Microseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+impl ViewDef {
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+}
+
 /// One schema version of a table, kept for `DESCRIBE TABLE ... HISTORY`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableVersion {

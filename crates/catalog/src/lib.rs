@@ -16,6 +16,6 @@ pub use arrow_types::{
 pub use catalog::{Catalog, CatalogError};
 pub use defs::{
     AccessLevel, ColumnDef, DefaultValue, FlushPolicy, NamespaceDef, TableDef, TableOptions,
-    TableType, TableVersion,
+    TableType, TableVersion, ViewDef,
 };
 pub use registry::{CachedTableData, SchemaRegistry};

@@ -748,23 +748,20 @@ pub fn show_namespaces(namespaces: &[NamespaceDef], table_counts: &[usize]) -> R
 }
 
 /// `SHOW TABLES`: one row per table.
-pub fn show_tables(tables: &[Arc<CachedTableData>]) -> Result<RecordBatch> {
+pub fn show_tables(tables: &[(String, String, &str)]) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         utf8("namespace_id", false),
         utf8("table_name", false),
         utf8("table_type", false),
     ]));
-    let defs: Vec<&TableDef> = tables.iter().map(|t| t.def()).collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
-            defs.iter().map(|d| d.namespace.as_str()),
+            tables.iter().map(|t| t.0.as_str()),
         )),
         Arc::new(StringArray::from_iter_values(
-            defs.iter().map(|d| d.name.as_str()),
+            tables.iter().map(|t| t.1.as_str()),
         )),
-        Arc::new(StringArray::from_iter_values(
-            defs.iter().map(|d| d.table_type.as_str()),
-        )),
+        Arc::new(StringArray::from_iter_values(tables.iter().map(|t| t.2))),
     ];
     RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
 }

@@ -10,10 +10,11 @@ use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::common::TableReference;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::sqlparser::ast::{ObjectName, Statement};
+use datafusion::sql::sqlparser::ast::{CreateView, ObjectName, ObjectType, Statement};
 use quiver_catalog::{CachedTableData, Catalog};
 use quiver_common::{NamespaceId, TableId, TableName, UserId};
 use quiver_config::LimitsConfig;
@@ -21,7 +22,7 @@ use quiver_config::LimitsConfig;
 use crate::dialect::{QuiverStatement, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider};
-use crate::{ddl, dml};
+use crate::{ddl, dml, views};
 
 /// What one statement produced.
 pub enum StatementOutput {
@@ -221,9 +222,15 @@ impl QuerySession {
         if !catalog.namespace_exists(&namespace) {
             return Err(QueryError::NamespaceNotFound(namespace.to_string()));
         }
-        catalog
-            .table(&namespace, &table)
-            .ok_or_else(|| QueryError::TableNotFound(format!("{namespace}.{table}")))
+        if let Some(table) = catalog.table(&namespace, &table) {
+            return Ok(table);
+        }
+        if catalog.view(&namespace, &table).is_some() {
+            return Err(QueryError::invalid(format!(
+                "{namespace}.{table} is a view; views are read-only and have no table definition"
+            )));
+        }
+        Err(QueryError::TableNotFound(format!("{namespace}.{table}")))
     }
 
     fn split_name(&self, name: &ObjectName) -> Result<(NamespaceId, TableName)> {
@@ -304,22 +311,33 @@ impl QuerySession {
                 )?)))
             }
             QuiverStatement::ShowTables { namespace } => {
-                let tables = match namespace {
+                let namespaces = match namespace {
                     Some(ns) => {
                         let ns = NamespaceId::new(&ns)?;
                         if !catalog.namespace_exists(&ns) {
                             return Err(QueryError::NamespaceNotFound(ns.to_string()));
                         }
-                        catalog.registry().tables_in(&ns)
+                        vec![ns]
                     }
-                    None => catalog
-                        .namespaces()
-                        .iter()
-                        .flat_map(|n| catalog.registry().tables_in(&n.name))
-                        .collect(),
+                    None => catalog.namespaces().into_iter().map(|n| n.name).collect(),
                 };
+                let mut entries = Vec::new();
+                for ns in &namespaces {
+                    for table in catalog.registry().tables_in(ns) {
+                        let def = table.def();
+                        entries.push((
+                            ns.to_string(),
+                            def.name.to_string(),
+                            def.table_type.as_str(),
+                        ));
+                    }
+                    for view in catalog.views_in(ns) {
+                        entries.push((ns.to_string(), view.name.to_string(), "VIEW"));
+                    }
+                }
+                entries.sort();
                 Ok(StatementOutput::Rows(batch_stream(ddl::show_tables(
-                    &tables,
+                    &entries,
                 )?)))
             }
             QuiverStatement::DescribeTable { name, history } => {
@@ -394,6 +412,26 @@ impl QuerySession {
                     format!("Table {qualified} altered (schema version {version})"),
                 ))
             }
+            Statement::CreateView(create) => self.create_view(&create).await,
+            Statement::Drop {
+                object_type: ObjectType::View,
+                if_exists,
+                names,
+                ..
+            } => {
+                let mut dropped = 0;
+                for name in &names {
+                    let (namespace, view) = self.split_name(name)?;
+                    if self
+                        .engine
+                        .catalog
+                        .drop_view(&namespace, &view, if_exists)?
+                    {
+                        dropped += 1;
+                    }
+                }
+                Ok(done(0, format!("{dropped} view(s) dropped")))
+            }
             statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
                 let stream = self.query(statement).await?;
                 Ok(StatementOutput::Rows(stream))
@@ -404,6 +442,14 @@ impl QuerySession {
 
     /// Plans and starts a query through DataFusion.
     pub(crate) async fn query(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
+        let (ctx, plan) = self.plan(statement).await?;
+        let frame = ctx.execute_logical_plan(plan).await?;
+        Ok(frame.execute_stream().await?)
+    }
+
+    /// Expands views and plans a query, refusing anything but reads.
+    async fn plan(&self, mut statement: Statement) -> Result<(SessionContext, LogicalPlan)> {
+        views::expand(&mut statement, &self.engine.catalog, &self.namespace)?;
         let ctx = self.context();
         let state = ctx.state();
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
@@ -421,8 +467,46 @@ impl QuerySession {
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&plan)?;
-        let frame = ctx.execute_logical_plan(plan).await?;
-        Ok(frame.execute_stream().await?)
+        Ok((ctx, plan))
+    }
+
+    /// `CREATE [OR REPLACE] VIEW`: validated by planning it; nothing is
+    /// stored if that fails.
+    async fn create_view(&self, create: &CreateView) -> Result<StatementOutput> {
+        let (namespace, name) = self.split_name(&create.name)?;
+        let catalog = &self.engine.catalog;
+        if !catalog.namespace_exists(&namespace) {
+            return Err(QueryError::NamespaceNotFound(namespace.to_string()));
+        }
+        let (def, mut statement) = views::prepare(create, namespace, name)?;
+        let qualified = def.qualified_name();
+        let expanded = views::expand(&mut statement, catalog, &self.namespace)?;
+        if expanded.contains(&qualified) {
+            return Err(QueryError::invalid(format!(
+                "view {qualified} cannot read itself"
+            )));
+        }
+        let (_, plan) = self.plan(statement).await?;
+        let width = plan.schema().fields().len();
+        if !def.columns.is_empty() && def.columns.len() != width {
+            return Err(QueryError::invalid(format!(
+                "view {qualified} names {} column(s) but its query returns {width}",
+                def.columns.len()
+            )));
+        }
+        let replaced = create.or_replace && catalog.view(&def.namespace, &def.name).is_some();
+        if create.if_not_exists && catalog.view(&def.namespace, &def.name).is_some() {
+            return Ok(done(0, format!("View {qualified} already exists")));
+        }
+        catalog.create_view(def, create.or_replace)?;
+        Ok(done(
+            0,
+            if replaced {
+                format!("View {qualified} replaced")
+            } else {
+                format!("View {qualified} created")
+            },
+        ))
     }
 
     /// Names a missing namespace or table before DataFusion would.

@@ -281,12 +281,9 @@ fn changeable_column<'a>(def: &'a TableDef, name: &str, action: &str) -> Result<
             "{name} is a system column and cannot be {action}"
         )));
     }
-    let column = def.column(&name).ok_or_else(|| {
-        QueryError::invalid(format!(
-            "column not found: {name} in {}",
-            def.qualified_name()
-        ))
-    })?;
+    let column = def
+        .column(&name)
+        .ok_or_else(|| QueryError::invalid(crate::suggest::column_not_found(def, &name)))?;
     if def.primary_key == Some(column.id) && action != "given a default" {
         return Err(QueryError::invalid(format!(
             "{name} is the primary key of {} and cannot be {action}",

@@ -49,12 +49,8 @@ fn last_part(name: &ObjectName) -> String {
 }
 
 fn column<'a>(def: &'a TableDef, name: &str) -> Result<&'a ColumnDef> {
-    def.column(name).ok_or_else(|| {
-        QueryError::invalid(format!(
-            "column not found: {name} in {}",
-            def.qualified_name()
-        ))
-    })
+    def.column(name)
+        .ok_or_else(|| QueryError::invalid(crate::suggest::column_not_found(def, name)))
 }
 
 /// The value a column gets when an INSERT omits it.

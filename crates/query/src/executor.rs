@@ -22,7 +22,7 @@ use quiver_config::LimitsConfig;
 use crate::dialect::{QuiverStatement, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider};
-use crate::{ddl, dml, views};
+use crate::{ddl, dml, suggest, views};
 
 /// What one statement produced.
 pub enum StatementOutput {
@@ -220,7 +220,7 @@ impl QuerySession {
         let (namespace, table) = self.split_name(name)?;
         let catalog = &self.engine.catalog;
         if !catalog.namespace_exists(&namespace) {
-            return Err(QueryError::NamespaceNotFound(namespace.to_string()));
+            return Err(suggest::namespace_not_found(catalog, namespace.as_str()));
         }
         if let Some(table) = catalog.table(&namespace, &table) {
             return Ok(table);
@@ -230,7 +230,11 @@ impl QuerySession {
                 "{namespace}.{table} is a view; views are read-only and have no table definition"
             )));
         }
-        Err(QueryError::TableNotFound(format!("{namespace}.{table}")))
+        Err(suggest::table_not_found(
+            catalog,
+            &namespace,
+            table.as_str(),
+        ))
     }
 
     fn split_name(&self, name: &ObjectName) -> Result<(NamespaceId, TableName)> {
@@ -294,7 +298,7 @@ impl QuerySession {
             QuiverStatement::Use { name } => {
                 let name = NamespaceId::new(&name)?;
                 if !catalog.namespace_exists(&name) {
-                    return Err(QueryError::NamespaceNotFound(name.to_string()));
+                    return Err(suggest::namespace_not_found(&catalog, name.as_str()));
                 }
                 self.namespace = name;
                 Ok(done(0, format!("Using namespace {}", self.namespace)))
@@ -315,7 +319,7 @@ impl QuerySession {
                     Some(ns) => {
                         let ns = NamespaceId::new(&ns)?;
                         if !catalog.namespace_exists(&ns) {
-                            return Err(QueryError::NamespaceNotFound(ns.to_string()));
+                            return Err(suggest::namespace_not_found(&catalog, ns.as_str()));
                         }
                         vec![ns]
                     }
@@ -352,7 +356,7 @@ impl QuerySession {
             QuiverStatement::CreateTable { table_type, create } => {
                 let (namespace, table) = self.split_name(&create.name)?;
                 if !catalog.namespace_exists(&namespace) {
-                    return Err(QueryError::NamespaceNotFound(namespace.to_string()));
+                    return Err(suggest::namespace_not_found(&catalog, namespace.as_str()));
                 }
                 let def =
                     ddl::table_def(&self.context(), namespace, table, table_type, &create).await?;
@@ -476,7 +480,7 @@ impl QuerySession {
         let (namespace, name) = self.split_name(&create.name)?;
         let catalog = &self.engine.catalog;
         if !catalog.namespace_exists(&namespace) {
-            return Err(QueryError::NamespaceNotFound(namespace.to_string()));
+            return Err(suggest::namespace_not_found(catalog, namespace.as_str()));
         }
         let (def, mut statement) = views::prepare(create, namespace, name)?;
         let qualified = def.qualified_name();
@@ -524,16 +528,20 @@ impl QuerySession {
             return Err(QueryError::NamespaceNotFound(namespace.to_string()));
         };
         if !self.engine.catalog.namespace_exists(&ns) {
-            return Err(QueryError::NamespaceNotFound(ns.to_string()));
+            return Err(suggest::namespace_not_found(
+                &self.engine.catalog,
+                ns.as_str(),
+            ));
         }
         let found = TableName::new(reference.table())
             .ok()
             .and_then(|t| self.engine.catalog.table(&ns, &t));
         if found.is_none() {
-            return Err(QueryError::TableNotFound(format!(
-                "{ns}.{}",
-                reference.table()
-            )));
+            return Err(suggest::table_not_found(
+                &self.engine.catalog,
+                &ns,
+                reference.table(),
+            ));
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ mod dml;
 mod error;
 mod executor;
 mod provider;
+mod suggest;
 mod views;
 
 pub use dialect::QuiverStatement;

@@ -13,6 +13,11 @@ const TABLE_PREFIX: &[u8] = b"tb/";
 const VERSION_PREFIX: &[u8] = b"tv/";
 const VIEW_PREFIX: &[u8] = b"vw/";
 const NEXT_TABLE_ID: &[u8] = b"next_table_id";
+/// Meta key recording the layout of the catalog records in this directory.
+const LAYOUT_VERSION_KEY: &[u8] = b"layout_version";
+/// The catalog layout this binary writes. 0 was the first, untagged one
+/// (no `next_column_id`, no schema history); 1 adds both.
+pub const LAYOUT_VERSION: u32 = 1;
 /// The namespace every node has from its first start.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -43,6 +48,11 @@ pub enum CatalogError {
     InvalidChange(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "the data directory has catalog layout {found}, newer than the {supported} this binary \
+         supports: run a newer Quiver, or restore a backup made by this version"
+    )]
+    NewerLayout { found: u32, supported: u32 },
     #[error("corrupt catalog record {key}: {detail}")]
     Corrupt { key: String, detail: String },
 }
@@ -135,11 +145,65 @@ impl Catalog {
                 .views
                 .insert((def.namespace.clone(), def.name.clone()), Arc::new(def));
         }
-        if catalog.namespaces.is_empty() {
+        let fresh = catalog.namespaces.is_empty();
+        catalog.upgrade_layout(fresh)?;
+        if fresh {
             let default = NamespaceId::new(DEFAULT_NAMESPACE).expect("valid built-in name");
             catalog.create_namespace(&default, true)?;
         }
         Ok(catalog)
+    }
+
+    /// Brings an older directory's catalog records to [`LAYOUT_VERSION`],
+    /// in one atomic batch, and refuses a directory from a newer binary.
+    fn upgrade_layout(&self, fresh: bool) -> Result<(), CatalogError> {
+        let found = match self.store.get_meta(LAYOUT_VERSION_KEY)? {
+            Some(bytes) => u32::from_be_bytes(
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt(LAYOUT_VERSION_KEY, "not 4 bytes"))?,
+            ),
+            None if fresh => LAYOUT_VERSION,
+            None => 0,
+        };
+        if found > LAYOUT_VERSION {
+            return Err(CatalogError::NewerLayout {
+                found,
+                supported: LAYOUT_VERSION,
+            });
+        }
+        let mut batch = self.store.batch();
+        if found < 1 {
+            // Layout 0 had no column id counter and no schema history.
+            for entry in self.registry.all() {
+                let mut def = entry.def().clone();
+                def.next_column_id = def.columns.iter().map(|c| c.id).max().unwrap_or(0) + 1;
+                if self.store.scan_meta(&versions_prefix(def.id))?.is_empty() {
+                    batch.put_meta(
+                        &version_key(def.id, def.schema_version),
+                        &version_record(&def, "CREATE TABLE"),
+                    );
+                }
+                batch.put_meta(
+                    &table_key(def.id),
+                    &serde_json::to_vec(&def).expect("serializable"),
+                );
+                self.registry.put(def);
+            }
+            tracing::info!(
+                from = found,
+                to = LAYOUT_VERSION,
+                "upgraded the catalog layout"
+            );
+        }
+        if found != LAYOUT_VERSION || fresh {
+            batch.put_meta(LAYOUT_VERSION_KEY, &LAYOUT_VERSION.to_be_bytes());
+        }
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
+        Ok(())
     }
 
     pub fn registry(&self) -> &SchemaRegistry {

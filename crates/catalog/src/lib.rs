@@ -8,7 +8,7 @@ mod catalog;
 mod defs;
 mod registry;
 
-pub use catalog::DEFAULT_NAMESPACE;
+pub use catalog::{DEFAULT_NAMESPACE, LAYOUT_VERSION};
 
 pub use arrow_types::{
     DELETED_COLUMN, FIELD_TYPE_KEY, PK_FLAG_KEY, SEQ_COLUMN, arrow_type, column_type_of_field,

@@ -102,6 +102,11 @@ impl SchemaRegistry {
         out
     }
 
+    /// Every cached table.
+    pub fn all(&self) -> Vec<Arc<CachedTableData>> {
+        self.tables.iter().map(|e| e.value().clone()).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.tables.len()
     }

@@ -18,4 +18,4 @@ pub use defs::{
     AccessLevel, ColumnDef, DefaultValue, FlushPolicy, NamespaceDef, TableDef, TableOptions,
     TableType, TableVersion, ViewDef,
 };
-pub use registry::{CachedTableData, SchemaRegistry};
+pub use registry::{CachedTableData, SchemaRegistry, build_schema};

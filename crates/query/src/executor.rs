@@ -22,6 +22,7 @@ use quiver_config::LimitsConfig;
 use crate::dialect::{QuiverStatement, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider};
+use crate::system::{self, SYSTEM_NAMESPACE};
 use crate::{ddl, dml, suggest, views};
 
 /// What one statement produced.
@@ -219,6 +220,11 @@ impl QuerySession {
     pub(crate) fn resolve_table(&self, name: &ObjectName) -> Result<Arc<CachedTableData>> {
         let (namespace, table) = self.split_name(name)?;
         let catalog = &self.engine.catalog;
+        if namespace.as_str() == SYSTEM_NAMESPACE {
+            return Err(QueryError::invalid(format!(
+                "system.{table} is a system table; system tables are read-only"
+            )));
+        }
         if !catalog.namespace_exists(&namespace) {
             return Err(suggest::namespace_not_found(catalog, namespace.as_str()));
         }
@@ -269,6 +275,11 @@ impl QuerySession {
                 if_not_exists,
             } => {
                 let name = NamespaceId::new(&name)?;
+                if name.as_str() == SYSTEM_NAMESPACE || name.as_str() == "information_schema" {
+                    return Err(QueryError::invalid(format!(
+                        "namespace name {name} is reserved"
+                    )));
+                }
                 let created = catalog.create_namespace(&name, if_not_exists)?;
                 Ok(done(
                     0,
@@ -518,6 +529,17 @@ impl QuerySession {
         let namespace = reference.schema().unwrap_or(self.namespace.as_str());
         if namespace.eq_ignore_ascii_case("information_schema") {
             return Ok(());
+        }
+        if namespace == SYSTEM_NAMESPACE && reference.catalog().is_none_or(|c| c == CATALOG_NAME) {
+            if system::is_system_table(reference.table()) {
+                return Ok(());
+            }
+            let hint = suggest::did_you_mean(reference.table(), system::SYSTEM_TABLES);
+            let hint = hint.replace("mean ", "mean system.");
+            return Err(QueryError::TableNotFound(format!(
+                "system.{}{hint}",
+                reference.table()
+            )));
         }
         if let Some(catalog) = reference.catalog()
             && catalog != CATALOG_NAME

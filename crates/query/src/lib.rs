@@ -10,6 +10,7 @@ mod error;
 mod executor;
 mod provider;
 mod suggest;
+mod system;
 mod views;
 
 pub use dialect::QuiverStatement;

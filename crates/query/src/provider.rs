@@ -21,6 +21,7 @@ use quiver_common::{NamespaceId, TableId, TableName};
 use quiver_store::{Store, StoredRow, Value, encode_key_value, table_prefix};
 
 use crate::convert::{OutputColumn, array_to_values, rows_to_batch};
+use crate::system::{SYSTEM_NAMESPACE, SystemSchema};
 
 /// The name DataFusion knows the Quiver catalog by.
 pub const CATALOG_NAME: &str = "quiver";
@@ -45,14 +46,22 @@ impl QuiverCatalogProvider {
 
 impl CatalogProvider for QuiverCatalogProvider {
     fn schema_names(&self) -> Vec<String> {
-        self.catalog
+        let mut names: Vec<String> = self
+            .catalog
             .namespaces()
             .into_iter()
             .map(|n| n.name.to_string())
-            .collect()
+            .collect();
+        names.push(SYSTEM_NAMESPACE.to_string());
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == SYSTEM_NAMESPACE {
+            return Some(Arc::new(SystemSchema {
+                catalog: self.catalog.clone(),
+            }));
+        }
         let namespace = NamespaceId::new(name).ok()?;
         if !self.catalog.namespace_exists(&namespace) {
             return None;

@@ -183,7 +183,10 @@ fn check_reads(catalog: &Catalog, view: &ViewDef) -> Result<()> {
         let present = read.split_once('.').is_some_and(|(ns, table)| {
             match (NamespaceId::new(ns), TableName::new(table)) {
                 (Ok(ns), Ok(table)) => {
-                    catalog.table(&ns, &table).is_some() || catalog.view(&ns, &table).is_some()
+                    (ns.as_str() == crate::system::SYSTEM_NAMESPACE
+                        && crate::system::is_system_table(table.as_str()))
+                        || catalog.table(&ns, &table).is_some()
+                        || catalog.view(&ns, &table).is_some()
                 }
                 _ => false,
             }

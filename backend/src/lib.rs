@@ -96,8 +96,8 @@ impl AppContext {
         let catalog = Arc::new(Catalog::open(store.clone())?);
         let engine = Arc::new(QueryEngine::new(
             catalog.clone(),
-            &config.datafusion.options(),
-            config.limits.clone(),
+            &config,
+            (*node_id).clone(),
         )?);
         let query_runtime =
             Arc::new(QueryRuntime::new(config.server.query_threads).map_err(StartError::Runtime)?);

@@ -15,6 +15,31 @@ pub struct Config {
     pub datafusion: DataFusionConfig,
 }
 
+impl Config {
+    /// Every effective setting as `(section.key, value)`, sorted, with
+    /// secrets (keys naming a secret, password or token) masked.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let table = toml::Table::try_from(self).expect("the config model serializes");
+        let mut out = BTreeMap::new();
+        flatten("", &table, &mut out);
+        out.into_iter()
+            .map(|(key, value)| {
+                let secret = ["secret", "password", "token"]
+                    .iter()
+                    .any(|s| key.contains(s));
+                (
+                    key,
+                    if secret {
+                        "********".to_string()
+                    } else {
+                        value
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {

@@ -16,13 +16,13 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{CreateView, ObjectName, ObjectType, Statement};
 use quiver_catalog::{CachedTableData, Catalog};
-use quiver_common::{NamespaceId, TableId, TableName, UserId};
-use quiver_config::LimitsConfig;
+use quiver_common::{NamespaceId, NodeId, TableId, TableName, UserId};
+use quiver_config::{Config, LimitsConfig};
 
 use crate::dialect::{QuiverStatement, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider};
-use crate::system::{self, SYSTEM_NAMESPACE};
+use crate::system::{self, NodeInfo, SYSTEM_NAMESPACE};
 use crate::{ddl, dml, suggest, views};
 
 /// What one statement produced.
@@ -64,16 +64,19 @@ impl QueryEngine {
     /// Builds the engine; `datafusion_options` are `(datafusion.<key>,
     /// value)` pairs applied to every session, rejected here if unknown or
     /// invalid.
-    pub fn new(
-        catalog: Arc<Catalog>,
-        datafusion_options: &[(String, String)],
-        limits: LimitsConfig,
-    ) -> Result<Self> {
+    pub fn new(catalog: Arc<Catalog>, config: &Config, node_id: NodeId) -> Result<Self> {
+        let datafusion_options = config.datafusion.options();
+        let limits = config.limits.clone();
+        let node = Arc::new(NodeInfo {
+            node_id,
+            started_at: std::time::Instant::now(),
+            settings: config.settings(),
+        });
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, quiver_catalog::DEFAULT_NAMESPACE);
-        for (key, value) in datafusion_options {
+        for (key, value) in &datafusion_options {
             config.options_mut().set(key, value).map_err(|e| {
                 QueryError::invalid(format!("invalid [datafusion] option {key} = {value}: {e}"))
             })?;
@@ -81,7 +84,7 @@ impl QueryEngine {
         let catalogs = MemoryCatalogProviderList::new();
         catalogs.register_catalog(
             CATALOG_NAME.to_string(),
-            Arc::new(QuiverCatalogProvider::new(catalog.clone())),
+            Arc::new(QuiverCatalogProvider::new(catalog.clone(), node)),
         );
         let base_state = SessionStateBuilder::new()
             .with_config(config)

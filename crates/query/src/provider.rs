@@ -21,7 +21,7 @@ use quiver_common::{NamespaceId, TableId, TableName};
 use quiver_store::{Store, StoredRow, Value, encode_key_value, table_prefix};
 
 use crate::convert::{OutputColumn, array_to_values, rows_to_batch};
-use crate::system::{SYSTEM_NAMESPACE, SystemSchema};
+use crate::system::{NodeInfo, SYSTEM_NAMESPACE, SystemSchema};
 
 /// The name DataFusion knows the Quiver catalog by.
 pub const CATALOG_NAME: &str = "quiver";
@@ -36,11 +36,12 @@ pub fn row_key(table: TableId, key: &Value) -> Option<Vec<u8>> {
 #[derive(Debug)]
 pub struct QuiverCatalogProvider {
     catalog: Arc<Catalog>,
+    node: Arc<NodeInfo>,
 }
 
 impl QuiverCatalogProvider {
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
+    pub fn new(catalog: Arc<Catalog>, node: Arc<NodeInfo>) -> Self {
+        Self { catalog, node }
     }
 }
 
@@ -60,6 +61,7 @@ impl CatalogProvider for QuiverCatalogProvider {
         if name == SYSTEM_NAMESPACE {
             return Some(Arc::new(SystemSchema {
                 catalog: self.catalog.clone(),
+                node: self.node.clone(),
             }));
         }
         let namespace = NamespaceId::new(name).ok()?;

@@ -18,19 +18,38 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use std::time::Instant;
+
 use quiver_catalog::Catalog;
+use quiver_common::NodeId;
 
 /// The namespace of the system tables; no user namespace may take it.
 pub const SYSTEM_NAMESPACE: &str = "system";
 
+/// What the system tables describe besides the catalog: the node itself.
+#[derive(Debug)]
+pub struct NodeInfo {
+    pub node_id: NodeId,
+    pub started_at: Instant,
+    /// The effective configuration, secrets masked.
+    pub settings: Vec<(String, String)>,
+}
+
 /// A system table: its schema, and its rows as of now.
 pub(crate) trait SystemTable: std::fmt::Debug + Send + Sync {
     fn schema(&self) -> SchemaRef;
-    fn rows(&self, catalog: &Catalog) -> datafusion::error::Result<RecordBatch>;
+    fn rows(&self, catalog: &Catalog, node: &NodeInfo) -> datafusion::error::Result<RecordBatch>;
 }
 
 /// The names of the system tables.
-pub(crate) const SYSTEM_TABLES: [&str; 4] = ["columns", "namespaces", "tables", "views"];
+pub(crate) const SYSTEM_TABLES: [&str; 6] = [
+    "columns",
+    "namespaces",
+    "settings",
+    "stats",
+    "tables",
+    "views",
+];
 
 fn system_table(name: &str) -> Option<Arc<dyn SystemTable>> {
     Some(match name {
@@ -38,6 +57,8 @@ fn system_table(name: &str) -> Option<Arc<dyn SystemTable>> {
         "tables" => Arc::new(Tables),
         "columns" => Arc::new(Columns),
         "views" => Arc::new(Views),
+        "settings" => Arc::new(Settings),
+        "stats" => Arc::new(Stats),
         _ => return None,
     })
 }
@@ -50,6 +71,7 @@ pub(crate) fn is_system_table(name: &str) -> bool {
 #[derive(Debug)]
 pub(crate) struct SystemSchema {
     pub(crate) catalog: Arc<Catalog>,
+    pub(crate) node: Arc<NodeInfo>,
 }
 
 #[async_trait]
@@ -63,6 +85,7 @@ impl SchemaProvider for SystemSchema {
             Arc::new(SystemTableProvider {
                 table,
                 catalog: self.catalog.clone(),
+                node: self.node.clone(),
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -78,6 +101,7 @@ impl SchemaProvider for SystemSchema {
 struct SystemTableProvider {
     table: Arc<dyn SystemTable>,
     catalog: Arc<Catalog>,
+    node: Arc<NodeInfo>,
 }
 
 #[async_trait]
@@ -100,6 +124,7 @@ impl TableProvider for SystemTableProvider {
         let partition = SystemScan {
             table: self.table.clone(),
             catalog: self.catalog.clone(),
+            node: self.node.clone(),
             schema: self.table.schema(),
         };
         Ok(Arc::new(StreamingTableExec::try_new(
@@ -117,6 +142,7 @@ impl TableProvider for SystemTableProvider {
 struct SystemScan {
     table: Arc<dyn SystemTable>,
     catalog: Arc<Catalog>,
+    node: Arc<NodeInfo>,
     schema: SchemaRef,
 }
 
@@ -126,8 +152,8 @@ impl PartitionStream for SystemScan {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let (table, catalog) = (self.table.clone(), self.catalog.clone());
-        let stream = futures::stream::once(async move { table.rows(&catalog) });
+        let (table, catalog, node) = (self.table.clone(), self.catalog.clone(), self.node.clone());
+        let stream = futures::stream::once(async move { table.rows(&catalog, &node) });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }
@@ -161,7 +187,7 @@ impl SystemTable for Namespaces {
         ]))
     }
 
-    fn rows(&self, catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
+    fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
         let namespaces = catalog.namespaces();
         batch(
             self.schema(),
@@ -207,7 +233,7 @@ impl SystemTable for Tables {
         ]))
     }
 
-    fn rows(&self, catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
+    fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
         let tables: Vec<_> = catalog
             .namespaces()
             .iter()
@@ -276,7 +302,7 @@ impl SystemTable for Columns {
         ]))
     }
 
-    fn rows(&self, catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
+    fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
         let tables: Vec<_> = catalog
             .namespaces()
             .iter()
@@ -343,7 +369,7 @@ impl SystemTable for Views {
         ]))
     }
 
-    fn rows(&self, catalog: &Catalog) -> datafusion::error::Result<RecordBatch> {
+    fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
         let views: Vec<_> = catalog
             .namespaces()
             .iter()
@@ -367,6 +393,65 @@ impl SystemTable for Views {
                 Arc::new(TimestampMicrosecondArray::from_iter_values(
                     views.iter().map(|v| v.created_at),
                 )),
+            ],
+        )
+    }
+}
+
+#[derive(Debug)]
+struct Settings;
+
+impl SystemTable for Settings {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![text("name", false), text("value", false)]))
+    }
+
+    fn rows(&self, _catalog: &Catalog, node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
+        batch(
+            self.schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    node.settings.iter().map(|(k, _)| k.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    node.settings.iter().map(|(_, v)| v.as_str()),
+                )),
+            ],
+        )
+    }
+}
+
+#[derive(Debug)]
+struct Stats;
+
+impl SystemTable for Stats {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            text("node_id", false),
+            Field::new("uptime_seconds", DataType::Int64, false),
+            Field::new("namespace_count", DataType::Int64, false),
+            Field::new("table_count", DataType::Int64, false),
+            Field::new("view_count", DataType::Int64, false),
+            Field::new("hot_bytes", DataType::Int64, false),
+        ]))
+    }
+
+    fn rows(&self, catalog: &Catalog, node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
+        let namespaces = catalog.namespaces();
+        let views: usize = namespaces
+            .iter()
+            .map(|n| catalog.views_in(&n.name).len())
+            .sum();
+        let one = |v: i64| Arc::new(Int64Array::from(vec![v])) as ArrayRef;
+        batch(
+            self.schema(),
+            vec![
+                Arc::new(StringArray::from(vec![node.node_id.as_str()])),
+                one(node.started_at.elapsed().as_secs() as i64),
+                one(namespaces.len() as i64),
+                one(catalog.registry().len() as i64),
+                one(views as i64),
+                one(catalog.store().approximate_row_bytes() as i64),
             ],
         )
     }

@@ -253,6 +253,18 @@ impl Store {
         Ok(scan)
     }
 
+    /// Approximate bytes of row data: on-disk tables plus memtables.
+    pub fn approximate_row_bytes(&self) -> u64 {
+        let property = |name: &str| {
+            self.db
+                .property_int_value_cf(self.rows(), name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        property("rocksdb.total-sst-files-size") + property("rocksdb.cur-size-all-mem-tables")
+    }
+
     /// Flushes memtables and syncs the write-ahead log.
     pub fn sync(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true)?;

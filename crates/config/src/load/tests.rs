@@ -190,3 +190,12 @@ fn example_config_parses_and_documents_every_key() {
     }
     assert!(text.contains("[datafusion]"), "example lacks [datafusion]");
 }
+
+#[test]
+fn settings_list_every_effective_key() {
+    let (config, _) = load(None, env(&[("QUIVER_SERVER__PORT", "9100")])).unwrap();
+    let settings = config.settings();
+    assert!(settings.contains(&("server.port".to_string(), "9100".to_string())));
+    assert!(settings.iter().any(|(k, _)| k == "limits.max_result_rows"));
+    assert!(settings.windows(2).all(|w| w[0].0 < w[1].0));
+}

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use quiver_api::{ApiState, router};
 use quiver_catalog::{Catalog, CatalogError};
@@ -114,10 +113,8 @@ impl AppContext {
     pub fn api_state(&self) -> ApiState {
         ApiState {
             engine: self.engine.clone(),
-            node_id: self.node_id.clone(),
             query_runtime: self.query_runtime.handle(),
             max_body_bytes: self.config.limits.max_body_bytes,
-            started_at: Instant::now(),
         }
     }
 }

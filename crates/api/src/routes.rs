@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use quiver_common::{ErrorCode, NodeId, UserId};
+use quiver_common::{ErrorCode, UserId};
 use quiver_query::{QueryEngine, QueryError, StatementOutput};
 use serde::Deserialize;
 use serde_json::json;
@@ -24,9 +24,7 @@ pub struct ApiState {
     pub engine: Arc<QueryEngine>,
     /// Where queries run, apart from the threads serving HTTP.
     pub query_runtime: tokio::runtime::Handle,
-    pub node_id: Arc<NodeId>,
     pub max_body_bytes: usize,
-    pub started_at: Instant,
 }
 
 /// The v1 HTTP API.
@@ -48,8 +46,8 @@ async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "api_version": "v1",
         "build_date": option_env!("QUIVER_BUILD_DATE").unwrap_or("unknown"),
-        "node_id": state.node_id.as_str(),
-        "uptime_seconds": state.started_at.elapsed().as_secs(),
+        "node_id": state.engine.node().node_id.as_str(),
+        "uptime_seconds": state.engine.node().started_at.elapsed().as_secs(),
     }))
 }
 

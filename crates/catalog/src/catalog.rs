@@ -439,6 +439,22 @@ impl Catalog {
             .map(|v| v.value().clone())
     }
 
+    /// Every table, sorted by namespace, then name.
+    pub fn tables(&self) -> Vec<Arc<CachedTableData>> {
+        let mut out = self.registry.all();
+        out.sort_by(|a, b| {
+            (&a.def().namespace, &a.def().name).cmp(&(&b.def().namespace, &b.def().name))
+        });
+        out
+    }
+
+    /// Every view, sorted by namespace, then name.
+    pub fn views(&self) -> Vec<Arc<ViewDef>> {
+        let mut out: Vec<_> = self.views.iter().map(|v| v.value().clone()).collect();
+        out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        out
+    }
+
     /// Every view of a namespace, sorted by name.
     pub fn views_in(&self, namespace: &NamespaceId) -> Vec<Arc<ViewDef>> {
         let mut out: Vec<_> = self

@@ -216,6 +216,15 @@ pub fn array_to_values(array: &ArrayRef, column: &ColumnDef) -> Result<Vec<Value
     Ok(out)
 }
 
+/// The value `NOW()` gives a column of `ty` at `now_micros`: the day for
+/// DATE, the instant otherwise.
+pub fn now_value(ty: ColumnType, now_micros: i64) -> Value {
+    match ty {
+        ColumnType::Date => Value::Date(now_micros.div_euclid(86_400_000_000) as i32),
+        _ => Value::Timestamp(now_micros),
+    }
+}
+
 /// Renders a stored value for messages (duplicate keys, ...).
 pub fn display_value(value: &Value) -> String {
     match value {

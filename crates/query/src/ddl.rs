@@ -22,7 +22,7 @@ use quiver_catalog::{
 use quiver_common::{ColumnType, NamespaceId, TableId, TableName};
 use quiver_store::Value;
 
-use crate::convert::array_to_values;
+use crate::convert::{array_to_values, now_value};
 use crate::error::{QueryError, Result};
 
 /// Names reserved for system columns.
@@ -88,32 +88,9 @@ pub async fn table_def(
                 "duplicate column name: {column_name}"
             )));
         }
-        let column_type = column_type(&column.data_type)?;
-        let mut def = ColumnDef {
-            id,
-            name: column_name,
-            column_type,
-            nullable: true,
-            default: None,
-            fill: None,
-        };
-        for option in &column.options {
-            match &option.option {
-                ColumnOption::Null => def.nullable = true,
-                ColumnOption::NotNull => def.nullable = false,
-                ColumnOption::PrimaryKey(_) => {
-                    set_primary_key(id, &def.name)?;
-                }
-                ColumnOption::Default(expr) => {
-                    def.default = Some(default_value(ctx, &def, expr).await?);
-                }
-                other => {
-                    return Err(QueryError::Unsupported(format!(
-                        "column option {other} on column {}",
-                        def.name
-                    )));
-                }
-            }
+        let (def, primary) = column_from_sql(ctx, column, id, column_name).await?;
+        if primary {
+            set_primary_key(id, &def.name)?;
         }
         columns.push(def);
     }
@@ -428,12 +405,12 @@ pub async fn alter_table(
             }
             AlterTableOperation::RenameColumn {
                 old_column_name,
-                new_column_name,
+                new_column_name: renamed,
             } => {
                 let from = changeable_column(def, &old_column_name.value, "renamed")?
                     .name
                     .clone();
-                let to = new_column_name_checked(def, &new_column_name.value)?;
+                let to = new_column_name(def, &renamed.value)?;
                 Change::Rename { from, to }
             }
             AlterTableOperation::AlterColumn { column_name, op } => {
@@ -462,8 +439,41 @@ pub async fn alter_table(
     Ok(version)
 }
 
-fn new_column_name_checked(def: &TableDef, name: &str) -> Result<String> {
-    new_column_name(def, name)
+/// A column's type and options (NULL, NOT NULL, DEFAULT, PRIMARY KEY) as
+/// written in `CREATE TABLE` or `ADD COLUMN`; also says whether the column
+/// was declared the primary key.
+async fn column_from_sql(
+    ctx: &SessionContext,
+    column: &SqlColumnDef,
+    id: u32,
+    name: String,
+) -> Result<(ColumnDef, bool)> {
+    let mut def = ColumnDef {
+        id,
+        name,
+        column_type: column_type(&column.data_type)?,
+        nullable: true,
+        default: None,
+        fill: None,
+    };
+    let mut primary = false;
+    for option in &column.options {
+        match &option.option {
+            ColumnOption::Null => def.nullable = true,
+            ColumnOption::NotNull => def.nullable = false,
+            ColumnOption::PrimaryKey(_) => primary = true,
+            ColumnOption::Default(expr) => {
+                def.default = Some(default_value(ctx, &def, expr).await?);
+            }
+            other => {
+                return Err(QueryError::Unsupported(format!(
+                    "column option {other} on column {}",
+                    def.name
+                )));
+            }
+        }
+    }
+    Ok((def, primary))
 }
 
 /// The definition of a column added by `ADD COLUMN`; rows already stored
@@ -475,42 +485,19 @@ async fn added_column(
     user: &str,
 ) -> Result<ColumnDef> {
     let name = new_column_name(def, &column.name.value)?;
-    let mut added = ColumnDef {
-        id: 0,
-        name,
-        column_type: column_type(&column.data_type)?,
-        nullable: true,
-        default: None,
-        fill: None,
-    };
-    for option in &column.options {
-        match &option.option {
-            ColumnOption::Null => added.nullable = true,
-            ColumnOption::NotNull => added.nullable = false,
-            ColumnOption::Default(expr) => {
-                added.default = Some(default_value(ctx, &added, expr).await?)
-            }
-            ColumnOption::PrimaryKey(_) => {
-                return Err(QueryError::invalid(
-                    "a table's primary key cannot be changed",
-                ));
-            }
-            other => {
-                return Err(QueryError::Unsupported(format!(
-                    "column option {other} on column {}",
-                    added.name
-                )));
-            }
-        }
+    let (mut added, primary) = column_from_sql(ctx, column, 0, name).await?;
+    if primary {
+        return Err(QueryError::invalid(
+            "a table's primary key cannot be changed",
+        ));
     }
-    let now = chrono::Utc::now().timestamp_micros();
     added.fill = match &added.default {
         None => None,
         Some(DefaultValue::Literal(value)) => Some(value.clone()).filter(|v| !v.is_null()),
-        Some(DefaultValue::Now) => Some(match added.column_type {
-            ColumnType::Date => Value::Date(now.div_euclid(86_400_000_000) as i32),
-            _ => Value::Timestamp(now),
-        }),
+        Some(DefaultValue::Now) => Some(now_value(
+            added.column_type,
+            chrono::Utc::now().timestamp_micros(),
+        )),
         Some(DefaultValue::CurrentUser) => Some(Value::Text(user.to_string())),
         // Unique per row: existing rows cannot share one value.
         Some(DefaultValue::SnowflakeId | DefaultValue::UuidV7) => None,

@@ -4,7 +4,7 @@
 //! committed in one atomic store batch while the table's writer lock is
 //! held.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ use quiver_catalog::{ColumnDef, DefaultValue, TableDef, TableType};
 use quiver_common::ColumnType;
 use quiver_store::{StoredRow, Value};
 
-use crate::convert::{OutputColumn, array_to_values, display_value, rows_to_batch};
+use crate::convert::{OutputColumn, array_to_values, display_value, now_value, rows_to_batch};
 use crate::error::{QueryError, Result};
 use crate::executor::{QuerySession, StatementOutput};
 use crate::provider::row_key;
@@ -64,10 +64,7 @@ impl DefaultContext<'_> {
         match &column.default {
             None => Value::Null,
             Some(DefaultValue::Literal(v)) => v.clone(),
-            Some(DefaultValue::Now) => match column.column_type {
-                ColumnType::Date => Value::Date(self.now_micros.div_euclid(86_400_000_000) as i32),
-                _ => Value::Timestamp(self.now_micros),
-            },
+            Some(DefaultValue::Now) => now_value(column.column_type, self.now_micros),
             Some(DefaultValue::SnowflakeId) => {
                 Value::Int64(self.session.engine().catalog().store().seq().next().0)
             }
@@ -92,19 +89,13 @@ fn check_not_null(def: &TableDef, column: &ColumnDef, value: &Value) -> Result<(
 
 /// The row's key: by primary key, or by its first `_seq` for tables
 /// without one.
-fn key_of(def: &TableDef, cells: &[Value], seq: i64) -> Result<Vec<u8>> {
-    let value = match def.primary_key {
-        Some(pk) => {
-            let index = def
-                .columns
-                .iter()
-                .position(|c| c.id == pk)
-                .expect("pk column exists");
-            cells[index].clone()
-        }
-        None => Value::Int64(seq),
+/// `pk_index` is the primary key's position in `def.columns`.
+fn key_of(def: &TableDef, pk_index: Option<usize>, cells: &[Value], seq: i64) -> Result<Vec<u8>> {
+    let key = match pk_index {
+        Some(index) => row_key(def.id, &cells[index]),
+        None => row_key(def.id, &Value::Int64(seq)),
     };
-    row_key(def.id, &value).ok_or_else(|| QueryError::invalid("primary key cannot be NULL"))
+    key.ok_or_else(|| QueryError::invalid("primary key cannot be NULL"))
 }
 
 fn stored(def: &TableDef, seq: i64, cells: Vec<Value>) -> StoredRow {
@@ -242,19 +233,19 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     let mut written = HashSet::new();
     let mut upserts: Vec<(Vec<u8>, StoredRow, Vec<Value>)> = Vec::new();
     let mut count = 0u64;
+    let pk_index = def
+        .columns
+        .iter()
+        .position(|c| Some(c.id) == def.primary_key);
     for row in rows {
         let seq = store.seq().next().0;
-        let key = key_of(def, &row, seq)?;
+        let key = key_of(def, pk_index, &row, seq)?;
         let duplicate_key = || {
             let pk = def
                 .primary_key_column()
                 .map(|c| c.name.as_str())
                 .unwrap_or("_seq");
-            let index = def
-                .columns
-                .iter()
-                .position(|c| Some(c.id) == def.primary_key);
-            let value = index.map(|i| display_value(&row[i])).unwrap_or_default();
+            let value = pk_index.map(|i| display_value(&row[i])).unwrap_or_default();
             QueryError::DuplicateKey {
                 table: def.qualified_name(),
                 key: format!("{pk} = {value}"),
@@ -564,9 +555,9 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
     let store = session.engine().catalog().store().clone();
     let mut batch = store.batch();
     let mut count = 0;
-    let mut seen: HashMap<Vec<u8>, ()> = HashMap::new();
+    let mut seen = HashSet::new();
     for (key, values) in matches {
-        if seen.insert(key.clone(), ()).is_some() {
+        if !seen.insert(key.clone()) {
             continue;
         }
         let Some(existing) = store.get_row(&key)?.filter(|r| !r.deleted) else {

@@ -21,7 +21,7 @@ use quiver_config::{Config, LimitsConfig};
 
 use crate::dialect::{QuiverStatement, bind_params, parse};
 use crate::error::{QueryError, Result};
-use crate::provider::{CATALOG_NAME, QuiverCatalogProvider};
+use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
 use crate::system::{self, NodeInfo, SYSTEM_NAMESPACE};
 use crate::{ddl, dml, suggest, views};
 
@@ -46,6 +46,7 @@ impl std::fmt::Debug for StatementOutput {
 /// the per-table writer locks.
 pub struct QueryEngine {
     catalog: Arc<Catalog>,
+    node: Arc<NodeInfo>,
     base_state: SessionState,
     limits: LimitsConfig,
     /// Serializes writers of one table (check-then-write of primary keys).
@@ -84,7 +85,7 @@ impl QueryEngine {
         let catalogs = MemoryCatalogProviderList::new();
         catalogs.register_catalog(
             CATALOG_NAME.to_string(),
-            Arc::new(QuiverCatalogProvider::new(catalog.clone(), node)),
+            Arc::new(QuiverCatalogProvider::new(catalog.clone(), node.clone())),
         );
         let base_state = SessionStateBuilder::new()
             .with_config(config)
@@ -93,6 +94,7 @@ impl QueryEngine {
             .build();
         Ok(Self {
             catalog,
+            node,
             base_state,
             limits,
             writers: DashMap::new(),
@@ -101,6 +103,11 @@ impl QueryEngine {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// The node this engine serves: identity, start time, settings.
+    pub fn node(&self) -> &NodeInfo {
+        &self.node
     }
 
     pub fn limits(&self) -> &LimitsConfig {
@@ -247,26 +254,7 @@ impl QuerySession {
     }
 
     fn split_name(&self, name: &ObjectName) -> Result<(NamespaceId, TableName)> {
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .map(|p| {
-                p.as_ident()
-                    .map(|i| i.value.clone())
-                    .unwrap_or_else(|| p.to_string())
-            })
-            .collect();
-        let (namespace, table) = match parts.as_slice() {
-            [table] => (self.namespace.clone(), table.as_str()),
-            [ns, table] => (NamespaceId::new(ns)?, table.as_str()),
-            [catalog, ns, table] if catalog.eq_ignore_ascii_case(CATALOG_NAME) => {
-                (NamespaceId::new(ns)?, table.as_str())
-            }
-            _ => return Err(QueryError::TableNotFound(name.to_string())),
-        };
-        let table = TableName::new(table)
-            .map_err(|_| QueryError::TableNotFound(format!("{namespace}.{table}")))?;
-        Ok((namespace, table))
+        relation_name(name, &self.namespace)
     }
 
     /// Runs one statement.
@@ -468,6 +456,11 @@ impl QuerySession {
     /// Expands views and plans a query, refusing anything but reads.
     async fn plan(&self, mut statement: Statement) -> Result<(SessionContext, LogicalPlan)> {
         views::expand(&mut statement, &self.engine.catalog, &self.namespace)?;
+        self.plan_expanded(statement).await
+    }
+
+    /// Plans a query whose views are already expanded.
+    async fn plan_expanded(&self, statement: Statement) -> Result<(SessionContext, LogicalPlan)> {
         let ctx = self.context();
         let state = ctx.state();
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
@@ -504,7 +497,7 @@ impl QuerySession {
                 "view {qualified} cannot read itself"
             )));
         }
-        let (_, plan) = self.plan(statement).await?;
+        let (_, plan) = self.plan_expanded(statement).await?;
         let width = plan.schema().fields().len();
         if !def.columns.is_empty() && def.columns.len() != width {
             return Err(QueryError::invalid(format!(

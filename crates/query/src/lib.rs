@@ -17,3 +17,4 @@ pub use dialect::QuiverStatement;
 pub use error::QueryError;
 pub use executor::{QueryEngine, QuerySession, StatementOutput};
 pub use provider::CATALOG_NAME;
+pub use system::NodeInfo;

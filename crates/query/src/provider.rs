@@ -16,15 +16,45 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::sql::sqlparser::ast::ObjectName;
 use quiver_catalog::{CachedTableData, Catalog, ColumnDef, SEQ_COLUMN};
 use quiver_common::{NamespaceId, TableId, TableName};
 use quiver_store::{Store, StoredRow, Value, encode_key_value, table_prefix};
 
 use crate::convert::{OutputColumn, array_to_values, rows_to_batch};
+use crate::error::QueryError;
 use crate::system::{NodeInfo, SYSTEM_NAMESPACE, SystemSchema};
 
 /// The name DataFusion knows the Quiver catalog by.
 pub const CATALOG_NAME: &str = "quiver";
+
+/// The namespace and table a name like `t`, `ns.t` or `quiver.ns.t`
+/// refers to, with `default` as the namespace of unqualified names.
+pub(crate) fn relation_name(
+    name: &ObjectName,
+    default: &NamespaceId,
+) -> crate::error::Result<(NamespaceId, TableName)> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| {
+            p.as_ident()
+                .map(|i| i.value.clone())
+                .unwrap_or_else(|| p.to_string())
+        })
+        .collect();
+    let (namespace, table) = match parts.as_slice() {
+        [table] => (default.clone(), table.as_str()),
+        [ns, table] => (NamespaceId::new(ns)?, table.as_str()),
+        [catalog, ns, table] if catalog.eq_ignore_ascii_case(CATALOG_NAME) => {
+            (NamespaceId::new(ns)?, table.as_str())
+        }
+        _ => return Err(QueryError::TableNotFound(name.to_string())),
+    };
+    let table = TableName::new(table)
+        .map_err(|_| QueryError::TableNotFound(format!("{namespace}.{table}")))?;
+    Ok((namespace, table))
+}
 
 /// The full RocksDB key of a row: table prefix, then the primary key.
 /// `None` when the value cannot be a key (NULL).
@@ -209,12 +239,14 @@ impl TableProvider for QuiverTable {
             Some(_) => Point::Nothing,
         };
         let partition = HotScan {
-            store: self.store.clone(),
-            table: def.id,
-            schema: projected.clone(),
-            columns,
+            source: Arc::new(ScanSource {
+                store: self.store.clone(),
+                table: def.id,
+                schema: projected.clone(),
+                columns,
+                batch_size: state.config().batch_size().max(1),
+            }),
             point,
-            batch_size: state.config().batch_size(),
             limit,
         };
         Ok(Arc::new(StreamingTableExec::try_new(
@@ -238,50 +270,42 @@ enum Point {
 /// A lazy scan of a table's hot rows in primary-key order.
 #[derive(Debug)]
 struct HotScan {
+    source: Arc<ScanSource>,
+    point: Point,
+    limit: Option<usize>,
+}
+
+/// What every stream of a scan reads from and produces.
+#[derive(Debug)]
+struct ScanSource {
     store: Arc<Store>,
     table: TableId,
     schema: SchemaRef,
     columns: Vec<OutputColumn>,
-    point: Point,
     batch_size: usize,
-    limit: Option<usize>,
 }
 
 struct ScanState {
-    scan: Arc<HotScanShared>,
+    scan: Arc<ScanSource>,
     after: Option<Box<[u8]>>,
     remaining: usize,
     done: bool,
 }
 
-#[derive(Debug)]
-struct HotScanShared {
-    store: Arc<Store>,
-    table: TableId,
-    schema: SchemaRef,
-    columns: Vec<OutputColumn>,
-    batch_size: usize,
-}
-
 impl PartitionStream for HotScan {
     fn schema(&self) -> &SchemaRef {
-        &self.schema
+        &self.source.schema
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let shared = Arc::new(HotScanShared {
-            store: self.store.clone(),
-            table: self.table,
-            schema: self.schema.clone(),
-            columns: self.columns.clone(),
-            batch_size: self.batch_size.max(1),
-        });
+        let shared = self.source.clone();
+        let schema = shared.schema.clone();
         let remaining = self.limit.unwrap_or(usize::MAX);
         match &self.point {
-            Point::Nothing => empty_stream(self.schema.clone()),
+            Point::Nothing => empty_stream(schema),
             Point::Key(key) => {
-                let key = row_key(self.table, key);
-                let store = self.store.clone();
+                let key = row_key(shared.table, key);
+                let store = shared.store.clone();
                 let stream = futures::stream::once(async move {
                     let row = match key {
                         Some(key) => store.get_row(&key).map_err(external)?,
@@ -290,7 +314,7 @@ impl PartitionStream for HotScan {
                     let rows: Vec<&StoredRow> = row.iter().filter(|r| !r.deleted).collect();
                     rows_to_batch(&shared.schema, &shared.columns, &rows).map_err(external)
                 });
-                Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+                Box::pin(RecordBatchStreamAdapter::new(schema, stream))
             }
             Point::All => {
                 let state = ScanState {
@@ -303,7 +327,7 @@ impl PartitionStream for HotScan {
                     let batch = next_chunk(&mut state);
                     batch.map(|b| (b, state))
                 });
-                Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+                Box::pin(RecordBatchStreamAdapter::new(schema, stream))
             }
         }
     }

@@ -234,11 +234,7 @@ impl SystemTable for Tables {
     }
 
     fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
-        let tables: Vec<_> = catalog
-            .namespaces()
-            .iter()
-            .flat_map(|n| catalog.registry().tables_in(&n.name))
-            .collect();
+        let tables = catalog.tables();
         let defs: Vec<_> = tables.iter().map(|t| t.def()).collect();
         batch(
             self.schema(),
@@ -303,11 +299,7 @@ impl SystemTable for Columns {
     }
 
     fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
-        let tables: Vec<_> = catalog
-            .namespaces()
-            .iter()
-            .flat_map(|n| catalog.registry().tables_in(&n.name))
-            .collect();
+        let tables = catalog.tables();
         let columns: Vec<_> = tables
             .iter()
             .flat_map(|t| {
@@ -370,11 +362,7 @@ impl SystemTable for Views {
     }
 
     fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
-        let views: Vec<_> = catalog
-            .namespaces()
-            .iter()
-            .flat_map(|n| catalog.views_in(&n.name))
-            .collect();
+        let views = catalog.views();
         batch(
             self.schema(),
             vec![
@@ -438,10 +426,7 @@ impl SystemTable for Stats {
 
     fn rows(&self, catalog: &Catalog, node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
         let namespaces = catalog.namespaces();
-        let views: usize = namespaces
-            .iter()
-            .map(|n| catalog.views_in(&n.name).len())
-            .sum();
+
         let one = |v: i64| Arc::new(Int64Array::from(vec![v])) as ArrayRef;
         batch(
             self.schema(),
@@ -450,7 +435,7 @@ impl SystemTable for Stats {
                 one(node.started_at.elapsed().as_secs() as i64),
                 one(namespaces.len() as i64),
                 one(catalog.registry().len() as i64),
-                one(views as i64),
+                one(catalog.views().len() as i64),
                 one(catalog.store().approximate_row_bytes() as i64),
             ],
         )

@@ -17,33 +17,11 @@ use quiver_catalog::{Catalog, ViewDef};
 use quiver_common::{NamespaceId, TableName};
 
 use crate::error::{QueryError, Result};
-use crate::provider::CATALOG_NAME;
+use crate::provider::relation_name;
 
 /// How many view references one statement may expand, which also stops a
 /// view that (through others) reads itself.
 const MAX_EXPANSIONS: usize = 64;
-
-/// The namespace and name a relation refers to, given the namespace of
-/// unqualified names; `None` for names Quiver does not resolve.
-pub(crate) fn split_relation(
-    name: &ObjectName,
-    default: &NamespaceId,
-) -> Option<(NamespaceId, TableName)> {
-    let parts: Vec<&str> = name
-        .0
-        .iter()
-        .map(|p| p.as_ident().map(|i| i.value.as_str()))
-        .collect::<Option<_>>()?;
-    let (namespace, table) = match parts.as_slice() {
-        [table] => (default.clone(), *table),
-        [ns, table] => (NamespaceId::new(ns).ok()?, *table),
-        [catalog, ns, table] if catalog.eq_ignore_ascii_case(CATALOG_NAME) => {
-            (NamespaceId::new(ns).ok()?, *table)
-        }
-        _ => return None,
-    };
-    Some((namespace, TableName::new(table).ok()?))
-}
 
 /// Every name a `WITH` clause defines anywhere in the statement.
 struct CteNames(HashSet<String>);
@@ -84,7 +62,7 @@ impl VisitorMut for Qualify<'_> {
             {
                 return ControlFlow::Continue(());
             }
-            if let Some((ns, table)) = split_relation(name, self.namespace) {
+            if let Ok((ns, table)) = relation_name(name, self.namespace) {
                 if single {
                     *name = ObjectName(vec![
                         ObjectNamePart::Identifier(Ident::new(ns.as_str())),
@@ -121,7 +99,7 @@ impl VisitorMut for Expand<'_> {
         else {
             return ControlFlow::Continue(());
         };
-        let Some((ns, view_name)) = split_relation(name, self.namespace) else {
+        let Some((ns, view_name)) = relation_name(name, self.namespace).ok() else {
             return ControlFlow::Continue(());
         };
         let Some(view) = self.catalog.view(&ns, &view_name) else {

@@ -92,7 +92,7 @@ impl AppContext {
                 sync_writes: config.storage.sync_writes,
             },
         )?);
-        let catalog = Arc::new(Catalog::open(store.clone())?);
+        let catalog = Arc::new(Catalog::open(store.clone(), (*node_id).clone())?);
         let engine = Arc::new(QueryEngine::new(
             catalog.clone(),
             &config,

@@ -469,3 +469,45 @@ async fn views_survive_restart() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn password_hashes_never_reach_sql() {
+    let server = TestServer::start().await;
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$secret-hash";
+    server
+        .context
+        .catalog
+        .create_user(quiver_catalog::UserRecord {
+            id: quiver_common::UserId::new("ana"),
+            role: quiver_common::Role::User,
+            email: None,
+            password_hash: Some(hash.to_string()),
+            created_at: 0,
+            updated_at: 0,
+        })
+        .unwrap();
+    server
+        .sql_ok("CREATE VIEW everyone AS SELECT * FROM system.users")
+        .await;
+    for sql in [
+        "SELECT * FROM system.users",
+        "SELECT * FROM everyone",
+        "SELECT * FROM information_schema.columns WHERE table_name = 'users'",
+        "DESCRIBE TABLE system.users",
+    ] {
+        let response = server.sql_ok(sql).await;
+        let text = response.body.to_string();
+        assert!(!text.contains("secret-hash"), "{sql}: {text}");
+        assert!(!text.contains("password"), "{sql}: {text}");
+    }
+    let users = server
+        .sql_ok("SELECT user_id, role FROM system.users ORDER BY user_id")
+        .await;
+    assert_eq!(
+        users.rows(0),
+        &vec![json!(["ana", "user"]), json!(["root", "system"])]
+    );
+    let refused = server.sql("SELECT password_hash FROM system.users").await;
+    assert_eq!(refused.status, 400);
+    server.stop().await;
+}

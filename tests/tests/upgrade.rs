@@ -14,11 +14,20 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A copy of a fixture data directory written by an older binary.
+fn fixture(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+        .join("rocksdb");
+    copy_dir(&fixture, &dir.path().join("rocksdb"));
+    dir
+}
+
 #[tokio::test]
 async fn a_layout_0_directory_is_upgraded_and_keeps_its_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layout-0/rocksdb");
-    copy_dir(&fixture, &dir.path().join("rocksdb"));
+    let dir = fixture("layout-0");
 
     let server = TestServer::start_config(test_config(dir.path())).await;
     let rows = server
@@ -32,7 +41,7 @@ async fn a_layout_0_directory_is_upgraded_and_keeps_its_data() {
     server
         .sql_ok("INSERT INTO legacy.items (id, name) VALUES (2, 'two again')")
         .await;
-    // Layout 1 keeps history and a column id counter.
+    // Layout 0 had neither history nor a column id counter.
     let history = server.sql_ok("DESCRIBE TABLE legacy.items HISTORY").await;
     assert_eq!(history.rows(0).len(), 1);
     assert_eq!(history.rows(0)[0][2], "CREATE TABLE");
@@ -59,6 +68,96 @@ async fn a_layout_0_directory_is_upgraded_and_keeps_its_data() {
             json!(["3", "old"])
         ]
     );
+    server.stop().await;
+}
+
+/// `tests/fixtures/layout-1` was written by the layout-1 binary: namespace
+/// `shop`; `orders` created as (id, item, qty), given `note` with a
+/// default, `item` renamed to `product`, row 2 deleted; view `shop.big`;
+/// stream table `shop.events`.
+#[tokio::test]
+async fn a_layout_1_directory_moves_its_catalog_into_system_tables() {
+    let dir = fixture("layout-1");
+    let server = TestServer::start_config(test_config(dir.path())).await;
+
+    let rows = server
+        .sql_ok("SELECT id, product, qty, note FROM shop.orders ORDER BY id")
+        .await;
+    assert_eq!(
+        rows.rows(0),
+        &vec![
+            json!(["1", "apple", 3, "none"]),
+            json!(["3", "plum", 7, "none"]),
+            json!(["4", "fig", 1, "none"])
+        ]
+    );
+    let view = server.sql_ok("SELECT id FROM shop.big ORDER BY id").await;
+    assert_eq!(view.rows(0), &vec![json!(["1"]), json!(["3"])]);
+
+    let history = server
+        .sql_ok(
+            "SELECT schema_version, change FROM system.table_versions \
+             WHERE table_name = 'orders' ORDER BY schema_version",
+        )
+        .await;
+    assert_eq!(
+        history.rows(0),
+        &vec![
+            json!([1, "CREATE TABLE"]),
+            json!([2, "ADD COLUMN note TEXT DEFAULT 'none'"]),
+            json!([3, "RENAME COLUMN item TO product"])
+        ]
+    );
+    let tables = server
+        .sql_ok("SELECT table_name, table_type, ttl_seconds FROM system.tables ORDER BY table_name")
+        .await;
+    assert_eq!(
+        tables.rows(0),
+        &vec![
+            json!(["events", "STREAM", "3600"]),
+            json!(["orders", "SHARED", null])
+        ]
+    );
+    let users = server
+        .sql_ok("SELECT user_id, role FROM system.users")
+        .await;
+    assert_eq!(users.rows(0), &vec![json!(["root", "system"])]);
+    let jobs = server
+        .sql_ok("SELECT job_type, status, target, node_id, rows FROM system.jobs")
+        .await;
+    assert_eq!(
+        jobs.rows(0),
+        &vec![json!([
+            "upgrade",
+            "completed",
+            "catalog layout 1 -> 2",
+            "test-node",
+            // 2 namespaces, 2 tables, 4 versions, 1 view.
+            "9"
+        ])]
+    );
+
+    // The old records are gone, and a second start does not upgrade again.
+    let server = server.restart().await;
+    let jobs = server.sql_ok("SELECT COUNT(*) FROM system.jobs").await;
+    assert_eq!(jobs.rows(0), &vec![json!(["1"])]);
+    server
+        .sql_ok("ALTER TABLE shop.orders DROP COLUMN note")
+        .await;
+    let server = server.restart().await;
+    let columns = server
+        .sql_ok(
+            "SELECT column_name FROM system.columns WHERE table_name = 'orders' ORDER BY ordinal",
+        )
+        .await;
+    assert_eq!(
+        columns.rows(0),
+        &vec![json!(["id"]), json!(["product"]), json!(["qty"])]
+    );
+    let store = &server.context.store;
+    for prefix in [&b"ns/"[..], b"tb/", b"tv/", b"vw/"] {
+        assert!(store.scan_meta(prefix).unwrap().is_empty());
+    }
     server.stop().await;
 }
 

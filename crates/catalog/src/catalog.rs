@@ -2,25 +2,24 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use quiver_common::{NamespaceId, TableId, TableName};
-use quiver_store::{Store, StoreError};
+use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
+use quiver_store::{Batch, Store, StoreError};
 
-use crate::defs::{NamespaceDef, TableDef, TableVersion, ViewDef};
+use crate::defs::{
+    JobRecord, JobStatus, NamespaceDef, TableDef, TableVersion, UserRecord, ViewDef,
+};
 use crate::registry::{CachedTableData, SchemaRegistry};
+use crate::system::{self, BadRow, SystemTable};
 
-const NAMESPACE_PREFIX: &[u8] = b"ns/";
-const TABLE_PREFIX: &[u8] = b"tb/";
-const VERSION_PREFIX: &[u8] = b"tv/";
-const VIEW_PREFIX: &[u8] = b"vw/";
 const NEXT_TABLE_ID: &[u8] = b"next_table_id";
 /// Meta key recording the layout of the catalog records in this directory.
 const LAYOUT_VERSION_KEY: &[u8] = b"layout_version";
-/// The catalog layout this binary writes. 0 was the first, untagged one
-/// (no `next_column_id`, no schema history); 1 adds both.
-pub const LAYOUT_VERSION: u32 = 1;
+/// The catalog layout this binary writes. 0 was the first, untagged one;
+/// 1 added column id counters and schema history; 2 keeps every record as
+/// a row of a stored system table.
+pub const LAYOUT_VERSION: u32 = 2;
 /// The namespace every node has from its first start.
 pub const DEFAULT_NAMESPACE: &str = "default";
-
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("namespace already exists: {0}")]
@@ -55,21 +54,30 @@ pub enum CatalogError {
     NewerLayout { found: u32, supported: u32 },
     #[error("corrupt catalog record {key}: {detail}")]
     Corrupt { key: String, detail: String },
+    #[error("user already exists: {0}")]
+    UserExists(UserId),
+    #[error("user not found: {0}")]
+    UserNotFound(UserId),
 }
 
-/// Namespaces and tables of one node: the persisted truth in the store and
-/// the cached view in the [`SchemaRegistry`]. DDL is serialized by one
-/// short lock around the check-and-commit; reads never take it.
+/// Namespaces, tables, views and users of one node: the persisted truth
+/// in the stored system tables and the cached view in memory (tables in
+/// the [`SchemaRegistry`]). DDL is serialized by one short lock around the
+/// check-and-commit; reads never take it.
 #[derive(Debug)]
 pub struct Catalog {
     store: Arc<Store>,
+    node_id: NodeId,
     registry: SchemaRegistry,
+    /// The stored system tables, in [`SystemTable::ALL`] order.
+    system: Vec<Arc<CachedTableData>>,
     namespaces: DashMap<NamespaceId, NamespaceDef>,
     views: DashMap<(NamespaceId, TableName), Arc<ViewDef>>,
+    users: DashMap<UserId, Arc<UserRecord>>,
     ddl: Mutex<()>,
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
@@ -80,129 +88,237 @@ fn corrupt(key: &[u8], detail: impl ToString) -> CatalogError {
     }
 }
 
-fn table_key(id: TableId) -> Vec<u8> {
-    let mut key = TABLE_PREFIX.to_vec();
-    key.extend_from_slice(&id.0.to_be_bytes());
-    key
+impl From<BadRow> for CatalogError {
+    fn from(bad: BadRow) -> Self {
+        CatalogError::Corrupt {
+            key: format!("system.{}", bad.table.name()),
+            detail: bad.detail,
+        }
+    }
 }
 
-fn versions_prefix(id: TableId) -> Vec<u8> {
-    let mut key = VERSION_PREFIX.to_vec();
-    key.extend_from_slice(&id.0.to_be_bytes());
-    key
-}
-
-fn version_key(id: TableId, version: u32) -> Vec<u8> {
-    let mut key = versions_prefix(id);
-    key.extend_from_slice(&version.to_be_bytes());
-    key
-}
-
-fn version_record(def: &TableDef, change: &str) -> Vec<u8> {
-    let version = TableVersion {
+fn first_version(def: &TableDef) -> TableVersion {
+    TableVersion {
         version: def.schema_version,
-        changed_at: now_micros(),
-        change: change.to_string(),
+        changed_at: def.created_at,
+        change: "CREATE TABLE".to_string(),
         columns: def.columns.clone(),
-    };
-    serde_json::to_vec(&version).expect("serializable")
-}
-
-fn view_key(namespace: &NamespaceId, name: &TableName) -> Vec<u8> {
-    let mut key = VIEW_PREFIX.to_vec();
-    key.extend_from_slice(format!("{namespace}.{name}").as_bytes());
-    key
-}
-
-fn namespace_key(name: &NamespaceId) -> Vec<u8> {
-    let mut key = NAMESPACE_PREFIX.to_vec();
-    key.extend_from_slice(name.as_str().as_bytes());
-    key
+    }
 }
 
 impl Catalog {
-    /// Loads the catalog from the store, creating the default namespace on
-    /// a node's first start.
-    pub fn open(store: Arc<Store>) -> Result<Self, CatalogError> {
+    /// Loads the catalog from the store: a node's first start creates the
+    /// default namespace and the `root` user; a directory written in an
+    /// older layout is upgraded in one atomic batch; one from a newer
+    /// binary is refused.
+    pub fn open(store: Arc<Store>, node_id: NodeId) -> Result<Self, CatalogError> {
         let catalog = Self {
             store,
+            node_id,
             registry: SchemaRegistry::default(),
+            system: SystemTable::ALL
+                .iter()
+                .map(|t| Arc::new(CachedTableData::new(t.def())))
+                .collect(),
             namespaces: DashMap::new(),
             views: DashMap::new(),
+            users: DashMap::new(),
             ddl: Mutex::new(()),
         };
-        for (key, value) in catalog.store.scan_meta(NAMESPACE_PREFIX)? {
-            let def: NamespaceDef = serde_json::from_slice(&value).map_err(|e| corrupt(&key, e))?;
-            catalog.namespaces.insert(def.name.clone(), def);
+        match catalog.stored_layout()? {
+            Some(found) if found > LAYOUT_VERSION => {
+                return Err(CatalogError::NewerLayout {
+                    found,
+                    supported: LAYOUT_VERSION,
+                });
+            }
+            Some(LAYOUT_VERSION) => catalog.load()?,
+            Some(found) => catalog.upgrade(found)?,
+            None if legacy::has_records(&catalog.store)? => catalog.upgrade(0)?,
+            None => catalog.initialize()?,
         }
-        for (key, value) in catalog.store.scan_meta(TABLE_PREFIX)? {
-            let def: TableDef = serde_json::from_slice(&value).map_err(|e| corrupt(&key, e))?;
-            catalog.registry.put(def);
-        }
-        for (key, value) in catalog.store.scan_meta(VIEW_PREFIX)? {
-            let def: ViewDef = serde_json::from_slice(&value).map_err(|e| corrupt(&key, e))?;
-            catalog
-                .views
-                .insert((def.namespace.clone(), def.name.clone()), Arc::new(def));
-        }
-        let fresh = catalog.namespaces.is_empty();
-        catalog.upgrade_layout(fresh)?;
-        if fresh {
-            let default = NamespaceId::new(DEFAULT_NAMESPACE).expect("valid built-in name");
-            catalog.create_namespace(&default, true)?;
-        }
+        catalog.clear_live_queries()?;
         Ok(catalog)
     }
 
-    /// Brings an older directory's catalog records to [`LAYOUT_VERSION`],
-    /// in one atomic batch, and refuses a directory from a newer binary.
-    fn upgrade_layout(&self, fresh: bool) -> Result<(), CatalogError> {
-        let found = match self.store.get_meta(LAYOUT_VERSION_KEY)? {
-            Some(bytes) => u32::from_be_bytes(
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| corrupt(LAYOUT_VERSION_KEY, "not 4 bytes"))?,
-            ),
-            None if fresh => LAYOUT_VERSION,
-            None => 0,
+    fn stored_layout(&self) -> Result<Option<u32>, CatalogError> {
+        let Some(bytes) = self.store.get_meta(LAYOUT_VERSION_KEY)? else {
+            return Ok(None);
         };
-        if found > LAYOUT_VERSION {
-            return Err(CatalogError::NewerLayout {
-                found,
-                supported: LAYOUT_VERSION,
-            });
-        }
+        let bytes = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt(LAYOUT_VERSION_KEY, "not 4 bytes"))?;
+        Ok(Some(u32::from_be_bytes(bytes)))
+    }
+
+    /// A new data directory: the default namespace and the `root` user.
+    fn initialize(&self) -> Result<(), CatalogError> {
+        let now = now_micros();
         let mut batch = self.store.batch();
-        if found < 1 {
-            // Layout 0 had no column id counter and no schema history.
-            for entry in self.registry.all() {
-                let mut def = entry.def().clone();
-                def.next_column_id = def.columns.iter().map(|c| c.id).max().unwrap_or(0) + 1;
-                if self.store.scan_meta(&versions_prefix(def.id))?.is_empty() {
-                    batch.put_meta(
-                        &version_key(def.id, def.schema_version),
-                        &version_record(&def, "CREATE TABLE"),
-                    );
-                }
-                batch.put_meta(
-                    &table_key(def.id),
-                    &serde_json::to_vec(&def).expect("serializable"),
-                );
-                self.registry.put(def);
-            }
-            tracing::info!(
-                from = found,
-                to = LAYOUT_VERSION,
-                "upgraded the catalog layout"
+        let default = NamespaceDef {
+            name: NamespaceId::new(DEFAULT_NAMESPACE).expect("valid built-in name"),
+            created_at: now,
+        };
+        self.put(
+            &mut batch,
+            SystemTable::Namespaces,
+            system::namespace_row(&default),
+        );
+        let root = root_user(now);
+        self.put(&mut batch, SystemTable::Users, system::user_row(&root));
+        batch.put_meta(LAYOUT_VERSION_KEY, &LAYOUT_VERSION.to_be_bytes());
+        self.store.commit(batch)?;
+        self.namespaces.insert(default.name.clone(), default);
+        self.users.insert(root.id.clone(), Arc::new(root));
+        Ok(())
+    }
+
+    /// Reads the stored system tables into memory.
+    fn load(&self) -> Result<(), CatalogError> {
+        for row in SystemTable::Namespaces.scan(&self.store, &[])? {
+            let def = system::namespace_from(&row)?;
+            self.namespaces.insert(def.name.clone(), def);
+        }
+        for row in SystemTable::Tables.scan(&self.store, &[])? {
+            self.registry.put(system::table_from(&row)?);
+        }
+        for row in SystemTable::Views.scan(&self.store, &[])? {
+            let def = system::view_from(&row)?;
+            self.views
+                .insert((def.namespace.clone(), def.name.clone()), Arc::new(def));
+        }
+        for row in SystemTable::Users.scan(&self.store, &[])? {
+            let user = system::user_from(&row)?;
+            self.users.insert(user.id.clone(), Arc::new(user));
+        }
+        Ok(())
+    }
+
+    /// Rewrites the meta-key records of layout 0 or 1 as system table
+    /// rows, removes them and records the new layout, in one batch; the
+    /// upgrade itself is recorded in `system.jobs`.
+    fn upgrade(&self, found: u32) -> Result<(), CatalogError> {
+        let started = std::time::Instant::now();
+        let records = legacy::load(&self.store)?;
+        let now = now_micros();
+        let mut batch = self.store.batch();
+        for def in &records.namespaces {
+            self.put(
+                &mut batch,
+                SystemTable::Namespaces,
+                system::namespace_row(def),
             );
         }
-        if found != LAYOUT_VERSION || fresh {
-            batch.put_meta(LAYOUT_VERSION_KEY, &LAYOUT_VERSION.to_be_bytes());
+        for (def, versions) in &records.tables {
+            self.put_table(&mut batch, def);
+            for version in versions {
+                self.put(
+                    &mut batch,
+                    SystemTable::TableVersions,
+                    system::version_row(def, version),
+                );
+            }
         }
-        if !batch.is_empty() {
-            self.store.commit(batch)?;
+        for def in &records.views {
+            self.put(&mut batch, SystemTable::Views, system::view_row(def));
         }
+        let root = root_user(now);
+        self.put(&mut batch, SystemTable::Users, system::user_row(&root));
+        for key in &records.keys {
+            batch.delete_meta(key);
+        }
+        batch.put_meta(LAYOUT_VERSION_KEY, &LAYOUT_VERSION.to_be_bytes());
+        let job = JobRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            job_type: "upgrade".to_string(),
+            status: JobStatus::Completed,
+            target: Some(format!("catalog layout {found} -> {LAYOUT_VERSION}")),
+            node_id: self.node_id.clone(),
+            created_at: now,
+            finished_at: Some(now_micros()),
+            duration_ms: Some(started.elapsed().as_millis() as i64),
+            rows: Some(records.count() as i64),
+            bytes: None,
+            message: None,
+        };
+        self.put(&mut batch, SystemTable::Jobs, system::job_row(&job));
+        self.store.commit(batch)?;
+
+        for def in records.namespaces {
+            self.namespaces.insert(def.name.clone(), def);
+        }
+        for (def, _) in records.tables {
+            self.registry.put(def);
+        }
+        for def in records.views {
+            self.views
+                .insert((def.namespace.clone(), def.name.clone()), Arc::new(def));
+        }
+        self.users.insert(root.id.clone(), Arc::new(root));
+        tracing::info!(
+            from = found,
+            to = LAYOUT_VERSION,
+            records = records.keys.len(),
+            "upgraded the catalog layout"
+        );
+        Ok(())
+    }
+
+    /// Live queries belong to connections, and none survive a restart.
+    fn clear_live_queries(&self) -> Result<(), CatalogError> {
+        let rows = SystemTable::LiveQueries.scan(&self.store, &[])?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.store.batch();
+        for row in &rows {
+            let id = system::live_query_id(row)?;
+            self.delete(
+                &mut batch,
+                SystemTable::LiveQueries,
+                system::live_query_key(&id),
+            );
+        }
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    fn put(&self, batch: &mut Batch<'_>, table: SystemTable, values: Vec<quiver_store::Value>) {
+        table.put(&self.store, batch, values);
+    }
+
+    fn delete(&self, batch: &mut Batch<'_>, table: SystemTable, key: Vec<quiver_store::Value>) {
+        table.delete(&self.store, batch, key);
+    }
+
+    /// Writes a table's `system.tables` row and its `system.columns` rows.
+    fn put_table(&self, batch: &mut Batch<'_>, def: &TableDef) {
+        self.put(batch, SystemTable::Tables, system::table_row(def));
+        for row in system::column_rows(def) {
+            self.put(batch, SystemTable::Columns, row);
+        }
+    }
+
+    /// Deletes everything stored about a table: its definition, columns,
+    /// history and rows.
+    fn delete_table(&self, batch: &mut Batch<'_>, def: &TableDef) -> Result<(), CatalogError> {
+        self.delete(batch, SystemTable::Tables, system::table_key(def.id));
+        for column in &def.columns {
+            self.delete(
+                batch,
+                SystemTable::Columns,
+                system::column_key(def.id, column.id),
+            );
+        }
+        for version in self.history(def.id)? {
+            self.delete(
+                batch,
+                SystemTable::TableVersions,
+                system::version_key(def.id, version.version),
+            );
+        }
+        batch.delete_table_rows(def.id.0);
         Ok(())
     }
 
@@ -212,6 +328,21 @@ impl Catalog {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    /// A stored system table by name (`tables`, `users`, ...).
+    pub fn system_table(&self, name: &str) -> Option<Arc<CachedTableData>> {
+        let table = SystemTable::from_name(name)?;
+        Some(self.system[table as usize - 1].clone())
+    }
+
+    /// Every stored system table.
+    pub fn system_tables(&self) -> &[Arc<CachedTableData>] {
+        &self.system
     }
 
     pub fn namespace_exists(&self, name: &NamespaceId) -> bool {
@@ -245,9 +376,10 @@ impl Catalog {
             created_at: now_micros(),
         };
         let mut batch = self.store.batch();
-        batch.put_meta(
-            &namespace_key(name),
-            &serde_json::to_vec(&def).expect("serializable"),
+        self.put(
+            &mut batch,
+            SystemTable::Namespaces,
+            system::namespace_row(&def),
         );
         self.store.commit(batch)?;
         self.namespaces.insert(name.clone(), def);
@@ -288,13 +420,16 @@ impl Catalog {
         }
         let mut batch = self.store.batch();
         for table in &tables {
-            batch.delete_meta(&table_key(table.def().id));
-            batch.delete_table_rows(table.def().id.0);
+            self.delete_table(&mut batch, table.def())?;
         }
         for (ns, view) in &views {
-            batch.delete_meta(&view_key(ns, view));
+            self.delete(&mut batch, SystemTable::Views, system::view_key(ns, view));
         }
-        batch.delete_meta(&namespace_key(name));
+        self.delete(
+            &mut batch,
+            SystemTable::Namespaces,
+            system::namespace_key(name),
+        );
         self.store.commit(batch)?;
         for key in &views {
             self.views.remove(key);
@@ -354,13 +489,11 @@ impl Catalog {
         def.created_at = now_micros();
         let mut batch = self.store.batch();
         batch.put_meta(NEXT_TABLE_ID, &(id + 1).to_be_bytes());
-        batch.put_meta(
-            &table_key(def.id),
-            &serde_json::to_vec(&def).expect("serializable"),
-        );
-        batch.put_meta(
-            &version_key(def.id, 1),
-            &version_record(&def, "CREATE TABLE"),
+        self.put_table(&mut batch, &def);
+        self.put(
+            &mut batch,
+            SystemTable::TableVersions,
+            system::version_row(&def, &first_version(&def)),
         );
         // A crashed earlier attempt cannot have left rows under a fresh id,
         // but clearing the range keeps that true by construction.
@@ -385,15 +518,10 @@ impl Catalog {
                 Err(CatalogError::TableNotFound(format!("{namespace}.{name}")))
             };
         };
-        let id = table.def().id;
         let mut batch = self.store.batch();
-        batch.delete_meta(&table_key(id));
-        for (key, _) in self.store.scan_meta(&versions_prefix(id))? {
-            batch.delete_meta(&key);
-        }
-        batch.delete_table_rows(id.0);
+        self.delete_table(&mut batch, table.def())?;
         self.store.commit(batch)?;
-        self.registry.remove(id);
+        self.registry.remove(table.def().id);
         Ok(true)
     }
 
@@ -414,20 +542,31 @@ impl Catalog {
             .registry
             .get_by_name(namespace, name)
             .ok_or_else(|| CatalogError::TableNotFound(format!("{namespace}.{name}")))?;
-        let mut def = table.def().clone();
-        if def.next_column_id == 0 {
-            def.next_column_id = def.columns.iter().map(|c| c.id).max().unwrap_or(0) + 1;
-        }
+        let before = table.def();
+        let mut def = before.clone();
         edit(&mut def).map_err(CatalogError::InvalidChange)?;
         def.schema_version += 1;
+        let version = TableVersion {
+            version: def.schema_version,
+            changed_at: now_micros(),
+            change: change.to_string(),
+            columns: def.columns.clone(),
+        };
         let mut batch = self.store.batch();
-        batch.put_meta(
-            &table_key(def.id),
-            &serde_json::to_vec(&def).expect("serializable"),
-        );
-        batch.put_meta(
-            &version_key(def.id, def.schema_version),
-            &version_record(&def, change),
+        for column in &before.columns {
+            if def.columns.iter().all(|c| c.id != column.id) {
+                self.delete(
+                    &mut batch,
+                    SystemTable::Columns,
+                    system::column_key(def.id, column.id),
+                );
+            }
+        }
+        self.put_table(&mut batch, &def);
+        self.put(
+            &mut batch,
+            SystemTable::TableVersions,
+            system::version_row(&def, &version),
         );
         self.store.commit(batch)?;
         Ok(self.registry.put(def))
@@ -486,10 +625,7 @@ impl Catalog {
         }
         def.created_at = now_micros();
         let mut batch = self.store.batch();
-        batch.put_meta(
-            &view_key(&def.namespace, &def.name),
-            &serde_json::to_vec(&def).expect("serializable"),
-        );
+        self.put(&mut batch, SystemTable::Views, system::view_row(&def));
         self.store.commit(batch)?;
         self.views.insert(key, Arc::new(def));
         Ok(())
@@ -512,7 +648,11 @@ impl Catalog {
             };
         }
         let mut batch = self.store.batch();
-        batch.delete_meta(&view_key(namespace, name));
+        self.delete(
+            &mut batch,
+            SystemTable::Views,
+            system::view_key(namespace, name),
+        );
         self.store.commit(batch)?;
         self.views.remove(&key);
         Ok(true)
@@ -520,13 +660,86 @@ impl Catalog {
 
     /// Every schema version of a table, oldest first.
     pub fn history(&self, table: TableId) -> Result<Vec<TableVersion>, CatalogError> {
-        self.store
-            .scan_meta(&versions_prefix(table))?
-            .into_iter()
-            .map(|(key, value)| serde_json::from_slice(&value).map_err(|e| corrupt(&key, e)))
+        let rows = SystemTable::TableVersions
+            .scan(&self.store, &[quiver_store::Value::Int64(table.0 as i64)])?;
+        rows.iter()
+            .map(|row| system::version_from(row).map_err(CatalogError::from))
             .collect()
+    }
+
+    pub fn user(&self, id: &UserId) -> Option<Arc<UserRecord>> {
+        self.users.get(id).map(|u| u.value().clone())
+    }
+
+    /// Every user, sorted by id.
+    pub fn users(&self) -> Vec<Arc<UserRecord>> {
+        let mut out: Vec<_> = self.users.iter().map(|u| u.value().clone()).collect();
+        out.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        out
+    }
+
+    /// Stores a new user.
+    pub fn create_user(&self, user: UserRecord) -> Result<Arc<UserRecord>, CatalogError> {
+        let _ddl = self.ddl.lock();
+        if self.users.contains_key(&user.id) {
+            return Err(CatalogError::UserExists(user.id));
+        }
+        let mut batch = self.store.batch();
+        self.put(&mut batch, SystemTable::Users, system::user_row(&user));
+        self.store.commit(batch)?;
+        let user = Arc::new(user);
+        self.users.insert(user.id.clone(), user.clone());
+        Ok(user)
+    }
+
+    /// Replaces a user's stored record (role, password hash, email).
+    pub fn update_user(&self, user: UserRecord) -> Result<Arc<UserRecord>, CatalogError> {
+        let _ddl = self.ddl.lock();
+        if !self.users.contains_key(&user.id) {
+            return Err(CatalogError::UserNotFound(user.id));
+        }
+        let mut batch = self.store.batch();
+        self.put(&mut batch, SystemTable::Users, system::user_row(&user));
+        self.store.commit(batch)?;
+        let user = Arc::new(user);
+        self.users.insert(user.id.clone(), user.clone());
+        Ok(user)
+    }
+
+    /// Removes a user; `false` when there was none.
+    pub fn drop_user(&self, id: &UserId) -> Result<bool, CatalogError> {
+        let _ddl = self.ddl.lock();
+        if !self.users.contains_key(id) {
+            return Ok(false);
+        }
+        let mut batch = self.store.batch();
+        self.delete(&mut batch, SystemTable::Users, system::user_key(id));
+        self.store.commit(batch)?;
+        self.users.remove(id);
+        Ok(true)
+    }
+
+    /// Writes a job's current state to `system.jobs`.
+    pub fn record_job(&self, job: &JobRecord) -> Result<(), CatalogError> {
+        let mut batch = self.store.batch();
+        self.put(&mut batch, SystemTable::Jobs, system::job_row(job));
+        self.store.commit(batch)?;
+        Ok(())
     }
 }
 
+/// The built-in superuser, without a password until one is set.
+fn root_user(now: i64) -> UserRecord {
+    UserRecord {
+        id: UserId::root(),
+        role: Role::System,
+        email: None,
+        password_hash: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+mod legacy;
 #[cfg(test)]
 mod tests;

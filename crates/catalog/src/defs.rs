@@ -1,4 +1,4 @@
-use quiver_common::{ColumnType, NamespaceId, TableId, TableName};
+use quiver_common::{ColumnType, NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_store::Value;
 use serde::{Deserialize, Serialize};
 
@@ -212,4 +212,53 @@ impl TableDef {
         let id = self.primary_key?;
         self.columns.iter().find(|c| c.id == id)
     }
+}
+
+/// A user account, stored in `system.users`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub role: Role,
+    pub email: Option<String>,
+    /// Never visible to SQL; `None` until a password is set.
+    pub password_hash: Option<String>,
+    /// Microseconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Running,
+    Completed,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A background job (upgrade, flush, compaction), stored in `system.jobs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub id: String,
+    /// What the job does, e.g. `flush`.
+    pub job_type: String,
+    pub status: JobStatus,
+    /// What it works on, e.g. `shop.orders`.
+    pub target: Option<String>,
+    pub node_id: NodeId,
+    /// Microseconds since the Unix epoch.
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub rows: Option<i64>,
+    pub bytes: Option<i64>,
+    pub message: Option<String>,
 }

@@ -1,12 +1,14 @@
-//! Quiver's catalog: namespaces and table definitions (columns with stable
-//! ids, primary key, defaults, table options, schema versions), persisted
-//! in the store and cached in a [`SchemaRegistry`] that computes each Arrow
-//! schema once.
+//! Quiver's catalog: namespaces, table definitions (columns with stable
+//! ids, primary key, defaults, table options, schema versions), views and
+//! users. They are persisted as rows of the stored system tables and
+//! cached in memory; the [`SchemaRegistry`] computes each Arrow schema
+//! once.
 
 mod arrow_types;
 mod catalog;
 mod defs;
 mod registry;
+mod system;
 
 pub use catalog::{DEFAULT_NAMESPACE, LAYOUT_VERSION};
 
@@ -15,7 +17,8 @@ pub use arrow_types::{
 };
 pub use catalog::{Catalog, CatalogError};
 pub use defs::{
-    AccessLevel, ColumnDef, DefaultValue, FlushPolicy, NamespaceDef, TableDef, TableOptions,
-    TableType, TableVersion, ViewDef,
+    AccessLevel, ColumnDef, DefaultValue, FlushPolicy, JobRecord, JobStatus, NamespaceDef,
+    TableDef, TableOptions, TableType, TableVersion, UserRecord, ViewDef,
 };
 pub use registry::{CachedTableData, SchemaRegistry, build_schema};
+pub use system::{SYSTEM_NAMESPACE, SystemTable, render_columns};

@@ -7,4 +7,4 @@ mod types;
 
 pub use error::ErrorCode;
 pub use ids::{IdError, NamespaceId, NodeId, SeqId, TableId, TableName, UserId};
-pub use types::ColumnType;
+pub use types::{ColumnType, Role};

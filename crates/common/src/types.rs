@@ -65,3 +65,45 @@ impl fmt::Display for ColumnType {
         }
     }
 }
+
+/// What a user may do. Roles serialize lowercase on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Anonymous,
+    User,
+    Service,
+    Dba,
+    System,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::User => "user",
+            Self::Service => "service",
+            Self::Dba => "dba",
+            Self::System => "system",
+        }
+    }
+
+    /// Parses a role name, ignoring case.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Anonymous,
+            Self::User,
+            Self::Service,
+            Self::Dba,
+            Self::System,
+        ]
+        .into_iter()
+        .find(|r| r.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

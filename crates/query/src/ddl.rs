@@ -535,13 +535,11 @@ pub fn describe_history(versions: &[TableVersion]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(
             versions.iter().map(|v| v.change.as_str()),
         )),
-        Arc::new(StringArray::from_iter_values(versions.iter().map(|v| {
-            v.columns
+        Arc::new(StringArray::from_iter_values(
+            versions
                 .iter()
-                .map(|c| format!("{} {}", c.name, c.column_type))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }))),
+                .map(|v| quiver_catalog::render_columns(&v.columns)),
+        )),
     ];
     RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
 }

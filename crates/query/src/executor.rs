@@ -347,7 +347,30 @@ impl QuerySession {
                 )?)))
             }
             QuiverStatement::DescribeTable { name, history } => {
-                let table = self.resolve_table(&name)?;
+                let table = match self.split_name(&name)? {
+                    (ns, table) if ns.as_str() == SYSTEM_NAMESPACE => {
+                        match catalog.system_table(table.as_str()) {
+                            Some(stored) => stored,
+                            None if system::is_system_table(table.as_str()) => {
+                                return Err(QueryError::invalid(format!(
+                                    "system.{table} is computed when read and has no stored \
+                                     definition; SELECT from it to see its columns"
+                                )));
+                            }
+                            None => {
+                                let hint = suggest::did_you_mean(
+                                    table.as_str(),
+                                    system::system_table_names(),
+                                );
+                                return Err(QueryError::TableNotFound(format!(
+                                    "system.{table}{}",
+                                    hint.replace("mean ", "mean system.")
+                                )));
+                            }
+                        }
+                    }
+                    _ => self.resolve_table(&name)?,
+                };
                 let batch = if history {
                     ddl::describe_history(&catalog.history(table.def().id)?)?
                 } else {
@@ -530,7 +553,7 @@ impl QuerySession {
             if system::is_system_table(reference.table()) {
                 return Ok(());
             }
-            let hint = suggest::did_you_mean(reference.table(), system::SYSTEM_TABLES);
+            let hint = suggest::did_you_mean(reference.table(), system::system_table_names());
             let hint = hint.replace("mean ", "mean system.");
             return Err(QueryError::TableNotFound(format!(
                 "system.{}{hint}",

@@ -1,16 +1,14 @@
-//! The `system` namespace: read-only tables describing the node. Each is a
-//! [`SystemTable`] (a schema and a way to produce its rows) behind one
-//! generic [`TableProvider`] adapter. They are computed from the catalog at
-//! scan time.
+//! The `system` namespace, read-only to SQL. Most of its tables are the
+//! catalog's stored system tables, scanned like any table. Two describe
+//! the running process and are computed at scan time: `settings` (the
+//! effective configuration) and `stats` (uptime, counts, sizes); each is a
+//! [`LiveTable`] behind one generic [`TableProvider`] adapter.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    UInt32Array,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::DataFusionError;
 use datafusion::execution::TaskContext;
@@ -20,11 +18,12 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use std::time::Instant;
 
-use quiver_catalog::Catalog;
+use quiver_catalog::{Catalog, SystemTable};
 use quiver_common::NodeId;
 
-/// The namespace of the system tables; no user namespace may take it.
-pub const SYSTEM_NAMESPACE: &str = "system";
+use crate::provider::QuiverTable;
+
+pub use quiver_catalog::SYSTEM_NAMESPACE;
 
 /// What the system tables describe besides the catalog: the node itself.
 #[derive(Debug)]
@@ -35,36 +34,33 @@ pub struct NodeInfo {
     pub settings: Vec<(String, String)>,
 }
 
-/// A system table: its schema, and its rows as of now.
-pub(crate) trait SystemTable: std::fmt::Debug + Send + Sync {
+/// A system table computed at scan time: its schema, and its rows as of
+/// now.
+pub(crate) trait LiveTable: std::fmt::Debug + Send + Sync {
     fn schema(&self) -> SchemaRef;
     fn rows(&self, catalog: &Catalog, node: &NodeInfo) -> datafusion::error::Result<RecordBatch>;
 }
 
-/// The names of the system tables.
-pub(crate) const SYSTEM_TABLES: [&str; 6] = [
-    "columns",
-    "namespaces",
-    "settings",
-    "stats",
-    "tables",
-    "views",
-];
+const LIVE_TABLES: [&str; 2] = ["settings", "stats"];
 
-fn system_table(name: &str) -> Option<Arc<dyn SystemTable>> {
+fn live_table(name: &str) -> Option<Arc<dyn LiveTable>> {
     Some(match name {
-        "namespaces" => Arc::new(Namespaces),
-        "tables" => Arc::new(Tables),
-        "columns" => Arc::new(Columns),
-        "views" => Arc::new(Views),
         "settings" => Arc::new(Settings),
         "stats" => Arc::new(Stats),
         _ => return None,
     })
 }
 
+/// The names of every system table, sorted.
+pub(crate) fn system_table_names() -> Vec<&'static str> {
+    let mut names: Vec<_> = SystemTable::ALL.iter().map(|t| t.name()).collect();
+    names.extend(LIVE_TABLES);
+    names.sort_unstable();
+    names
+}
+
 pub(crate) fn is_system_table(name: &str) -> bool {
-    SYSTEM_TABLES.contains(&name)
+    SystemTable::from_name(name).is_some() || LIVE_TABLES.contains(&name)
 }
 
 /// DataFusion's view of the `system` namespace.
@@ -77,12 +73,21 @@ pub(crate) struct SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        SYSTEM_TABLES.iter().map(|t| t.to_string()).collect()
+        system_table_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        Ok(system_table(name).map(|table| {
-            Arc::new(SystemTableProvider {
+        if let Some(table) = self.catalog.system_table(name) {
+            return Ok(Some(Arc::new(QuiverTable::new(
+                table,
+                self.catalog.store().clone(),
+            ))));
+        }
+        Ok(live_table(name).map(|table| {
+            Arc::new(LiveTableProvider {
                 table,
                 catalog: self.catalog.clone(),
                 node: self.node.clone(),
@@ -95,17 +100,17 @@ impl SchemaProvider for SystemSchema {
     }
 }
 
-/// Adapts any [`SystemTable`] to DataFusion; rows are produced when the
+/// Adapts any [`LiveTable`] to DataFusion; rows are produced when the
 /// scan executes.
 #[derive(Debug)]
-struct SystemTableProvider {
-    table: Arc<dyn SystemTable>,
+struct LiveTableProvider {
+    table: Arc<dyn LiveTable>,
     catalog: Arc<Catalog>,
     node: Arc<NodeInfo>,
 }
 
 #[async_trait]
-impl TableProvider for SystemTableProvider {
+impl TableProvider for LiveTableProvider {
     fn schema(&self) -> SchemaRef {
         self.table.schema()
     }
@@ -121,7 +126,7 @@ impl TableProvider for SystemTableProvider {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let partition = SystemScan {
+        let partition = LiveScan {
             table: self.table.clone(),
             catalog: self.catalog.clone(),
             node: self.node.clone(),
@@ -139,14 +144,14 @@ impl TableProvider for SystemTableProvider {
 }
 
 #[derive(Debug)]
-struct SystemScan {
-    table: Arc<dyn SystemTable>,
+struct LiveScan {
+    table: Arc<dyn LiveTable>,
     catalog: Arc<Catalog>,
     node: Arc<NodeInfo>,
     schema: SchemaRef,
 }
 
-impl PartitionStream for SystemScan {
+impl PartitionStream for LiveScan {
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -162,234 +167,14 @@ fn text(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
 }
 
-fn timestamp(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::Timestamp(TimeUnit::Microsecond, None),
-        false,
-    )
-}
-
 fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> datafusion::error::Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 #[derive(Debug)]
-struct Namespaces;
-
-impl SystemTable for Namespaces {
-    fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            text("namespace_id", false),
-            Field::new("table_count", DataType::Int64, false),
-            Field::new("view_count", DataType::Int64, false),
-            timestamp("created_at"),
-        ]))
-    }
-
-    fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
-        let namespaces = catalog.namespaces();
-        batch(
-            self.schema(),
-            vec![
-                Arc::new(StringArray::from_iter_values(
-                    namespaces.iter().map(|n| n.name.as_str()),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    namespaces
-                        .iter()
-                        .map(|n| catalog.registry().tables_in(&n.name).len() as i64),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    namespaces
-                        .iter()
-                        .map(|n| catalog.views_in(&n.name).len() as i64),
-                )),
-                Arc::new(TimestampMicrosecondArray::from_iter_values(
-                    namespaces.iter().map(|n| n.created_at),
-                )),
-            ],
-        )
-    }
-}
-
-#[derive(Debug)]
-struct Tables;
-
-impl SystemTable for Tables {
-    fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            text("namespace_id", false),
-            text("table_name", false),
-            text("table_type", false),
-            Field::new("table_id", DataType::Int64, false),
-            Field::new("schema_version", DataType::UInt32, false),
-            Field::new("column_count", DataType::UInt32, false),
-            text("primary_key", true),
-            text("flush_policy", true),
-            Field::new("ttl_seconds", DataType::Int64, true),
-            text("access_level", true),
-            timestamp("created_at"),
-        ]))
-    }
-
-    fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
-        let tables = catalog.tables();
-        let defs: Vec<_> = tables.iter().map(|t| t.def()).collect();
-        batch(
-            self.schema(),
-            vec![
-                Arc::new(StringArray::from_iter_values(
-                    defs.iter().map(|d| d.namespace.as_str()),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    defs.iter().map(|d| d.name.as_str()),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    defs.iter().map(|d| d.table_type.as_str()),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    defs.iter().map(|d| d.id.0 as i64),
-                )),
-                Arc::new(UInt32Array::from_iter_values(
-                    defs.iter().map(|d| d.schema_version),
-                )),
-                Arc::new(UInt32Array::from_iter_values(
-                    defs.iter().map(|d| d.columns.len() as u32),
-                )),
-                Arc::new(StringArray::from_iter(
-                    defs.iter()
-                        .map(|d| d.primary_key_column().map(|c| c.name.clone())),
-                )),
-                Arc::new(StringArray::from_iter(
-                    defs.iter()
-                        .map(|d| d.options.flush_policy.map(|p| p.to_string())),
-                )),
-                Arc::new(Int64Array::from_iter(
-                    defs.iter().map(|d| d.options.ttl_seconds.map(|t| t as i64)),
-                )),
-                Arc::new(StringArray::from_iter(
-                    defs.iter()
-                        .map(|d| d.options.access_level.map(|a| a.as_str())),
-                )),
-                Arc::new(TimestampMicrosecondArray::from_iter_values(
-                    defs.iter().map(|d| d.created_at),
-                )),
-            ],
-        )
-    }
-}
-
-#[derive(Debug)]
-struct Columns;
-
-impl SystemTable for Columns {
-    fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            text("namespace_id", false),
-            text("table_name", false),
-            text("column_name", false),
-            Field::new("column_id", DataType::UInt32, false),
-            Field::new("ordinal", DataType::UInt32, false),
-            text("data_type", false),
-            Field::new("is_nullable", DataType::Boolean, false),
-            Field::new("is_primary_key", DataType::Boolean, false),
-            text("default_value", true),
-        ]))
-    }
-
-    fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
-        let tables = catalog.tables();
-        let columns: Vec<_> = tables
-            .iter()
-            .flat_map(|t| {
-                let def = t.def();
-                def.columns
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, c)| (def, i, c))
-            })
-            .collect();
-        batch(
-            self.schema(),
-            vec![
-                Arc::new(StringArray::from_iter_values(
-                    columns.iter().map(|(d, _, _)| d.namespace.as_str()),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    columns.iter().map(|(d, _, _)| d.name.as_str()),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    columns.iter().map(|(_, _, c)| c.name.as_str()),
-                )),
-                Arc::new(UInt32Array::from_iter_values(
-                    columns.iter().map(|(_, _, c)| c.id),
-                )),
-                Arc::new(UInt32Array::from_iter_values(
-                    columns.iter().map(|(_, i, _)| *i as u32 + 1),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    columns.iter().map(|(_, _, c)| c.column_type.to_string()),
-                )),
-                Arc::new(BooleanArray::from_iter(
-                    columns.iter().map(|(_, _, c)| Some(c.nullable)),
-                )),
-                Arc::new(BooleanArray::from_iter(
-                    columns
-                        .iter()
-                        .map(|(d, _, c)| Some(d.primary_key == Some(c.id))),
-                )),
-                Arc::new(StringArray::from_iter(columns.iter().map(|(_, _, c)| {
-                    c.default.as_ref().map(|v| v.sql_text(c.column_type))
-                }))),
-            ],
-        )
-    }
-}
-
-#[derive(Debug)]
-struct Views;
-
-impl SystemTable for Views {
-    fn schema(&self) -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            text("namespace_id", false),
-            text("view_name", false),
-            text("definition", false),
-            text("reads", false),
-            timestamp("created_at"),
-        ]))
-    }
-
-    fn rows(&self, catalog: &Catalog, _node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
-        let views = catalog.views();
-        batch(
-            self.schema(),
-            vec![
-                Arc::new(StringArray::from_iter_values(
-                    views.iter().map(|v| v.namespace.as_str()),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    views.iter().map(|v| v.name.as_str()),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    views.iter().map(|v| v.sql.as_str()),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    views.iter().map(|v| v.reads.join(", ")),
-                )),
-                Arc::new(TimestampMicrosecondArray::from_iter_values(
-                    views.iter().map(|v| v.created_at),
-                )),
-            ],
-        )
-    }
-}
-
-#[derive(Debug)]
 struct Settings;
 
-impl SystemTable for Settings {
+impl LiveTable for Settings {
     fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(vec![text("name", false), text("value", false)]))
     }
@@ -412,7 +197,7 @@ impl SystemTable for Settings {
 #[derive(Debug)]
 struct Stats;
 
-impl SystemTable for Stats {
+impl LiveTable for Stats {
     fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(vec![
             text("node_id", false),

@@ -228,10 +228,22 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<RowScan, StoreError> {
-        let prefix = table_prefix(table_id);
+        self.scan_row_prefix(&table_prefix(table_id), after, limit)
+    }
+
+    /// Like [`Store::scan_rows`], for the rows whose key starts with
+    /// `prefix` (a table prefix followed by leading key parts).
+    pub fn scan_row_prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<RowScan, StoreError> {
         let mut read_options = ReadOptions::default();
-        read_options.set_iterate_upper_bound(table_prefix(table_id + 1).to_vec());
-        let start: &[u8] = after.unwrap_or(&prefix);
+        if let Some(end) = prefix_end(prefix) {
+            read_options.set_iterate_upper_bound(end);
+        }
+        let start: &[u8] = after.unwrap_or(prefix);
         let mut iter = self.db.iterator_cf_opt(
             self.rows(),
             read_options,
@@ -270,6 +282,19 @@ impl Store {
         self.db.flush_wal(true)?;
         Ok(())
     }
+}
+
+/// The smallest key greater than every key starting with `prefix`, or
+/// `None` when no such key exists (the prefix is all 0xFF).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 fn decode_row(bytes: &[u8]) -> Result<StoredRow, StoreError> {

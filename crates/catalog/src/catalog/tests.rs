@@ -6,7 +6,7 @@ use crate::defs::{ColumnDef, TableOptions, TableType};
 
 fn open(dir: &std::path::Path) -> Catalog {
     let store = Arc::new(Store::open(dir, &StoreOptions::default()).unwrap());
-    Catalog::open(store).unwrap()
+    Catalog::open(store, NodeId::new("test-node").unwrap()).unwrap()
 }
 
 fn table(ns: &str, name: &str) -> TableDef {
@@ -260,4 +260,80 @@ fn altered_definitions_survive_reopen_with_history() {
         changes,
         vec![(1, "CREATE TABLE"), (2, "ADD COLUMN note TEXT")]
     );
+}
+
+#[test]
+fn catalog_records_are_rows_of_the_system_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = NamespaceId::new("app").unwrap();
+    let name = TableName::new("t").unwrap();
+    let tables = SystemTable::Tables;
+    {
+        let catalog = open(dir.path());
+        catalog.create_namespace(&app, false).unwrap();
+        catalog.create_table(table("app", "t"), false).unwrap();
+        let store = catalog.store();
+        let scan = store.scan_rows(tables.id().0, None, 10).unwrap();
+        assert_eq!(scan.rows.len(), 1);
+        let table_name = catalog
+            .system_table("tables")
+            .unwrap()
+            .def()
+            .column("table_name")
+            .unwrap()
+            .id;
+        assert_eq!(
+            scan.rows[0].1.cell(table_name),
+            Some(&quiver_store::Value::Text("t".into()))
+        );
+        for prefix in [&b"ns/"[..], b"tb/", b"tv/", b"vw/"] {
+            assert!(store.scan_meta(prefix).unwrap().is_empty());
+        }
+        // A drop writes delete markers, like a DELETE on a user table.
+        assert!(catalog.drop_table(&app, &name, false).unwrap());
+        let scan = store.scan_rows(tables.id().0, None, 10).unwrap();
+        assert!(scan.rows.iter().all(|(_, row)| row.deleted));
+        assert_eq!(scan.rows.len(), 1);
+        catalog.create_table(table("app", "t"), false).unwrap();
+    }
+    let catalog = open(dir.path());
+    let entry = catalog.table(&app, &name).unwrap();
+    assert_eq!(catalog.history(entry.def().id).unwrap().len(), 1);
+    assert_eq!(catalog.tables().len(), 1);
+}
+
+#[test]
+fn users_survive_reopen_with_their_hidden_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let ana = UserId::new("ana");
+    {
+        let catalog = open(dir.path());
+        assert_eq!(catalog.users().len(), 1, "root exists from the first start");
+        catalog
+            .create_user(UserRecord {
+                id: ana.clone(),
+                role: Role::Dba,
+                email: Some("ana@example.com".into()),
+                password_hash: Some("$argon2id$hash".into()),
+                created_at: 1,
+                updated_at: 2,
+            })
+            .unwrap();
+        assert!(matches!(
+            catalog.create_user((*catalog.user(&ana).unwrap()).clone()),
+            Err(CatalogError::UserExists(_))
+        ));
+    }
+    let catalog = open(dir.path());
+    let user = catalog.user(&ana).unwrap();
+    assert_eq!(user.role, Role::Dba);
+    assert_eq!(user.password_hash.as_deref(), Some("$argon2id$hash"));
+    let users = catalog.system_table("users").unwrap();
+    assert!(users.def().column("password_hash").is_none());
+    assert!(catalog.drop_user(&ana).unwrap());
+    assert!(!catalog.drop_user(&ana).unwrap());
+    drop(catalog);
+    let catalog = open(dir.path());
+    assert!(catalog.user(&ana).is_none());
+    assert!(catalog.user(&UserId::root()).is_some());
 }

@@ -90,3 +90,37 @@ fn meta_prefix_scan() {
     let found = store.scan_meta(b"ns/").unwrap();
     assert_eq!(found.len(), 2);
 }
+
+#[test]
+fn prefix_scans_stop_at_the_end_of_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let composite = |table: u64, group: &str, id: i64| {
+        let mut k = table_prefix(table).to_vec();
+        encode_key_value(&Value::Text(group.to_string()), &mut k);
+        encode_key_value(&Value::Int64(id), &mut k);
+        k
+    };
+    let mut batch = store.batch();
+    for (table, group, id) in [
+        (1, "a", 1),
+        (1, "a", 2),
+        (1, "ab", 1),
+        (1, "b", 1),
+        (2, "a", 1),
+    ] {
+        let seq = store.seq().next().0;
+        batch.put_row(&composite(table, group, id), &row(seq, group));
+    }
+    store.commit(batch).unwrap();
+
+    let mut prefix = table_prefix(1).to_vec();
+    encode_key_value(&Value::Text("a".to_string()), &mut prefix);
+    let scan = store.scan_row_prefix(&prefix, None, 10).unwrap();
+    let keys: Vec<_> = scan.rows.iter().map(|(k, _)| k.to_vec()).collect();
+    assert_eq!(keys, vec![composite(1, "a", 1), composite(1, "a", 2)]);
+
+    let all_ones = store.scan_row_prefix(&[0xff; 8], None, 10).unwrap();
+    assert!(all_ones.rows.is_empty());
+    assert_eq!(store.scan_rows(1, None, 10).unwrap().rows.len(), 4);
+}

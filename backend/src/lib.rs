@@ -9,7 +9,7 @@ use quiver_api::{ApiState, router};
 use quiver_catalog::{Catalog, CatalogError};
 use quiver_common::NodeId;
 use quiver_config::Config;
-use quiver_query::{QueryEngine, QueryError};
+use quiver_query::{QueryEngine, QueryError, run_maintenance};
 use quiver_store::{Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -128,7 +128,9 @@ pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets
-/// in-flight requests finish and syncs the store.
+/// in-flight requests finish and syncs the store. Storage maintenance
+/// (flushes, compactions, STREAM expiry) runs on the query runtime for as
+/// long as the server does.
 pub async fn serve(
     context: AppContext,
     listener: TcpListener,
@@ -136,10 +138,21 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let address: SocketAddr = listener.local_addr()?;
     tracing::info!(node_id = %context.node_id, %address, "quiver listening");
+    let maintenance = context.query_runtime.handle().spawn(run_maintenance(
+        context.engine.clone(),
+        context.config.flush.clone(),
+        context.config.compaction.clone(),
+        shutdown.child_token(),
+    ));
     let app = router(context.api_state());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    if let Err(e) = maintenance.await {
+        tracing::error!(error = %e, "storage maintenance stopped abnormally");
+    }
+    served?;
     if let Err(e) = context.store.sync() {
         tracing::error!(error = %e, "syncing the store at shutdown failed");
     }

@@ -8,5 +8,6 @@ mod model;
 
 pub use load::{ConfigError, ConfigSource, ENV_PREFIX, load};
 pub use model::{
-    Config, DataFusionConfig, LimitsConfig, LogFormat, LoggingConfig, ServerConfig, StorageConfig,
+    CompactionConfig, Config, DataFusionConfig, FlushConfig, LimitsConfig, LogFormat,
+    LoggingConfig, ServerConfig, StorageConfig,
 };

@@ -162,6 +162,18 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
             return Err(bad(key, "must be greater than 0".to_string()));
         }
     }
+    if config.flush.check_interval_ms == 0 {
+        return Err(bad(
+            "flush.check_interval_ms",
+            "must be greater than 0".to_string(),
+        ));
+    }
+    if config.flush.row_group_rows == 0 {
+        return Err(bad(
+            "flush.row_group_rows",
+            "must be greater than 0".to_string(),
+        ));
+    }
     if config.logging.level.trim().is_empty() {
         return Err(bad("logging.level", "must not be empty".to_string()));
     }

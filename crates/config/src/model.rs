@@ -11,6 +11,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
+    pub flush: FlushConfig,
+    pub compaction: CompactionConfig,
     pub logging: LoggingConfig,
     pub datafusion: DataFusionConfig,
 }
@@ -109,6 +111,48 @@ impl Default for LimitsConfig {
             max_statements: 1000,
             max_result_rows: 100_000,
         }
+    }
+}
+
+/// When hot rows move to Parquet, for tables without a `FLUSH_POLICY` of
+/// their own; a table's policy replaces both parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlushConfig {
+    /// Flush a table once it has this many hot rows (0: never by count).
+    pub rows: u64,
+    /// Flush a table whose oldest hot row is this many seconds old
+    /// (0: never by age).
+    pub interval_secs: u64,
+    /// How often the background flusher checks the tables, in milliseconds.
+    pub check_interval_ms: u64,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        Self {
+            rows: 100_000,
+            interval_secs: 300,
+            check_interval_ms: 1000,
+            row_group_rows: 122_880,
+        }
+    }
+}
+
+/// When a table's segments are merged into one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Compact a table automatically once it has this many segments
+    /// (0: only on `STORAGE COMPACT`).
+    pub max_segments: usize,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self { max_segments: 8 }
     }
 }
 

@@ -28,6 +28,8 @@ pub enum OutputColumn {
         fill: Option<Value>,
     },
     Seq,
+    /// The delete marker.
+    Deleted,
 }
 
 impl OutputColumn {
@@ -40,7 +42,7 @@ impl OutputColumn {
     }
 }
 
-/// Builds a batch of `rows` (none of them deleted) in the shape of `schema`.
+/// Builds a batch of `rows` in the shape of `schema`.
 pub fn rows_to_batch(
     schema: &SchemaRef,
     columns: &[OutputColumn],
@@ -52,6 +54,9 @@ pub fn rows_to_batch(
             OutputColumn::Seq => {
                 Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.seq))) as ArrayRef
             }
+            OutputColumn::Deleted => Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|r| Some(r.deleted)),
+            )) as ArrayRef,
             OutputColumn::Column { id, ty, fill } => build_array(
                 *ty,
                 rows.iter().map(|r| match r.stored_cell(*id) {
@@ -128,6 +133,15 @@ fn build_array<'a>(ty: ColumnType, cells: impl Iterator<Item = Option<&'a Value>
             )
         }
     }
+}
+
+/// A stored value as a DataFusion scalar of `column`'s type.
+pub fn value_to_scalar(
+    value: &Value,
+    column: &ColumnDef,
+) -> datafusion::error::Result<datafusion::scalar::ScalarValue> {
+    let array = build_array(column.column_type, std::iter::once(Some(value)));
+    datafusion::scalar::ScalarValue::try_from_array(&array, 0)
 }
 
 /// Converts an array of any type to the stored values of `column`,

@@ -45,8 +45,26 @@ pub enum QuiverStatement {
         name: ObjectName,
         if_exists: bool,
     },
+    /// `STORAGE FLUSH TABLE t`, `STORAGE FLUSH ALL [IN ns]`.
+    StorageFlush {
+        target: StorageTarget,
+    },
+    /// `STORAGE COMPACT TABLE t`, `STORAGE COMPACT ALL [IN ns]`.
+    StorageCompact {
+        target: StorageTarget,
+    },
     /// INSERT, UPDATE, DELETE, SELECT and EXPLAIN, as sqlparser reads them.
     Standard(Box<Statement>),
+}
+
+/// What a `STORAGE` statement works on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageTarget {
+    Table(ObjectName),
+    /// Every table, or every table of one namespace.
+    All {
+        namespace: Option<String>,
+    },
 }
 
 fn word_is(token: &Token, word: &str) -> bool {
@@ -174,6 +192,27 @@ fn parse_statement(parser: &mut Parser<'_>) -> Result<QuiverStatement, ParserErr
             parser.next_token();
         }
         return Ok(QuiverStatement::DescribeTable { name, history });
+    }
+    if word_is(&first, "STORAGE") && (word_is(&second, "FLUSH") || word_is(&second, "COMPACT")) {
+        parser.next_token();
+        parser.next_token();
+        let target = if parser.parse_keyword(Keyword::TABLE) {
+            StorageTarget::Table(parser.parse_object_name(false)?)
+        } else if parser.parse_keyword(Keyword::ALL) {
+            let namespace = if parser.parse_keyword(Keyword::IN) {
+                Some(parser.parse_identifier()?.value)
+            } else {
+                None
+            };
+            StorageTarget::All { namespace }
+        } else {
+            return parser.expected("TABLE or ALL", parser.peek_token());
+        };
+        return Ok(if word_is(&second, "FLUSH") {
+            QuiverStatement::StorageFlush { target }
+        } else {
+            QuiverStatement::StorageCompact { target }
+        });
     }
     if word_is(&first, "CREATE")
         && let Some(table_type) = table_type_word(&second)

@@ -4,7 +4,7 @@
 //! committed in one atomic store batch while the table's writer lock is
 //! held.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -237,6 +237,15 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         .columns
         .iter()
         .position(|c| Some(c.id) == def.primary_key);
+    // The current versions of the keys this statement writes, hot or cold.
+    let keys: BTreeSet<Vec<u8>> = match pk_index {
+        Some(index) => rows
+            .iter()
+            .filter_map(|row| row_key(def.id, &row[index]))
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let mut existing_rows = session.engine().cold().current_rows(def, &keys).await?;
     for row in rows {
         let seq = store.seq().next().0;
         let key = key_of(def, pk_index, &row, seq)?;
@@ -263,7 +272,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
             }
         }
         if def.primary_key.is_some()
-            && let Some(existing) = store.get_row(&key)?.filter(|r| !r.deleted)
+            && let Some(existing) = existing_rows.remove(&key)
         {
             match conflict {
                 Conflict::Fail => return Err(duplicate_key()),
@@ -297,6 +306,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         }
     }
     store.commit(batch)?;
+    session.engine().pending().note(def.id, count);
     Ok(done(count, "Inserted"))
 }
 
@@ -553,14 +563,12 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
     )
     .await?;
     let store = session.engine().catalog().store().clone();
+    let keys: BTreeSet<Vec<u8>> = matches.iter().map(|(k, _)| k.clone()).collect();
+    let mut current = session.engine().cold().current_rows(def, &keys).await?;
     let mut batch = store.batch();
     let mut count = 0;
-    let mut seen = HashSet::new();
     for (key, values) in matches {
-        if !seen.insert(key.clone()) {
-            continue;
-        }
-        let Some(existing) = store.get_row(&key)?.filter(|r| !r.deleted) else {
+        let Some(existing) = current.remove(&key) else {
             continue;
         };
         let mut row = StoredRow {
@@ -578,6 +586,7 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
         count += 1;
     }
     store.commit(batch)?;
+    session.engine().pending().note(def.id, count);
     Ok(done(count, "Updated"))
 }
 
@@ -604,14 +613,12 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
     let _writer = lock.lock().await;
     let matches = matching_rows(session, def, relation, &[], delete.selection.as_ref()).await?;
     let store = session.engine().catalog().store().clone();
+    let keys: BTreeSet<Vec<u8>> = matches.iter().map(|(k, _)| k.clone()).collect();
+    let mut current = session.engine().cold().current_rows(def, &keys).await?;
     let mut batch = store.batch();
     let mut count = 0;
-    let mut seen = HashSet::new();
     for (key, _) in matches {
-        if !seen.insert(key.clone()) {
-            continue;
-        }
-        let Some(existing) = store.get_row(&key)?.filter(|r| !r.deleted) else {
+        let Some(existing) = current.remove(&key) else {
             continue;
         };
         // The tombstone keeps the primary key so that a later flush can
@@ -630,5 +637,6 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
         count += 1;
     }
     store.commit(batch)?;
+    session.engine().pending().note(def.id, count);
     Ok(done(count, "Deleted"))
 }

@@ -15,12 +15,18 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{CreateView, ObjectName, ObjectType, Statement};
-use quiver_catalog::{CachedTableData, Catalog};
+use quiver_catalog::{CachedTableData, Catalog, TableType};
 use quiver_common::{NamespaceId, NodeId, TableId, TableName, UserId};
 use quiver_config::{Config, LimitsConfig};
 
-use crate::dialect::{QuiverStatement, bind_params, parse};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use quiver_store::ColdStore;
+
+use crate::cold::ColdTables;
+use crate::dialect::{QuiverStatement, StorageTarget, bind_params, parse};
 use crate::error::{QueryError, Result};
+use crate::maintenance::PendingWrites;
+use crate::merge::COLD_URL;
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
 use crate::system::{self, NodeInfo, SYSTEM_NAMESPACE};
 use crate::{ddl, dml, suggest, views};
@@ -46,6 +52,8 @@ impl std::fmt::Debug for StatementOutput {
 /// the per-table writer locks.
 pub struct QueryEngine {
     catalog: Arc<Catalog>,
+    cold: Arc<ColdTables>,
+    pending: PendingWrites,
     node: Arc<NodeInfo>,
     base_state: SessionState,
     limits: LimitsConfig,
@@ -68,6 +76,8 @@ impl QueryEngine {
     pub fn new(catalog: Arc<Catalog>, config: &Config, node_id: NodeId) -> Result<Self> {
         let datafusion_options = config.datafusion.options();
         let limits = config.limits.clone();
+        let storage = config.storage.clone();
+        let flush = config.flush.clone();
         let node = Arc::new(NodeInfo {
             node_id,
             started_at: std::time::Instant::now(),
@@ -82,18 +92,45 @@ impl QueryEngine {
                 QueryError::invalid(format!("invalid [datafusion] option {key} = {value}: {e}"))
             })?;
         }
+        let cold_store = ColdStore::local(&storage.data_path.join("cold"))?;
+        let mut tables: Vec<TableId> = catalog.tables().iter().map(|t| t.def().id).collect();
+        tables.extend(catalog.system_tables().iter().map(|t| t.def().id));
+        let cold = Arc::new(ColdTables::open(
+            catalog.store().clone(),
+            cold_store,
+            &tables,
+            flush.row_group_rows,
+        )?);
+        let runtime = RuntimeEnvBuilder::new()
+            .build_arc()
+            .map_err(|e| QueryError::Internal(format!("building the query runtime: {e}")))?;
+        let url = url::Url::parse(COLD_URL).expect("valid URL");
+        runtime.register_object_store(&url, cold.objects());
         let catalogs = MemoryCatalogProviderList::new();
         catalogs.register_catalog(
             CATALOG_NAME.to_string(),
-            Arc::new(QuiverCatalogProvider::new(catalog.clone(), node.clone())),
+            Arc::new(QuiverCatalogProvider::new(
+                catalog.clone(),
+                cold.clone(),
+                node.clone(),
+            )),
         );
         let base_state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(runtime)
             .with_catalog_list(Arc::new(catalogs))
             .with_default_features()
             .build();
+        let pending = PendingWrites::default();
+        for table in catalog.tables() {
+            let id = table.def().id;
+            let rows = catalog.store().count_rows(id.0, usize::MAX)?;
+            pending.note(id, rows as u64);
+        }
         Ok(Self {
             catalog,
+            cold,
+            pending,
             node,
             base_state,
             limits,
@@ -103,6 +140,16 @@ impl QueryEngine {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// Every table's cold segments.
+    pub fn cold(&self) -> &Arc<ColdTables> {
+        &self.cold
+    }
+
+    /// Row versions written per table since its last flush.
+    pub fn pending(&self) -> &PendingWrites {
+        &self.pending
     }
 
     /// The node this engine serves: identity, start time, settings.
@@ -174,6 +221,14 @@ impl QueryEngine {
             namespace,
             user,
         })
+    }
+
+    /// Removes what the engine keeps for a dropped table, its segment
+    /// files included.
+    pub(crate) async fn forget_table(&self, table: TableId) -> Result<()> {
+        self.writers.remove(&table);
+        self.pending.remove(table);
+        self.cold.drop_table(table).await
     }
 
     pub(crate) fn writer_lock(&self, table: TableId) -> Arc<tokio::sync::Mutex<()>> {
@@ -287,7 +342,18 @@ impl QuerySession {
                 cascade,
             } => {
                 let name = NamespaceId::new(&name)?;
+                let tables: Vec<TableId> = catalog
+                    .registry()
+                    .tables_in(&name)
+                    .iter()
+                    .map(|t| t.def().id)
+                    .collect();
                 let dropped = catalog.drop_namespace(&name, if_exists, cascade)?;
+                if dropped {
+                    for id in tables {
+                        self.engine.forget_table(id).await?;
+                    }
+                }
                 Ok(done(
                     0,
                     if dropped {
@@ -403,7 +469,7 @@ impl QuerySession {
                 let id = catalog.table(&namespace, &table).map(|t| t.def().id);
                 let dropped = catalog.drop_table(&namespace, &table, if_exists)?;
                 if let Some(id) = id {
-                    self.engine.writers.remove(&id);
+                    self.engine.forget_table(id).await?;
                 }
                 Ok(done(
                     0,
@@ -414,7 +480,65 @@ impl QuerySession {
                     },
                 ))
             }
+            QuiverStatement::StorageFlush { target } => {
+                let mut rows = 0;
+                let mut jobs = Vec::new();
+                for table in self.storage_targets(&target, true)? {
+                    let (job, outcome) = self.engine.flush_table(table.def()).await?;
+                    rows += outcome.rows;
+                    jobs.push(job.id);
+                }
+                Ok(done(
+                    rows,
+                    format!(
+                        "Flushed {rows} row version(s) of {} table(s) to cold storage",
+                        jobs.len()
+                    ),
+                ))
+            }
+            QuiverStatement::StorageCompact { target } => {
+                let mut segments = 0;
+                let mut tables = 0;
+                for table in self.storage_targets(&target, false)? {
+                    let (_, outcome) = self.engine.compact_table(table.def()).await?;
+                    segments += outcome.segments;
+                    tables += 1;
+                }
+                Ok(done(
+                    0,
+                    format!("Compacted {tables} table(s) into {segments} segment(s)"),
+                ))
+            }
             QuiverStatement::Standard(statement) => self.execute_standard(*statement).await,
+        }
+    }
+
+    /// The tables a `STORAGE` statement names. `ALL` skips STREAM tables
+    /// when flushing, since they never flush.
+    fn storage_targets(
+        &self,
+        target: &StorageTarget,
+        flushing: bool,
+    ) -> Result<Vec<Arc<CachedTableData>>> {
+        let catalog = &self.engine.catalog;
+        match target {
+            StorageTarget::Table(name) => Ok(vec![self.resolve_table(name)?]),
+            StorageTarget::All { namespace } => {
+                let tables = match namespace {
+                    Some(ns) => {
+                        let ns = NamespaceId::new(ns)?;
+                        if !catalog.namespace_exists(&ns) {
+                            return Err(suggest::namespace_not_found(catalog, ns.as_str()));
+                        }
+                        catalog.registry().tables_in(&ns)
+                    }
+                    None => catalog.tables(),
+                };
+                Ok(tables
+                    .into_iter()
+                    .filter(|t| !(flushing && t.def().table_type == TableType::Stream))
+                    .collect())
+            }
         }
     }
 

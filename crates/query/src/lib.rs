@@ -2,12 +2,15 @@
 //! store, Quiver's SQL dialect, and the executor that runs DDL, DML and
 //! queries for a request.
 
+mod cold;
 mod convert;
 mod ddl;
 mod dialect;
 mod dml;
 mod error;
 mod executor;
+mod maintenance;
+mod merge;
 mod provider;
 mod suggest;
 mod system;
@@ -16,5 +19,6 @@ mod views;
 pub use dialect::QuiverStatement;
 pub use error::QueryError;
 pub use executor::{QueryEngine, QuerySession, StatementOutput};
+pub use maintenance::run_maintenance;
 pub use provider::CATALOG_NAME;
 pub use system::NodeInfo;

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::DataFusionError;
@@ -16,10 +18,14 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::sql::sqlparser::ast::ObjectName;
 use quiver_catalog::{CachedTableData, Catalog, ColumnDef, SEQ_COLUMN};
 use quiver_common::{NamespaceId, TableId, TableName};
-use quiver_store::{Store, StoredRow, Value, encode_key_value, table_prefix};
+use quiver_store::{Manifest, Store, StoredRow, Value, encode_key_value, table_prefix};
+
+use crate::cold::{ColdTables, column_name};
+use crate::merge::{InputLayout, MergeExec, needs_merge, segment_scans};
 
 use crate::convert::{OutputColumn, array_to_values, rows_to_batch};
 use crate::error::QueryError;
@@ -66,12 +72,17 @@ pub fn row_key(table: TableId, key: &Value) -> Option<Vec<u8>> {
 #[derive(Debug)]
 pub struct QuiverCatalogProvider {
     catalog: Arc<Catalog>,
+    cold: Arc<ColdTables>,
     node: Arc<NodeInfo>,
 }
 
 impl QuiverCatalogProvider {
-    pub fn new(catalog: Arc<Catalog>, node: Arc<NodeInfo>) -> Self {
-        Self { catalog, node }
+    pub fn new(catalog: Arc<Catalog>, cold: Arc<ColdTables>, node: Arc<NodeInfo>) -> Self {
+        Self {
+            catalog,
+            cold,
+            node,
+        }
     }
 }
 
@@ -91,6 +102,7 @@ impl CatalogProvider for QuiverCatalogProvider {
         if name == SYSTEM_NAMESPACE {
             return Some(Arc::new(SystemSchema {
                 catalog: self.catalog.clone(),
+                cold: self.cold.clone(),
                 node: self.node.clone(),
             }));
         }
@@ -100,6 +112,7 @@ impl CatalogProvider for QuiverCatalogProvider {
         }
         Some(Arc::new(NamespaceProvider {
             catalog: self.catalog.clone(),
+            cold: self.cold.clone(),
             namespace,
         }))
     }
@@ -108,6 +121,7 @@ impl CatalogProvider for QuiverCatalogProvider {
 #[derive(Debug)]
 struct NamespaceProvider {
     catalog: Arc<Catalog>,
+    cold: Arc<ColdTables>,
     namespace: NamespaceId,
 }
 
@@ -127,8 +141,7 @@ impl SchemaProvider for NamespaceProvider {
             return Ok(None);
         };
         Ok(self.catalog.table(&self.namespace, &name).map(|table| {
-            Arc::new(QuiverTable::new(table, self.catalog.store().clone()))
-                as Arc<dyn TableProvider>
+            Arc::new(QuiverTable::new(table, self.cold.clone())) as Arc<dyn TableProvider>
         }))
     }
 
@@ -139,16 +152,17 @@ impl SchemaProvider for NamespaceProvider {
     }
 }
 
-/// A Quiver table as DataFusion scans it.
+/// A Quiver table as DataFusion scans it: hot rows, and cold segments
+/// once it has flushed.
 #[derive(Debug)]
 pub struct QuiverTable {
     table: Arc<CachedTableData>,
-    store: Arc<Store>,
+    cold: Arc<ColdTables>,
 }
 
 impl QuiverTable {
-    pub fn new(table: Arc<CachedTableData>, store: Arc<Store>) -> Self {
-        Self { table, store }
+    pub fn new(table: Arc<CachedTableData>, cold: Arc<ColdTables>) -> Self {
+        Self { table, cold }
     }
 
     /// The primary-key value `expr` pins, if it is `pk = literal`.
@@ -194,6 +208,10 @@ impl TableProvider for QuiverTable {
         &self,
         filters: &[&Expr],
     ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        if !self.cold.manifest(self.table.def().id).segments.is_empty() {
+            // Segments prune with any filter, but never exactly.
+            return Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]);
+        }
         Ok(filters
             .iter()
             .map(|f| {
@@ -220,43 +238,103 @@ impl TableProvider for QuiverTable {
             None => (0..schema.fields().len()).collect(),
         };
         let projected = Arc::new(schema.project(&indices)?);
-        let columns = indices
-            .iter()
-            .map(|&i| match def.columns.get(i) {
-                Some(c) => OutputColumn::of(c),
-                None => {
-                    debug_assert_eq!(schema.field(i).name(), SEQ_COLUMN);
-                    OutputColumn::Seq
-                }
-            })
-            .collect();
-        // Filters offered here are the ones answered Exact above; several
-        // key filters with different values select nothing.
+        // Filters offered here were answered Exact or Inexact above; key
+        // filters with different values select nothing.
         let mut keys = filters.iter().filter_map(|f| self.key_filter(f));
         let point = match keys.next() {
             None => Point::All,
             Some(first) if keys.all(|k| k == first) => Point::Key(first),
             Some(_) => Point::Nothing,
         };
-        let partition = HotScan {
+        let manifest = self.cold.manifest(def.id);
+        let store = self.cold.store().clone();
+        let batch_size = state.config().batch_size().max(1);
+        if manifest.segments.is_empty() {
+            let columns = indices
+                .iter()
+                .map(|&i| match def.columns.get(i) {
+                    Some(c) => OutputColumn::of(c),
+                    None => {
+                        debug_assert_eq!(schema.field(i).name(), SEQ_COLUMN);
+                        OutputColumn::Seq
+                    }
+                })
+                .collect();
+            let partition = HotScan {
+                source: Arc::new(ScanSource {
+                    store,
+                    table: def.id,
+                    schema: projected.clone(),
+                    columns,
+                    batch_size,
+                    with_key: false,
+                    with_deleted: false,
+                    _manifest: manifest,
+                }),
+                point,
+                limit,
+            };
+            return Ok(Arc::new(StreamingTableExec::try_new(
+                projected,
+                vec![Arc::new(partition)],
+                None,
+                [],
+                false,
+                limit,
+            )?));
+        }
+
+        let hot_range = store.key_range(def.id.0).map_err(external)?;
+        let merge = needs_merge(
+            &manifest,
+            hot_range.as_ref().map(|(a, b)| (a.as_ref(), b.as_ref())),
+        );
+        let column_ids: Vec<u32> = indices
+            .iter()
+            .filter_map(|&i| def.columns.get(i).map(|c| c.id))
+            .collect();
+        let layout = InputLayout::new(def, column_ids, merge);
+        let mut hot_columns: Vec<OutputColumn> = layout
+            .column_ids
+            .iter()
+            .map(|id| OutputColumn::of(def.columns.iter().find(|c| c.id == *id).expect("column")))
+            .collect();
+        hot_columns.extend([OutputColumn::Seq, OutputColumn::Deleted]);
+        let hot = HotScan {
             source: Arc::new(ScanSource {
-                store: self.store.clone(),
+                store,
                 table: def.id,
-                schema: projected.clone(),
-                columns,
-                batch_size: state.config().batch_size().max(1),
+                schema: layout.schema.clone(),
+                columns: hot_columns,
+                batch_size,
+                with_key: merge,
+                with_deleted: true,
+                _manifest: manifest.clone(),
             }),
             point,
-            limit,
+            limit: None,
         };
-        Ok(Arc::new(StreamingTableExec::try_new(
-            projected,
-            vec![Arc::new(partition)],
+        let ordering = merge.then(|| layout.merge_ordering());
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = vec![Arc::new(StreamingTableExec::try_new(
+            layout.schema.clone(),
+            vec![Arc::new(hot)],
             None,
-            [],
+            ordering,
             false,
-            limit,
-        )?))
+            None,
+        )?)];
+        inputs.extend(segment_scans(state, def, &layout, &manifest, filters)?);
+        let input = UnionExec::try_new(inputs)?;
+        let outputs = indices
+            .iter()
+            .map(|&i| match def.columns.get(i) {
+                Some(c) => layout.schema.index_of(&column_name(c.id)),
+                None => layout.schema.index_of(SEQ_COLUMN),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Arc::new(MergeExec::new(
+            input, &layout, outputs, projected, manifest,
+        )))
     }
 }
 
@@ -283,6 +361,30 @@ struct ScanSource {
     schema: SchemaRef,
     columns: Vec<OutputColumn>,
     batch_size: usize,
+    /// Prepend each row's store key (`_key`), for merging with segments.
+    with_key: bool,
+    /// Keep delete markers, which hide older versions in segments.
+    with_deleted: bool,
+    /// The manifest the scan was planned with, held until it is done.
+    _manifest: Arc<Manifest>,
+}
+
+impl ScanSource {
+    fn batch(&self, rows: &[(&[u8], &StoredRow)]) -> Result<RecordBatch, QueryError> {
+        let stored: Vec<&StoredRow> = rows.iter().map(|(_, r)| *r).collect();
+        if !self.with_key {
+            return rows_to_batch(&self.schema, &self.columns, &stored);
+        }
+        let values_schema = Arc::new(Schema::new(self.schema.fields()[1..].to_vec()));
+        let values = rows_to_batch(&values_schema, &self.columns, &stored)?;
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(BinaryArray::from_iter_values(
+            rows.iter().map(|(k, _)| *k),
+        ))];
+        columns.extend(values.columns().iter().cloned());
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
+            .map_err(|e| QueryError::Internal(format!("building scan batch: {e}")))
+    }
 }
 
 struct ScanState {
@@ -307,12 +409,17 @@ impl PartitionStream for HotScan {
                 let key = row_key(shared.table, key);
                 let store = shared.store.clone();
                 let stream = futures::stream::once(async move {
-                    let row = match key {
-                        Some(key) => store.get_row(&key).map_err(external)?,
+                    let found = match &key {
+                        Some(key) => store.get_row(key).map_err(external)?,
                         None => None,
                     };
-                    let rows: Vec<&StoredRow> = row.iter().filter(|r| !r.deleted).collect();
-                    rows_to_batch(&shared.schema, &shared.columns, &rows).map_err(external)
+                    let rows: Vec<(&[u8], &StoredRow)> = match (&key, &found) {
+                        (Some(key), Some(row)) if shared.with_deleted || !row.deleted => {
+                            vec![(key.as_slice(), row)]
+                        }
+                        _ => Vec::new(),
+                    };
+                    shared.batch(&rows).map_err(external)
                 });
                 Box::pin(RecordBatchStreamAdapter::new(schema, stream))
             }
@@ -363,18 +470,18 @@ fn next_chunk(
         };
         state.done = chunk.resume_after.is_none();
         state.after = chunk.resume_after;
-        let live: Vec<&StoredRow> = chunk
+        let live: Vec<(&[u8], &StoredRow)> = chunk
             .rows
             .iter()
-            .map(|(_, r)| r)
-            .filter(|r| !r.deleted)
+            .map(|(k, r)| (k.as_ref(), r))
+            .filter(|(_, r)| shared.with_deleted || !r.deleted)
             .take(state.remaining)
             .collect();
         if live.is_empty() {
             continue;
         }
         state.remaining -= live.len();
-        return Some(rows_to_batch(&shared.schema, &shared.columns, &live).map_err(external));
+        return Some(shared.batch(&live).map_err(external));
     }
     None
 }

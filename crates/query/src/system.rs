@@ -21,6 +21,7 @@ use std::time::Instant;
 use quiver_catalog::{Catalog, SystemTable};
 use quiver_common::NodeId;
 
+use crate::cold::ColdTables;
 use crate::provider::QuiverTable;
 
 pub use quiver_catalog::SYSTEM_NAMESPACE;
@@ -67,6 +68,7 @@ pub(crate) fn is_system_table(name: &str) -> bool {
 #[derive(Debug)]
 pub(crate) struct SystemSchema {
     pub(crate) catalog: Arc<Catalog>,
+    pub(crate) cold: Arc<ColdTables>,
     pub(crate) node: Arc<NodeInfo>,
 }
 
@@ -81,10 +83,7 @@ impl SchemaProvider for SystemSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         if let Some(table) = self.catalog.system_table(name) {
-            return Ok(Some(Arc::new(QuiverTable::new(
-                table,
-                self.catalog.store().clone(),
-            ))));
+            return Ok(Some(Arc::new(QuiverTable::new(table, self.cold.clone()))));
         }
         Ok(live_table(name).map(|table| {
             Arc::new(LiveTableProvider {

@@ -40,6 +40,9 @@ pub struct StoreOptions {
     pub sync_writes: bool,
 }
 
+/// The first and last key of a range of rows.
+pub type KeyRange = (Box<[u8]>, Box<[u8]>);
+
 /// A catalog record: key and value.
 pub type MetaRecord = (Box<[u8]>, Box<[u8]>);
 
@@ -78,6 +81,17 @@ impl Batch<'_> {
     pub fn put_row(&mut self, key: &[u8], row: &StoredRow) {
         self.inner.put_cf(self.store.rows(), key, row.encode());
         self.max_seq = Some(self.max_seq.map_or(row.seq, |m| m.max(row.seq)));
+    }
+
+    /// Removes one row version outright (no tombstone): for rows that
+    /// have moved to cold storage.
+    pub fn delete_row(&mut self, key: &[u8]) {
+        self.inner.delete_cf(self.store.rows(), key);
+    }
+
+    /// Removes the row versions with keys in `[start, end)`.
+    pub fn delete_row_range(&mut self, start: &[u8], end: &[u8]) {
+        self.inner.delete_range_cf(self.store.rows(), start, end);
     }
 
     /// Removes every row of a table.
@@ -263,6 +277,46 @@ impl Store {
         }
         scan.resume_after = scan.rows.last().map(|(k, _)| k.clone());
         Ok(scan)
+    }
+
+    /// The first and last key of a table's hot rows, tombstones included.
+    pub fn key_range(&self, table_id: u64) -> Result<Option<KeyRange>, StoreError> {
+        let bounded = || {
+            let mut options = ReadOptions::default();
+            options.set_iterate_lower_bound(table_prefix(table_id).to_vec());
+            options.set_iterate_upper_bound(table_prefix(table_id + 1).to_vec());
+            options
+        };
+        let first = self
+            .db
+            .iterator_cf_opt(self.rows(), bounded(), IteratorMode::Start)
+            .next()
+            .transpose()?;
+        let last = self
+            .db
+            .iterator_cf_opt(self.rows(), bounded(), IteratorMode::End)
+            .next()
+            .transpose()?;
+        Ok(first.zip(last).map(|((first, _), (last, _))| (first, last)))
+    }
+
+    /// Row versions of a table in the hot store, tombstones included,
+    /// counted up to `cap`.
+    pub fn count_rows(&self, table_id: u64, cap: usize) -> Result<usize, StoreError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(table_prefix(table_id + 1).to_vec());
+        let prefix = table_prefix(table_id);
+        let iter = self.db.iterator_cf_opt(
+            self.rows(),
+            options,
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        let mut count = 0;
+        for item in iter.take(cap) {
+            item?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Approximate bytes of row data: on-disk tables plus memtables.

@@ -5,11 +5,15 @@
 //! column id.
 
 mod backend;
+mod cold;
 mod keys;
 mod row;
 mod seq;
 
-pub use backend::{Batch, MetaRecord, RowScan, Store, StoreError, StoreOptions};
+pub use backend::{Batch, KeyRange, MetaRecord, RowScan, Store, StoreError, StoreOptions};
+pub use cold::{
+    ColdError, ColdStore, ColumnStats, Manifest, Segment, SegmentOptions, from_hex, to_hex,
+};
 pub use keys::{encode_key_value, table_prefix};
 pub use row::{StoredRow, Value};
 pub use seq::SeqGenerator;

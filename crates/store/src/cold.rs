@@ -1,0 +1,275 @@
+//! Cold storage: Parquet segments and one manifest per table, kept through
+//! `object_store` (the local filesystem under `<data_path>/cold` by
+//! default, so another object store can take its place).
+//!
+//! Layout: `t<table id>/manifest.json` lists the table's live segments;
+//! `t<table id>/seg-<n>.parquet` are the segments. Every write is atomic
+//! (object stores write to a temporary name and rename, or publish whole
+//! objects); a segment becomes visible only when a manifest naming it is
+//! written, so a crash leaves at worst unreferenced files, which
+//! [`ColdStore::remove_unreferenced`] deletes at start.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+
+use crate::row::Value;
+
+const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ColdError {
+    #[error("cold storage: {0}")]
+    Objects(#[from] object_store::Error),
+    #[error("writing a segment: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("corrupt manifest {path}: {detail}")]
+    Manifest { path: String, detail: String },
+    #[error("cannot create cold storage directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Minimum, maximum and NULL count of one column of a segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnStats {
+    pub min: Option<Value>,
+    pub max: Option<Value>,
+    pub nulls: u64,
+}
+
+/// One Parquet file of a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Path within the cold store, e.g. `t7/seg-3.parquet`.
+    pub path: String,
+    /// The table's schema version when the segment was written.
+    pub schema_version: u32,
+    /// Ids of the columns the file holds (as `c<id>`), in file order.
+    pub columns: Vec<u32>,
+    pub rows: u64,
+    /// Delete markers among `rows`.
+    pub tombstones: u64,
+    pub bytes: u64,
+    pub min_seq: i64,
+    pub max_seq: i64,
+    /// Smallest and largest row key (memcomparable encoding, hex).
+    pub min_key: String,
+    pub max_key: String,
+    /// Per stable column id.
+    pub stats: BTreeMap<u32, ColumnStats>,
+}
+
+impl Segment {
+    pub fn key_range(&self) -> (Vec<u8>, Vec<u8>) {
+        (from_hex(&self.min_key), from_hex(&self.max_key))
+    }
+}
+
+/// The live segments of one table, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub table_id: u64,
+    /// Increases with every published change; numbers new segments.
+    pub version: u64,
+    pub segments: Vec<Segment>,
+}
+
+impl Manifest {
+    pub fn empty(table_id: u64) -> Self {
+        Self {
+            table_id,
+            ..Self::default()
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.segments.iter().map(|s| s.rows).sum()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn from_hex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).ok())
+        .collect()
+}
+
+/// How segments are written.
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    pub row_group_rows: usize,
+    /// The Parquet column holding the primary key, which gets a bloom
+    /// filter.
+    pub key_column: Option<String>,
+}
+
+/// The cold tier of one node.
+#[derive(Debug, Clone)]
+pub struct ColdStore {
+    objects: Arc<dyn ObjectStore>,
+}
+
+fn table_dir(table_id: u64) -> String {
+    format!("t{table_id}")
+}
+
+impl ColdStore {
+    /// Cold storage on the local filesystem under `root`.
+    pub fn local(root: &Path) -> Result<Self, ColdError> {
+        std::fs::create_dir_all(root).map_err(|source| ColdError::CreateDir {
+            path: root.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            objects: Arc::new(LocalFileSystem::new_with_prefix(root)?),
+        })
+    }
+
+    /// The object store the segments live in, for readers.
+    pub fn objects(&self) -> Arc<dyn ObjectStore> {
+        self.objects.clone()
+    }
+
+    /// A table's manifest; an empty one when the table has never flushed.
+    pub async fn manifest(&self, table_id: u64) -> Result<Manifest, ColdError> {
+        let path = ObjectPath::from(format!("{}/{MANIFEST}", table_dir(table_id)));
+        let bytes = match self.objects.get(&path).await {
+            Ok(result) => result.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Manifest::empty(table_id)),
+            Err(e) => return Err(e.into()),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| ColdError::Manifest {
+            path: path.to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Publishes a manifest, replacing the previous one atomically.
+    pub async fn publish(&self, manifest: &Manifest) -> Result<(), ColdError> {
+        let path = ObjectPath::from(format!("{}/{MANIFEST}", table_dir(manifest.table_id)));
+        let bytes = serde_json::to_vec_pretty(manifest).expect("manifests serialize");
+        self.objects.put(&path, PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
+    /// The path a new segment of `table_id` gets, numbered by `version`.
+    pub fn segment_path(table_id: u64, version: u64) -> String {
+        format!("{}/seg-{version}.parquet", table_dir(table_id))
+    }
+
+    /// Encodes `batches` as one Parquet file (zstd, page statistics, a
+    /// bloom filter on the key) and stores it at `path`. Returns its size.
+    pub async fn write_segment(
+        &self,
+        path: &str,
+        batches: &[RecordBatch],
+        options: &SegmentOptions,
+    ) -> Result<u64, ColdError> {
+        let Some(first) = batches.first() else {
+            return Err(ColdError::Manifest {
+                path: path.to_string(),
+                detail: "a segment needs at least one batch".to_string(),
+            });
+        };
+        let mut properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .set_max_row_group_row_count(Some(options.row_group_rows))
+            .set_statistics_enabled(EnabledStatistics::Page);
+        if let Some(key) = &options.key_column {
+            properties =
+                properties.set_column_bloom_filter_enabled(ColumnPath::from(key.as_str()), true);
+        }
+        let mut buffer = Vec::new();
+        let mut writer =
+            ArrowWriter::try_new(&mut buffer, first.schema(), Some(properties.build()))?;
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.close()?;
+        let size = buffer.len() as u64;
+        self.objects
+            .put(&ObjectPath::from(path), PutPayload::from(buffer))
+            .await?;
+        Ok(size)
+    }
+
+    /// Reads a whole segment's bytes.
+    pub async fn read(&self, path: &str) -> Result<bytes::Bytes, ColdError> {
+        Ok(self
+            .objects
+            .get(&ObjectPath::from(path))
+            .await?
+            .bytes()
+            .await?)
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(), ColdError> {
+        match self.objects.delete(&ObjectPath::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every file of a table, the manifest included.
+    async fn files(&self, table_id: u64) -> Result<Vec<String>, ColdError> {
+        let prefix = ObjectPath::from(table_dir(table_id));
+        let files: Vec<_> = self.objects.list(Some(&prefix)).try_collect().await?;
+        Ok(files.into_iter().map(|m| m.location.to_string()).collect())
+    }
+
+    /// Deletes the files of a table that its manifest does not name: what
+    /// a crash between writing a file and publishing (or after publishing,
+    /// before removing replaced files) leaves behind. Returns how many.
+    pub async fn remove_unreferenced(&self, manifest: &Manifest) -> Result<usize, ColdError> {
+        let mut removed = 0;
+        for file in self.files(manifest.table_id).await? {
+            let referenced =
+                file.ends_with(MANIFEST) || manifest.segments.iter().any(|s| s.path == file);
+            if !referenced {
+                self.delete(&file).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes every file of a table.
+    pub async fn delete_table(&self, table_id: u64) -> Result<(), ColdError> {
+        for file in self.files(table_id).await? {
+            self.delete(&file).await?;
+        }
+        Ok(())
+    }
+
+    /// Ids of the tables that have files.
+    pub async fn tables(&self) -> Result<Vec<u64>, ColdError> {
+        let listing = self.objects.list_with_delimiter(None).await?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.as_ref().strip_prefix('t')?.parse().ok())
+            .collect())
+    }
+}

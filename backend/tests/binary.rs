@@ -1,24 +1,12 @@
 //! The `quiver` binary as an operator runs it: config file, environment
 //! overrides, start-up errors, serving, SIGTERM, restart.
 
-use std::path::Path;
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-fn quiver() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_quiver"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
+use common::{quiver, sigterm, start, write_config};
+use tokio::process::Command;
 
 async fn failure(mut command: Command) -> String {
     let output = tokio::time::timeout(Duration::from_secs(60), command.output())
@@ -27,12 +15,6 @@ async fn failure(mut command: Command) -> String {
         .expect("runs");
     assert!(!output.status.success(), "expected a start-up failure");
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 #[tokio::test]
@@ -66,46 +48,6 @@ async fn missing_config_file_is_an_error() {
     command.arg("--config").arg("/nonexistent/quiver.toml");
     let stderr = failure(command).await;
     assert!(stderr.contains("/nonexistent/quiver.toml"), "{stderr}");
-}
-
-/// Starts the binary and returns it with the address it logged.
-async fn start(config: &Path) -> (Child, String) {
-    let mut command = quiver();
-    command.arg("--config").arg(config);
-    let mut child = command.spawn().expect("starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let address = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("quiver listening") {
-                assert!(
-                    line.contains("bin-node"),
-                    "node id missing from log: {line}"
-                );
-                let address = line.split("address=").nth(1).unwrap();
-                return address.split_whitespace().next().unwrap().to_string();
-            }
-        }
-        panic!("server exited before listening");
-    })
-    .await
-    .expect("listens within a minute");
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, address)
-}
-
-async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("stops within 30 s")
-        .unwrap()
 }
 
 #[tokio::test]

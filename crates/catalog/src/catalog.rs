@@ -138,6 +138,7 @@ impl Catalog {
             None => catalog.initialize()?,
         }
         catalog.clear_live_queries()?;
+        catalog.fail_interrupted_jobs()?;
         Ok(catalog)
     }
 
@@ -281,6 +282,25 @@ impl Catalog {
             );
         }
         self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Jobs this node was running when it stopped never finish; they are
+    /// marked failed.
+    fn fail_interrupted_jobs(&self) -> Result<(), CatalogError> {
+        let mut batch = self.store.batch();
+        for row in SystemTable::Jobs.scan(&self.store, &[])? {
+            let mut job = system::job_from(&row)?;
+            if job.status != JobStatus::Running || job.node_id != self.node_id {
+                continue;
+            }
+            job.status = JobStatus::Failed;
+            job.message = Some("interrupted: the node stopped while it ran".to_string());
+            self.put(&mut batch, SystemTable::Jobs, system::job_row(&job));
+        }
+        if !batch.is_empty() {
+            self.store.commit(batch)?;
+        }
         Ok(())
     }
 

@@ -8,11 +8,11 @@
 //! stored like the others but left out of the SQL definition, so SQL can
 //! never read them (password hashes, the catalog's own encodings).
 
-use quiver_common::{ColumnType, NamespaceId, Role, TableId, TableName, UserId};
+use quiver_common::{ColumnType, NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_store::{Batch, Store, StoreError, StoredRow, Value, encode_key_value, table_prefix};
 
 use crate::defs::{
-    ColumnDef, JobRecord, NamespaceDef, TableDef, TableOptions, TableType, TableVersion,
+    ColumnDef, JobRecord, JobStatus, NamespaceDef, TableDef, TableOptions, TableType, TableVersion,
     UserRecord, ViewDef,
 };
 
@@ -573,6 +573,40 @@ pub(crate) fn job_row(job: &JobRecord) -> Vec<Value> {
         opt_i64(job.bytes),
         opt_text(job.message.clone()),
     ]
+}
+
+pub(crate) fn job_from(row: &StoredRow) -> Read<JobRecord> {
+    let cells = Cells {
+        table: SystemTable::Jobs,
+        row,
+    };
+    let status = match cells.text(3)? {
+        "running" => JobStatus::Running,
+        "completed" => JobStatus::Completed,
+        "failed" => JobStatus::Failed,
+        other => return Err(cells.bad(format!("unknown job status {other}"))),
+    };
+    let opt_i64 = |id| match row.cell(id) {
+        None => Ok(None),
+        Some(Value::Int64(v)) => Ok(Some(*v)),
+        Some(other) => Err(cells.bad(format!("{} is {other:?}", cells.column_name(id)))),
+    };
+    Ok(JobRecord {
+        id: cells.text(1)?.to_string(),
+        job_type: cells.text(2)?.to_string(),
+        status,
+        target: cells.opt_text(4)?.map(str::to_string),
+        node_id: NodeId::new(cells.text(5)?).map_err(|e| cells.bad(e.to_string()))?,
+        created_at: cells.timestamp(6)?,
+        finished_at: match row.cell(7) {
+            None => None,
+            Some(_) => Some(cells.timestamp(7)?),
+        },
+        duration_ms: opt_i64(8)?,
+        rows: opt_i64(9)?,
+        bytes: opt_i64(10)?,
+        message: cells.opt_text(11)?.map(str::to_string),
+    })
 }
 
 pub(crate) fn live_query_key(live_id: &str) -> Vec<Value> {

@@ -1,0 +1,201 @@
+//! Cold storage through a running server: flush policies, STREAM expiry,
+//! segment files on disk, pruning in EXPLAIN, restarts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use quiver_tests::TestServer;
+use serde_json::json;
+
+/// Polls `sql` until its first cell equals `expected`, for up to 20 s.
+async fn eventually(server: &TestServer, sql: &str, expected: serde_json::Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = server.sql_ok(sql).await;
+        let first = response.rows(0).first().map(|r| r[0].clone());
+        if first.as_ref() == Some(&expected) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sql}: still {first:?}, waiting for {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn table_dir(server: &TestServer, table: &str) -> PathBuf {
+    let id = server
+        .sql_ok(&format!(
+            "SELECT table_id FROM system.tables WHERE namespace_id || '.' || table_name = '{table}'"
+        ))
+        .await;
+    let id = id.rows(0)[0][0].as_str().unwrap().to_string();
+    server.data_dir().join("cold").join(format!("t{id}"))
+}
+
+fn segment_files(dir: &PathBuf) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".parquet")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn flushes_of(table: &str) -> String {
+    format!(
+        "SELECT COUNT(*) FROM system.jobs WHERE job_type = 'flush' AND status = 'completed' \
+         AND target = '{table}' AND rows > 0",
+    )
+}
+
+#[tokio::test]
+async fn both_parts_of_a_flush_policy_and_the_config_default_are_honoured() {
+    let server = TestServer::start_with(|c| {
+        c.flush.check_interval_ms = 20;
+        c.flush.rows = 3;
+        c.flush.interval_secs = 0;
+    })
+    .await;
+    server
+        .sql_ok(
+            "CREATE TABLE by_rows (id INT PRIMARY KEY) WITH (FLUSH_POLICY = 'rows:5'); \
+             CREATE TABLE by_age (id INT PRIMARY KEY) WITH (FLUSH_POLICY = 'interval:1'); \
+             CREATE TABLE by_default (id INT PRIMARY KEY)",
+        )
+        .await;
+
+    // Below every threshold nothing flushes.
+    server
+        .sql_ok(
+            "INSERT INTO by_rows VALUES (1), (2), (3), (4); INSERT INTO by_default VALUES (1), (2)",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for table in ["default.by_rows", "default.by_default"] {
+        let jobs = server.sql_ok(&flushes_of(table)).await;
+        assert_eq!(jobs.rows(0)[0][0], "0", "{table} flushed early");
+    }
+
+    server
+        .sql_ok("INSERT INTO by_rows VALUES (5); INSERT INTO by_default VALUES (3); INSERT INTO by_age VALUES (1)")
+        .await;
+    eventually(&server, &flushes_of("default.by_rows"), json!("1")).await;
+    eventually(&server, &flushes_of("default.by_default"), json!("1")).await;
+    // One row never reaches a row count; its age flushes it.
+    eventually(&server, &flushes_of("default.by_age"), json!("1")).await;
+
+    let job = server
+        .sql_ok(
+            "SELECT status, rows, bytes > 0, duration_ms >= 0, node_id FROM system.jobs \
+             WHERE target = 'default.by_rows' AND job_type = 'flush'",
+        )
+        .await;
+    assert_eq!(
+        job.rows(0)[0],
+        json!(["completed", "5", true, true, "test-node"])
+    );
+    let rows = server.sql_ok("SELECT COUNT(*) FROM by_rows").await;
+    assert_eq!(rows.rows(0)[0][0], "5");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stream_rows_expire_after_their_ttl() {
+    let server = TestServer::start_with(|c| c.flush.check_interval_ms = 20).await;
+    server
+        .sql_ok(
+            "CREATE STREAM TABLE ticks (n INT) WITH (TTL_SECONDS = 1); \
+             INSERT INTO ticks VALUES (1), (2)",
+        )
+        .await;
+    let count = server.sql_ok("SELECT COUNT(*) FROM ticks").await;
+    assert_eq!(count.rows(0)[0][0], "2");
+    eventually(&server, "SELECT COUNT(*) FROM ticks", json!("0")).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn segments_survive_restarts_and_drops_remove_their_files() {
+    let server = TestServer::start().await;
+    server
+        .sql_ok(
+            "CREATE NAMESPACE app; \
+             CREATE TABLE app.a (id INT PRIMARY KEY, v TEXT); \
+             CREATE TABLE app.b (id INT PRIMARY KEY, v TEXT); \
+             INSERT INTO app.a VALUES (1, 'one'), (2, 'two'); \
+             INSERT INTO app.b VALUES (1, 'uno'); \
+             STORAGE FLUSH ALL IN app",
+        )
+        .await;
+    let dir_a = table_dir(&server, "app.a").await;
+    let dir_b = table_dir(&server, "app.b").await;
+    assert_eq!(segment_files(&dir_a), 1);
+    assert!(dir_a.join("manifest.json").exists());
+
+    // A file no manifest names (a crash between writing and publishing)
+    // is removed at start.
+    std::fs::write(dir_a.join("seg-99.parquet"), b"partial").unwrap();
+    let server = server.restart().await;
+    assert_eq!(segment_files(&dir_a), 1);
+    let rows = server.sql_ok("SELECT id, v FROM app.a ORDER BY id").await;
+    assert_eq!(rows.rows(0), &vec![json!([1, "one"]), json!([2, "two"])]);
+
+    server.sql_ok("DROP TABLE app.a").await;
+    assert_eq!(segment_files(&dir_a), 0);
+    assert!(!dir_a.join("manifest.json").exists());
+    assert_eq!(segment_files(&dir_b), 1);
+    server.sql_ok("DROP NAMESPACE app CASCADE").await;
+    assert!(!dir_b.join("manifest.json").exists());
+    assert_eq!(segment_files(&dir_b), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn explain_shows_segment_pruning() {
+    let server = TestServer::start_with(|c| c.flush.row_group_rows = 10).await;
+    let values: Vec<String> = (1..=100).map(|i| format!("({i}, {})", i % 7)).collect();
+    server
+        .sql_ok(&format!(
+            "CREATE TABLE nums (id BIGINT PRIMARY KEY, m INT); INSERT INTO nums VALUES {}; \
+             STORAGE FLUSH TABLE nums",
+            values.join(", ")
+        ))
+        .await;
+    let plan = server
+        .sql_ok("EXPLAIN SELECT id FROM nums WHERE id BETWEEN 42 AND 44")
+        .await;
+    let text = plan.body.to_string();
+    assert!(
+        text.contains("QuiverMergeExec: union, no overlap"),
+        "{text}"
+    );
+    assert!(text.contains("DataSourceExec"), "{text}");
+    assert!(text.contains("pruning_predicate"), "{text}");
+
+    let analyzed = server
+        .sql_ok("EXPLAIN ANALYZE SELECT id FROM nums WHERE id BETWEEN 42 AND 44")
+        .await;
+    let text = analyzed.body.to_string();
+    // 10 row groups of 10 ids: statistics rule out all but one.
+    assert!(
+        text.contains("row_groups_pruned_statistics=10 total → 1 matched"),
+        "{text}"
+    );
+    let rows = server
+        .sql_ok("SELECT id FROM nums WHERE id BETWEEN 42 AND 44 ORDER BY id")
+        .await;
+    assert_eq!(
+        rows.rows(0),
+        &vec![json!(["42"]), json!(["43"]), json!(["44"])]
+    );
+    server.stop().await;
+}

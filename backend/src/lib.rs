@@ -10,7 +10,7 @@ use quiver_catalog::{Catalog, CatalogError};
 use quiver_common::NodeId;
 use quiver_config::Config;
 use quiver_query::{QueryEngine, QueryError, run_maintenance};
-use quiver_store::{Store, StoreError, StoreOptions};
+use quiver_store::{ColdError, ColdStore, ColdTables, Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,8 @@ pub enum StartError {
     NodeId(#[from] quiver_common::IdError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Cold(#[from] ColdError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error("{0}")]
@@ -92,7 +94,9 @@ impl AppContext {
                 sync_writes: config.storage.sync_writes,
             },
         )?);
-        let catalog = Arc::new(Catalog::open(store.clone(), (*node_id).clone())?);
+        let cold = ColdStore::local(&config.storage.data_path.join("cold"))?;
+        let tier = Arc::new(ColdTables::open(store.clone(), cold)?);
+        let catalog = Arc::new(Catalog::open(tier, (*node_id).clone())?);
         let engine = Arc::new(QueryEngine::new(
             catalog.clone(),
             &config,

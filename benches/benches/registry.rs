@@ -33,6 +33,7 @@ fn table(id: u64, columns: u32) -> TableDef {
                 fill: None,
             })
             .collect(),
+        hidden_columns: Vec::new(),
         primary_key: Some(1),
         options: TableOptions::default(),
         schema_version: 1,

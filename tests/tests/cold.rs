@@ -199,3 +199,55 @@ async fn explain_shows_segment_pruning() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn system_tables_flush_and_the_catalog_reloads_from_segments() {
+    let server = TestServer::start().await;
+    server
+        .sql_ok(
+            "CREATE NAMESPACE app; \
+             CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT); \
+             CREATE TABLE app.gone (id INT PRIMARY KEY); \
+             ALTER TABLE app.t ADD COLUMN w INT DEFAULT 7; \
+             CREATE VIEW app.seven AS SELECT id FROM app.t WHERE w = 7; \
+             INSERT INTO app.t (id, v) VALUES (1, 'one'); \
+             STORAGE FLUSH ALL; STORAGE COMPACT ALL",
+        )
+        .await;
+    let store = server.context.store.clone();
+    for table in server.context.catalog.system_tables() {
+        if table.def().name.as_str() == "jobs" {
+            // The flush and compaction jobs record themselves.
+            continue;
+        }
+        let hot = store.scan_rows(table.def().id.0, None, 10).unwrap();
+        assert!(hot.rows.is_empty(), "{} kept hot rows", table.def().name);
+    }
+    drop(store);
+    let server = server.restart().await;
+    let rows = server
+        .sql_ok("SELECT id, v, w FROM app.seven JOIN app.t USING (id)")
+        .await;
+    assert_eq!(rows.rows(0), &vec![json!([1, "one", 7])]);
+    let history = server.sql_ok("DESCRIBE TABLE app.t HISTORY").await;
+    assert_eq!(history.rows(0).len(), 2);
+
+    // Changes after the flush shadow the cold system rows.
+    server
+        .sql_ok("DROP TABLE app.gone; DROP VIEW app.seven; ALTER TABLE app.t DROP COLUMN w")
+        .await;
+    let server = server.restart().await;
+    let tables = server
+        .sql_ok("SELECT table_name FROM system.tables WHERE namespace_id = 'app'")
+        .await;
+    assert_eq!(tables.rows(0), &vec![json!(["t"])]);
+    let views = server.sql_ok("SELECT COUNT(*) FROM system.views").await;
+    assert_eq!(views.rows(0)[0][0], "0");
+    let columns = server
+        .sql_ok("SELECT column_name FROM system.columns WHERE table_name = 't' ORDER BY ordinal")
+        .await;
+    assert_eq!(columns.rows(0), &vec![json!(["id"]), json!(["v"])]);
+    let history = server.sql_ok("DESCRIBE TABLE app.t HISTORY").await;
+    assert_eq!(history.rows(0).len(), 3);
+    server.stop().await;
+}

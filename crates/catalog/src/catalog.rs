@@ -3,7 +3,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
-use quiver_store::{Batch, Store, StoreError};
+use quiver_store::{Batch, ColdError, ColdTables, Store, StoreError, block_on};
 
 use crate::defs::{
     JobRecord, JobStatus, NamespaceDef, TableDef, TableVersion, UserRecord, ViewDef,
@@ -47,6 +47,8 @@ pub enum CatalogError {
     InvalidChange(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Cold(#[from] ColdError),
     #[error(
         "the data directory has catalog layout {found}, newer than the {supported} this binary \
          supports: run a newer Quiver, or restore a backup made by this version"
@@ -67,6 +69,7 @@ pub enum CatalogError {
 #[derive(Debug)]
 pub struct Catalog {
     store: Arc<Store>,
+    tier: Arc<ColdTables>,
     node_id: NodeId,
     registry: SchemaRegistry,
     /// The stored system tables, in [`SystemTable::ALL`] order.
@@ -111,9 +114,10 @@ impl Catalog {
     /// default namespace and the `root` user; a directory written in an
     /// older layout is upgraded in one atomic batch; one from a newer
     /// binary is refused.
-    pub fn open(store: Arc<Store>, node_id: NodeId) -> Result<Self, CatalogError> {
+    pub fn open(tier: Arc<ColdTables>, node_id: NodeId) -> Result<Self, CatalogError> {
         let catalog = Self {
-            store,
+            store: tier.store().clone(),
+            tier,
             node_id,
             registry: SchemaRegistry::default(),
             system: SystemTable::ALL
@@ -132,13 +136,15 @@ impl Catalog {
                     supported: LAYOUT_VERSION,
                 });
             }
-            Some(LAYOUT_VERSION) => catalog.load()?,
+            Some(LAYOUT_VERSION) => block_on(catalog.load())?,
             Some(found) => catalog.upgrade(found)?,
             None if legacy::has_records(&catalog.store)? => catalog.upgrade(0)?,
             None => catalog.initialize()?,
         }
-        catalog.clear_live_queries()?;
-        catalog.fail_interrupted_jobs()?;
+        block_on(async {
+            catalog.clear_live_queries().await?;
+            catalog.fail_interrupted_jobs().await
+        })?;
         Ok(catalog)
     }
 
@@ -176,20 +182,20 @@ impl Catalog {
     }
 
     /// Reads the stored system tables into memory.
-    fn load(&self) -> Result<(), CatalogError> {
-        for row in SystemTable::Namespaces.scan(&self.store, &[])? {
+    async fn load(&self) -> Result<(), CatalogError> {
+        for row in SystemTable::Namespaces.scan(&self.tier, &[]).await? {
             let def = system::namespace_from(&row)?;
             self.namespaces.insert(def.name.clone(), def);
         }
-        for row in SystemTable::Tables.scan(&self.store, &[])? {
+        for row in SystemTable::Tables.scan(&self.tier, &[]).await? {
             self.registry.put(system::table_from(&row)?);
         }
-        for row in SystemTable::Views.scan(&self.store, &[])? {
+        for row in SystemTable::Views.scan(&self.tier, &[]).await? {
             let def = system::view_from(&row)?;
             self.views
                 .insert((def.namespace.clone(), def.name.clone()), Arc::new(def));
         }
-        for row in SystemTable::Users.scan(&self.store, &[])? {
+        for row in SystemTable::Users.scan(&self.tier, &[]).await? {
             let user = system::user_from(&row)?;
             self.users.insert(user.id.clone(), Arc::new(user));
         }
@@ -267,8 +273,8 @@ impl Catalog {
     }
 
     /// Live queries belong to connections, and none survive a restart.
-    fn clear_live_queries(&self) -> Result<(), CatalogError> {
-        let rows = SystemTable::LiveQueries.scan(&self.store, &[])?;
+    async fn clear_live_queries(&self) -> Result<(), CatalogError> {
+        let rows = SystemTable::LiveQueries.scan(&self.tier, &[]).await?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -287,9 +293,10 @@ impl Catalog {
 
     /// Jobs this node was running when it stopped never finish; they are
     /// marked failed.
-    fn fail_interrupted_jobs(&self) -> Result<(), CatalogError> {
+    async fn fail_interrupted_jobs(&self) -> Result<(), CatalogError> {
+        let rows = SystemTable::Jobs.scan(&self.tier, &[]).await?;
         let mut batch = self.store.batch();
-        for row in SystemTable::Jobs.scan(&self.store, &[])? {
+        for row in rows {
             let mut job = system::job_from(&row)?;
             if job.status != JobStatus::Running || job.node_id != self.node_id {
                 continue;
@@ -306,10 +313,12 @@ impl Catalog {
 
     fn put(&self, batch: &mut Batch<'_>, table: SystemTable, values: Vec<quiver_store::Value>) {
         table.put(&self.store, batch, values);
+        self.tier.pending().note(table.id().0, 1);
     }
 
     fn delete(&self, batch: &mut Batch<'_>, table: SystemTable, key: Vec<quiver_store::Value>) {
         table.delete(&self.store, batch, key);
+        self.tier.pending().note(table.id().0, 1);
     }
 
     /// Writes a table's `system.tables` row and its `system.columns` rows.
@@ -322,7 +331,7 @@ impl Catalog {
 
     /// Deletes everything stored about a table: its definition, columns,
     /// history and rows.
-    fn delete_table(&self, batch: &mut Batch<'_>, def: &TableDef) -> Result<(), CatalogError> {
+    fn delete_table(&self, batch: &mut Batch<'_>, def: &TableDef) {
         self.delete(batch, SystemTable::Tables, system::table_key(def.id));
         for column in &def.columns {
             self.delete(
@@ -331,15 +340,15 @@ impl Catalog {
                 system::column_key(def.id, column.id),
             );
         }
-        for version in self.history(def.id)? {
+        // Every version from 1 to the current one has a history row.
+        for version in 1..=def.schema_version {
             self.delete(
                 batch,
                 SystemTable::TableVersions,
-                system::version_key(def.id, version.version),
+                system::version_key(def.id, version),
             );
         }
         batch.delete_table_rows(def.id.0);
-        Ok(())
     }
 
     pub fn registry(&self) -> &SchemaRegistry {
@@ -348,6 +357,11 @@ impl Catalog {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The cold tier the system tables (and every table) flush into.
+    pub fn tier(&self) -> &Arc<ColdTables> {
+        &self.tier
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -440,7 +454,7 @@ impl Catalog {
         }
         let mut batch = self.store.batch();
         for table in &tables {
-            self.delete_table(&mut batch, table.def())?;
+            self.delete_table(&mut batch, table.def());
         }
         for (ns, view) in &views {
             self.delete(&mut batch, SystemTable::Views, system::view_key(ns, view));
@@ -539,7 +553,7 @@ impl Catalog {
             };
         };
         let mut batch = self.store.batch();
-        self.delete_table(&mut batch, table.def())?;
+        self.delete_table(&mut batch, table.def());
         self.store.commit(batch)?;
         self.registry.remove(table.def().id);
         Ok(true)
@@ -679,9 +693,10 @@ impl Catalog {
     }
 
     /// Every schema version of a table, oldest first.
-    pub fn history(&self, table: TableId) -> Result<Vec<TableVersion>, CatalogError> {
+    pub async fn history(&self, table: TableId) -> Result<Vec<TableVersion>, CatalogError> {
         let rows = SystemTable::TableVersions
-            .scan(&self.store, &[quiver_store::Value::Int64(table.0 as i64)])?;
+            .scan(&self.tier, &[quiver_store::Value::Int64(table.0 as i64)])
+            .await?;
         rows.iter()
             .map(|row| system::version_from(row).map_err(CatalogError::from))
             .collect()
@@ -739,8 +754,16 @@ impl Catalog {
         Ok(true)
     }
 
+    /// Runs `f` with every writer of system rows shut out (flushes use it
+    /// to remove the hot versions they moved to cold storage).
+    pub fn exclusive<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _ddl = self.ddl.lock();
+        f()
+    }
+
     /// Writes a job's current state to `system.jobs`.
     pub fn record_job(&self, job: &JobRecord) -> Result<(), CatalogError> {
+        let _ddl = self.ddl.lock();
         let mut batch = self.store.batch();
         self.put(&mut batch, SystemTable::Jobs, system::job_row(job));
         self.store.commit(batch)?;

@@ -154,6 +154,10 @@ pub struct TableDef {
     pub name: TableName,
     pub table_type: TableType,
     pub columns: Vec<ColumnDef>,
+    /// Stored columns SQL never sees (system tables' password hashes and
+    /// encoded definitions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden_columns: Vec<ColumnDef>,
     /// Id of the primary-key column.
     pub primary_key: Option<u32>,
     pub options: TableOptions,

@@ -9,7 +9,9 @@
 //! never read them (password hashes, the catalog's own encodings).
 
 use quiver_common::{ColumnType, NamespaceId, NodeId, Role, TableId, TableName, UserId};
-use quiver_store::{Batch, Store, StoreError, StoredRow, Value, encode_key_value, table_prefix};
+use quiver_store::{
+    Batch, ColdError, ColdTables, Store, StoredRow, Value, encode_key_value, table_prefix,
+};
 
 use crate::defs::{
     ColumnDef, JobRecord, JobStatus, NamespaceDef, TableDef, TableOptions, TableType, TableVersion,
@@ -22,9 +24,6 @@ pub const SYSTEM_NAMESPACE: &str = "system";
 /// System tables take ids from the top of the id space; user tables count
 /// up from 1 and never reach them.
 const SYSTEM_TABLE_ID_BASE: u64 = 1 << 62;
-
-/// Rows read per store call when loading a system table.
-const LOAD_CHUNK: usize = 1024;
 
 /// One stored system table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -219,20 +218,24 @@ impl SystemTable {
     /// The SQL-visible definition. A single-column key is the primary
     /// key; composite keys have none.
     pub fn def(self) -> TableDef {
-        let columns: Vec<ColumnDef> = self
+        let (hidden, columns): (Vec<_>, Vec<_>) = self
             .columns()
             .iter()
             .enumerate()
-            .filter(|(_, c)| !c.hidden)
-            .map(|(i, c)| ColumnDef {
-                id: i as u32 + 1,
-                name: c.name.to_string(),
-                column_type: c.ty,
-                nullable: c.nullable,
-                default: None,
-                fill: None,
+            .map(|(i, c)| {
+                let def = ColumnDef {
+                    id: i as u32 + 1,
+                    name: c.name.to_string(),
+                    column_type: c.ty,
+                    nullable: c.nullable,
+                    default: None,
+                    fill: None,
+                };
+                (c.hidden, def)
             })
-            .collect();
+            .partition(|(hidden, _)| *hidden);
+        let columns: Vec<ColumnDef> = columns.into_iter().map(|(_, c)| c).collect();
+        let hidden_columns = hidden.into_iter().map(|(_, c)| c).collect();
         let key = self.key();
         TableDef {
             id: self.id(),
@@ -240,6 +243,7 @@ impl SystemTable {
             name: TableName::new(self.name()).expect("valid built-in name"),
             table_type: TableType::Shared,
             columns,
+            hidden_columns,
             primary_key: (key.len() == 1).then(|| key[0]),
             options: TableOptions::default(),
             schema_version: 1,
@@ -284,29 +288,15 @@ impl SystemTable {
         batch.put_row(&full_key, &row);
     }
 
-    /// Live rows whose leading key columns hold `key_prefix`, in key order.
-    pub(crate) fn scan(
+    /// Live rows whose leading key columns hold `key_prefix`, in key
+    /// order, from hot rows and segments alike.
+    pub(crate) async fn scan(
         self,
-        store: &Store,
+        tier: &ColdTables,
         key_prefix: &[Value],
-    ) -> Result<Vec<StoredRow>, StoreError> {
-        let prefix = self.key_prefix(key_prefix);
-        let mut rows = Vec::new();
-        let mut after: Option<Box<[u8]>> = None;
-        loop {
-            let chunk = store.scan_row_prefix(&prefix, after.as_deref(), LOAD_CHUNK)?;
-            rows.extend(
-                chunk
-                    .rows
-                    .into_iter()
-                    .map(|(_, r)| r)
-                    .filter(|r| !r.deleted),
-            );
-            match chunk.resume_after {
-                Some(key) => after = Some(key),
-                None => return Ok(rows),
-            }
-        }
+    ) -> Result<Vec<StoredRow>, ColdError> {
+        tier.merged_rows(self.id().0, &self.key_prefix(key_prefix))
+            .await
     }
 }
 

@@ -154,6 +154,7 @@ pub async fn table_def(
         name,
         table_type,
         columns,
+        hidden_columns: Vec::new(),
         primary_key,
         options: options.options,
         schema_version: 0,

@@ -245,7 +245,11 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
             .collect(),
         None => BTreeSet::new(),
     };
-    let mut existing_rows = session.engine().cold().current_rows(def, &keys).await?;
+    let mut existing_rows = session
+        .engine()
+        .cold()
+        .current_rows(def.id.0, &keys)
+        .await?;
     for row in rows {
         let seq = store.seq().next().0;
         let key = key_of(def, pk_index, &row, seq)?;
@@ -306,7 +310,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         }
     }
     store.commit(batch)?;
-    session.engine().pending().note(def.id, count);
+    session.engine().cold().pending().note(def.id.0, count);
     Ok(done(count, "Inserted"))
 }
 
@@ -564,7 +568,11 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
     .await?;
     let store = session.engine().catalog().store().clone();
     let keys: BTreeSet<Vec<u8>> = matches.iter().map(|(k, _)| k.clone()).collect();
-    let mut current = session.engine().cold().current_rows(def, &keys).await?;
+    let mut current = session
+        .engine()
+        .cold()
+        .current_rows(def.id.0, &keys)
+        .await?;
     let mut batch = store.batch();
     let mut count = 0;
     for (key, values) in matches {
@@ -586,7 +594,7 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
         count += 1;
     }
     store.commit(batch)?;
-    session.engine().pending().note(def.id, count);
+    session.engine().cold().pending().note(def.id.0, count);
     Ok(done(count, "Updated"))
 }
 
@@ -614,7 +622,11 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
     let matches = matching_rows(session, def, relation, &[], delete.selection.as_ref()).await?;
     let store = session.engine().catalog().store().clone();
     let keys: BTreeSet<Vec<u8>> = matches.iter().map(|(k, _)| k.clone()).collect();
-    let mut current = session.engine().cold().current_rows(def, &keys).await?;
+    let mut current = session
+        .engine()
+        .cold()
+        .current_rows(def.id.0, &keys)
+        .await?;
     let mut batch = store.batch();
     let mut count = 0;
     for (key, _) in matches {
@@ -637,6 +649,6 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
         count += 1;
     }
     store.commit(batch)?;
-    session.engine().pending().note(def.id, count);
+    session.engine().cold().pending().note(def.id.0, count);
     Ok(done(count, "Deleted"))
 }

@@ -20,12 +20,10 @@ use quiver_common::{NamespaceId, NodeId, TableId, TableName, UserId};
 use quiver_config::{Config, LimitsConfig};
 
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use quiver_store::ColdStore;
+use quiver_store::ColdTables;
 
-use crate::cold::ColdTables;
 use crate::dialect::{QuiverStatement, StorageTarget, bind_params, parse};
 use crate::error::{QueryError, Result};
-use crate::maintenance::PendingWrites;
 use crate::merge::COLD_URL;
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
 use crate::system::{self, NodeInfo, SYSTEM_NAMESPACE};
@@ -53,7 +51,7 @@ impl std::fmt::Debug for StatementOutput {
 pub struct QueryEngine {
     catalog: Arc<Catalog>,
     cold: Arc<ColdTables>,
-    pending: PendingWrites,
+    row_group_rows: usize,
     node: Arc<NodeInfo>,
     base_state: SessionState,
     limits: LimitsConfig,
@@ -76,7 +74,6 @@ impl QueryEngine {
     pub fn new(catalog: Arc<Catalog>, config: &Config, node_id: NodeId) -> Result<Self> {
         let datafusion_options = config.datafusion.options();
         let limits = config.limits.clone();
-        let storage = config.storage.clone();
         let flush = config.flush.clone();
         let node = Arc::new(NodeInfo {
             node_id,
@@ -92,20 +89,15 @@ impl QueryEngine {
                 QueryError::invalid(format!("invalid [datafusion] option {key} = {value}: {e}"))
             })?;
         }
-        let cold_store = ColdStore::local(&storage.data_path.join("cold"))?;
-        let mut tables: Vec<TableId> = catalog.tables().iter().map(|t| t.def().id).collect();
-        tables.extend(catalog.system_tables().iter().map(|t| t.def().id));
-        let cold = Arc::new(ColdTables::open(
-            catalog.store().clone(),
-            cold_store,
-            &tables,
-            flush.row_group_rows,
-        )?);
+        let cold = catalog.tier().clone();
+        let mut live: Vec<u64> = catalog.tables().iter().map(|t| t.def().id.0).collect();
+        live.extend(catalog.system_tables().iter().map(|t| t.def().id.0));
+        cold.retain(&live)?;
         let runtime = RuntimeEnvBuilder::new()
             .build_arc()
             .map_err(|e| QueryError::Internal(format!("building the query runtime: {e}")))?;
         let url = url::Url::parse(COLD_URL).expect("valid URL");
-        runtime.register_object_store(&url, cold.objects());
+        runtime.register_object_store(&url, cold.cold().objects());
         let catalogs = MemoryCatalogProviderList::new();
         catalogs.register_catalog(
             CATALOG_NAME.to_string(),
@@ -121,16 +113,15 @@ impl QueryEngine {
             .with_catalog_list(Arc::new(catalogs))
             .with_default_features()
             .build();
-        let pending = PendingWrites::default();
-        for table in catalog.tables() {
-            let id = table.def().id;
-            let rows = catalog.store().count_rows(id.0, usize::MAX)?;
-            pending.note(id, rows as u64);
+        for table in catalog.tables().iter().chain(catalog.system_tables()) {
+            let id = table.def().id.0;
+            let rows = catalog.store().count_rows(id, usize::MAX)?;
+            cold.pending().note(id, rows as u64);
         }
         Ok(Self {
             catalog,
             cold,
-            pending,
+            row_group_rows: flush.row_group_rows,
             node,
             base_state,
             limits,
@@ -147,9 +138,9 @@ impl QueryEngine {
         &self.cold
     }
 
-    /// Row versions written per table since its last flush.
-    pub fn pending(&self) -> &PendingWrites {
-        &self.pending
+    /// Rows per row group of new segments.
+    pub(crate) fn row_group_rows(&self) -> usize {
+        self.row_group_rows
     }
 
     /// The node this engine serves: identity, start time, settings.
@@ -227,8 +218,7 @@ impl QueryEngine {
     /// files included.
     pub(crate) async fn forget_table(&self, table: TableId) -> Result<()> {
         self.writers.remove(&table);
-        self.pending.remove(table);
-        self.cold.drop_table(table).await
+        Ok(self.cold.drop_table(table.0).await?)
     }
 
     pub(crate) fn writer_lock(&self, table: TableId) -> Arc<tokio::sync::Mutex<()>> {
@@ -438,7 +428,7 @@ impl QuerySession {
                     _ => self.resolve_table(&name)?,
                 };
                 let batch = if history {
-                    ddl::describe_history(&catalog.history(table.def().id)?)?
+                    ddl::describe_history(&catalog.history(table.def().id).await?)?
                 } else {
                     ddl::describe_table(table.def())?
                 };
@@ -522,9 +512,18 @@ impl QuerySession {
     ) -> Result<Vec<Arc<CachedTableData>>> {
         let catalog = &self.engine.catalog;
         match target {
-            StorageTarget::Table(name) => Ok(vec![self.resolve_table(name)?]),
+            StorageTarget::Table(name) => match self.split_name(name)? {
+                (ns, table) if ns.as_str() == SYSTEM_NAMESPACE => catalog
+                    .system_table(table.as_str())
+                    .map(|t| vec![t])
+                    .ok_or_else(|| {
+                        QueryError::TableNotFound(format!("system.{table} (a stored system table)"))
+                    }),
+                _ => Ok(vec![self.resolve_table(name)?]),
+            },
             StorageTarget::All { namespace } => {
                 let tables = match namespace {
+                    Some(ns) if ns == SYSTEM_NAMESPACE => catalog.system_tables().to_vec(),
                     Some(ns) => {
                         let ns = NamespaceId::new(ns)?;
                         if !catalog.namespace_exists(&ns) {
@@ -532,7 +531,11 @@ impl QuerySession {
                         }
                         catalog.registry().tables_in(&ns)
                     }
-                    None => catalog.tables(),
+                    None => {
+                        let mut all = catalog.tables();
+                        all.extend(catalog.system_tables().iter().cloned());
+                        all
+                    }
                 };
                 Ok(tables
                     .into_iter()

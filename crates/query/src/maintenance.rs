@@ -4,86 +4,18 @@
 //! compaction policy and STREAM tables' TTL.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
-use quiver_catalog::{FlushPolicy, JobRecord, JobStatus, TableDef, TableType};
-use quiver_common::{SeqId, TableId};
+use quiver_catalog::{FlushPolicy, JobRecord, JobStatus, SYSTEM_NAMESPACE, TableDef, TableType};
+use quiver_common::SeqId;
 use quiver_config::{CompactionConfig, FlushConfig};
 use quiver_store::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::cold::Outcome;
+use crate::cold::{self, Outcome};
 use crate::error::{QueryError, Result};
 use crate::executor::QueryEngine;
 use crate::provider::row_key;
-
-/// Writes a table has taken since its last flush.
-#[derive(Debug, Default)]
-pub struct Pending {
-    rows: AtomicU64,
-    /// Milliseconds since the epoch of the first write since the last
-    /// flush; 0 when none.
-    since_ms: AtomicI64,
-}
-
-/// Hot-row bookkeeping for the flush policy.
-#[derive(Debug, Default)]
-pub struct PendingWrites {
-    tables: DashMap<TableId, Arc<Pending>>,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-impl PendingWrites {
-    fn entry(&self, table: TableId) -> Arc<Pending> {
-        self.tables.entry(table).or_default().clone()
-    }
-
-    /// Records `rows` row versions written to `table`.
-    pub fn note(&self, table: TableId, rows: u64) {
-        if rows == 0 {
-            return;
-        }
-        let pending = self.entry(table);
-        pending.rows.fetch_add(rows, Ordering::AcqRel);
-        let _ = pending
-            .since_ms
-            .compare_exchange(0, now_ms(), Ordering::AcqRel, Ordering::Acquire);
-    }
-
-    /// Records that a flush moved `rows` versions to cold storage.
-    fn flushed(&self, table: TableId, rows: u64) {
-        let pending = self.entry(table);
-        let left = pending
-            .rows
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
-                Some(r.saturating_sub(rows))
-            })
-            .unwrap_or(0)
-            .saturating_sub(rows);
-        pending
-            .since_ms
-            .store(if left > 0 { now_ms() } else { 0 }, Ordering::Release);
-    }
-
-    fn get(&self, table: TableId) -> (u64, i64) {
-        match self.tables.get(&table) {
-            Some(p) => (
-                p.rows.load(Ordering::Acquire),
-                p.since_ms.load(Ordering::Acquire),
-            ),
-            None => (0, 0),
-        }
-    }
-
-    pub fn remove(&self, table: TableId) {
-        self.tables.remove(&table);
-    }
-}
 
 /// Whether a table is due for a flush under `policy`.
 fn due(policy: &FlushPolicy, rows: u64, since_ms: i64, now: i64) -> bool {
@@ -159,22 +91,38 @@ impl QueryEngine {
                 def.qualified_name()
             )));
         }
-        let writer = self.writer_lock(def.id);
-        let result = self
-            .run_job("flush", def, self.cold().flush(def, &writer))
-            .await?;
-        self.pending().flushed(def.id, result.1.rows);
+        let work = async {
+            let (outcome, flushed) = cold::flush(self.cold(), def, self.row_group_rows()).await?;
+            let store = self.catalog().store();
+            if def.namespace.as_str() == SYSTEM_NAMESPACE {
+                // The catalog writes system rows under its own lock.
+                self.catalog()
+                    .exclusive(|| cold::remove_flushed(store, &flushed))?;
+            } else {
+                let writer = self.writer_lock(def.id);
+                let _writer = writer.lock().await;
+                cold::remove_flushed(store, &flushed)?;
+            }
+            Ok(outcome)
+        };
+        let result = self.run_job("flush", def, work).await?;
+        self.cold().pending().flushed(def.id.0, result.1.rows);
         Ok(result)
     }
 
     /// Merges a table's segments into one, as a job.
     pub async fn compact_table(&self, def: &TableDef) -> Result<(JobRecord, Outcome)> {
-        self.run_job("compact", def, self.cold().compact(def)).await
+        self.run_job(
+            "compact",
+            def,
+            cold::compact(self.cold(), def, self.row_group_rows()),
+        )
+        .await
     }
 
     /// Deletes the rows of STREAM tables older than their TTL.
     fn expire_streams(&self) -> Result<()> {
-        let now = now_ms();
+        let now = chrono::Utc::now().timestamp_millis();
         for table in self.catalog().tables() {
             let def = table.def();
             let (TableType::Stream, Some(ttl)) = (def.table_type, def.options.ttl_seconds) else {
@@ -195,17 +143,19 @@ impl QueryEngine {
     /// their policy says are due, compact those with too many segments.
     async fn maintain(&self, flush: &FlushConfig, compaction: &CompactionConfig) -> Result<()> {
         self.expire_streams()?;
-        let now = now_ms();
-        for table in self.catalog().tables() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let catalog = self.catalog();
+        let tables = catalog.tables();
+        for table in tables.iter().chain(catalog.system_tables()) {
             let def = table.def();
             if def.table_type == TableType::Stream {
                 continue;
             }
-            let (rows, since) = self.pending().get(def.id);
+            let (rows, since) = self.cold().pending().get(def.id.0);
             if due(&flush_policy(def, flush), rows, since, now) {
                 self.flush_table(def).await?;
             }
-            let segments = self.cold().manifest(def.id).segments.len();
+            let segments = self.cold().manifest(def.id.0).segments.len();
             if compaction.max_segments > 0 && segments >= compaction.max_segments {
                 self.compact_table(def).await?;
             }

@@ -47,8 +47,8 @@ use futures::StreamExt;
 use quiver_catalog::{SEQ_COLUMN, TableDef, arrow_type};
 use quiver_store::{Manifest, Segment};
 
-use crate::cold::{DELETED_COLUMN, KEY_COLUMN, column_name};
 use crate::convert::value_to_scalar;
+use quiver_store::{DELETED_COLUMN, KEY_COLUMN, segment_column};
 
 /// The URL DataFusion reads segments through.
 pub const COLD_URL: &str = "quiver-cold://segments";
@@ -85,7 +85,7 @@ impl InputLayout {
                 .find(|c| c.id == *id)
                 .expect("needed columns are table columns");
             fields.push(Field::new(
-                column_name(*id),
+                segment_column(*id),
                 arrow_type(column.column_type),
                 true,
             ));
@@ -149,7 +149,7 @@ pub(crate) fn segment_scans(
             fields.push(Field::new(KEY_COLUMN, DataType::Binary, false));
         }
         for id in &present {
-            fields.push(layout.schema.field_with_name(&column_name(*id))?.clone());
+            fields.push(layout.schema.field_with_name(&segment_column(*id))?.clone());
         }
         fields.push(Field::new(SEQ_COLUMN, DataType::Int64, false));
         fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
@@ -232,7 +232,7 @@ fn pruning_predicate(
             }
             let renamed = def
                 .column(&column.name)
-                .map(|c| column_name(c.id))
+                .map(|c| segment_column(c.id))
                 .unwrap_or_else(|| column.name.clone());
             if file_schema.index_of(&renamed).is_err() {
                 continue 'filters;
@@ -244,7 +244,7 @@ fn pruning_predicate(
                 Ok(match expr {
                     Expr::Column(column) => match def.column(&column.name) {
                         Some(c) => Transformed::yes(Expr::Column(
-                            datafusion::common::Column::from_name(column_name(c.id)),
+                            datafusion::common::Column::from_name(segment_column(c.id)),
                         )),
                         None => Transformed::no(Expr::Column(column)),
                     },

@@ -22,10 +22,12 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::sql::sqlparser::ast::ObjectName;
 use quiver_catalog::{CachedTableData, Catalog, ColumnDef, SEQ_COLUMN};
 use quiver_common::{NamespaceId, TableId, TableName};
-use quiver_store::{Manifest, Store, StoredRow, Value, encode_key_value, table_prefix};
+use quiver_store::{
+    Manifest, Store, StoredRow, Value, encode_key_value, segment_column, table_prefix,
+};
 
-use crate::cold::{ColdTables, column_name};
 use crate::merge::{InputLayout, MergeExec, needs_merge, segment_scans};
+use quiver_store::ColdTables;
 
 use crate::convert::{OutputColumn, array_to_values, rows_to_batch};
 use crate::error::QueryError;
@@ -208,7 +210,12 @@ impl TableProvider for QuiverTable {
         &self,
         filters: &[&Expr],
     ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        if !self.cold.manifest(self.table.def().id).segments.is_empty() {
+        if !self
+            .cold
+            .manifest(self.table.def().id.0)
+            .segments
+            .is_empty()
+        {
             // Segments prune with any filter, but never exactly.
             return Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]);
         }
@@ -246,7 +253,7 @@ impl TableProvider for QuiverTable {
             Some(first) if keys.all(|k| k == first) => Point::Key(first),
             Some(_) => Point::Nothing,
         };
-        let manifest = self.cold.manifest(def.id);
+        let manifest = self.cold.manifest(def.id.0);
         let store = self.cold.store().clone();
         let batch_size = state.config().batch_size().max(1);
         if manifest.segments.is_empty() {
@@ -328,7 +335,7 @@ impl TableProvider for QuiverTable {
         let outputs = indices
             .iter()
             .map(|&i| match def.columns.get(i) {
-                Some(c) => layout.schema.index_of(&column_name(c.id)),
+                Some(c) => layout.schema.index_of(&segment_column(c.id)),
                 None => layout.schema.index_of(SEQ_COLUMN),
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;

@@ -21,8 +21,8 @@ use std::time::Instant;
 use quiver_catalog::{Catalog, SystemTable};
 use quiver_common::NodeId;
 
-use crate::cold::ColdTables;
 use crate::provider::QuiverTable;
+use quiver_store::ColdTables;
 
 pub use quiver_catalog::SYSTEM_NAMESPACE;
 

@@ -36,6 +36,8 @@ pub enum ColdError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("corrupt manifest {path}: {detail}")]
     Manifest { path: String, detail: String },
+    #[error(transparent)]
+    Store(#[from] crate::backend::StoreError),
     #[error("cannot create cold storage directory {path}: {source}")]
     CreateDir {
         path: String,
@@ -87,6 +89,12 @@ pub struct Manifest {
     /// Increases with every published change; numbers new segments.
     pub version: u64,
     pub segments: Vec<Segment>,
+}
+
+impl ColdError {
+    pub(crate) fn store(error: crate::backend::StoreError) -> Self {
+        Self::Store(error)
+    }
 }
 
 impl Manifest {

@@ -9,6 +9,7 @@ mod cold;
 mod keys;
 mod row;
 mod seq;
+mod tier;
 
 pub use backend::{Batch, KeyRange, MetaRecord, RowScan, Store, StoreError, StoreOptions};
 pub use cold::{
@@ -17,3 +18,7 @@ pub use cold::{
 pub use keys::{encode_key_value, table_prefix};
 pub use row::{StoredRow, Value};
 pub use seq::SeqGenerator;
+pub use tier::{
+    ColdTables, DELETED_COLUMN, KEY_COLUMN, PendingWrites, SEQ_COLUMN, TableCold, block_on,
+    segment_column, wait_for_readers,
+};

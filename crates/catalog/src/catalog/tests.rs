@@ -5,8 +5,10 @@ use super::*;
 use crate::defs::{ColumnDef, TableOptions, TableType};
 
 fn open(dir: &std::path::Path) -> Catalog {
-    let store = Arc::new(Store::open(dir, &StoreOptions::default()).unwrap());
-    Catalog::open(store, NodeId::new("test-node").unwrap()).unwrap()
+    let store = Arc::new(Store::open(&dir.join("rocksdb"), &StoreOptions::default()).unwrap());
+    let cold = quiver_store::ColdStore::local(&dir.join("cold")).unwrap();
+    let tier = Arc::new(ColdTables::open(store, cold).unwrap());
+    Catalog::open(tier, NodeId::new("test-node").unwrap()).unwrap()
 }
 
 fn table(ns: &str, name: &str) -> TableDef {
@@ -23,6 +25,7 @@ fn table(ns: &str, name: &str) -> TableDef {
             default: None,
             fill: None,
         }],
+        hidden_columns: Vec::new(),
         primary_key: Some(1),
         options: TableOptions::default(),
         schema_version: 0,
@@ -191,8 +194,7 @@ fn readers_never_see_a_schema_older_than_an_acknowledged_alter() {
             1001
         );
         assert_eq!(
-            catalog
-                .history(catalog.table(&ns, &name).unwrap().def().id)
+            block_on(catalog.history(catalog.table(&ns, &name).unwrap().def().id))
                 .unwrap()
                 .len(),
             1001
@@ -251,7 +253,7 @@ fn altered_definitions_survive_reopen_with_history() {
     let entry = catalog.table(&ns, &name).unwrap();
     assert_eq!(entry.def().schema_version, 2);
     assert_eq!(entry.def().next_column_id, 3);
-    let history = catalog.history(entry.def().id).unwrap();
+    let history = block_on(catalog.history(entry.def().id)).unwrap();
     let changes: Vec<_> = history
         .iter()
         .map(|v| (v.version, v.change.as_str()))
@@ -298,7 +300,7 @@ fn catalog_records_are_rows_of_the_system_tables() {
     }
     let catalog = open(dir.path());
     let entry = catalog.table(&app, &name).unwrap();
-    assert_eq!(catalog.history(entry.def().id).unwrap().len(), 1);
+    assert_eq!(block_on(catalog.history(entry.def().id)).unwrap().len(), 1);
     assert_eq!(catalog.tables().len(), 1);
 }
 

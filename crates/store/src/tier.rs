@@ -1,0 +1,455 @@
+//! Every table's manifest, and the reads that span hot rows and segments.
+//!
+//! Readers hold the `Arc<Manifest>` they started with for as long as they
+//! read. Whoever replaces a manifest (a flush, a compaction) publishes the
+//! new one, then waits with [`wait_for_readers`] until nobody holds the old
+//! one before removing what it replaced (flushed hot rows, merged files).
+//! So a reader always finds every version either in the hot store or in a
+//! segment its manifest names.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
+    Float64Array, Int16Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use dashmap::DashMap;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::backend::Store;
+use crate::cold::{ColdError, ColdStore, Manifest, Segment};
+use crate::row::{StoredRow, Value};
+
+/// Segment column holding each version's store key.
+pub const KEY_COLUMN: &str = "_key";
+/// Segment column holding the sequence number.
+pub const SEQ_COLUMN: &str = "_seq";
+/// Segment column holding the delete marker.
+pub const DELETED_COLUMN: &str = "_deleted";
+
+/// The segment column name of the table column with stable id `id`.
+pub fn segment_column(id: u32) -> String {
+    format!("c{id}")
+}
+
+/// Rows read from the hot store per call.
+const CHUNK: usize = 8192;
+
+/// The cold state of one table.
+#[derive(Debug)]
+pub struct TableCold {
+    manifest: ArcSwap<Manifest>,
+    maintenance: tokio::sync::Mutex<()>,
+}
+
+impl TableCold {
+    fn new(manifest: Manifest) -> Self {
+        Self {
+            manifest: ArcSwap::from_pointee(manifest),
+            maintenance: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn manifest(&self) -> Arc<Manifest> {
+        self.manifest.load_full()
+    }
+
+    /// Held by whoever changes this table's segments: one flush or
+    /// compaction at a time.
+    pub async fn maintenance(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.maintenance.lock().await
+    }
+}
+
+/// Row versions a table has taken since its last flush, for flush
+/// policies.
+#[derive(Debug, Default)]
+struct Pending {
+    rows: AtomicU64,
+    /// Milliseconds since the epoch of the first write since the last
+    /// flush; 0 when none.
+    since_ms: AtomicI64,
+}
+
+/// Hot-row bookkeeping of every table.
+#[derive(Debug, Default)]
+pub struct PendingWrites {
+    tables: DashMap<u64, Arc<Pending>>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl PendingWrites {
+    fn entry(&self, table_id: u64) -> Arc<Pending> {
+        self.tables.entry(table_id).or_default().clone()
+    }
+
+    /// Records `rows` row versions written to a table.
+    pub fn note(&self, table_id: u64, rows: u64) {
+        if rows == 0 {
+            return;
+        }
+        let pending = self.entry(table_id);
+        pending.rows.fetch_add(rows, Ordering::AcqRel);
+        let _ = pending
+            .since_ms
+            .compare_exchange(0, now_ms(), Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Records that a flush moved `rows` versions to cold storage.
+    pub fn flushed(&self, table_id: u64, rows: u64) {
+        let pending = self.entry(table_id);
+        let before = pending
+            .rows
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                Some(r.saturating_sub(rows))
+            })
+            .unwrap_or(0);
+        let left = before.saturating_sub(rows);
+        pending
+            .since_ms
+            .store(if left > 0 { now_ms() } else { 0 }, Ordering::Release);
+    }
+
+    /// Versions written since the last flush, and when the first was.
+    pub fn get(&self, table_id: u64) -> (u64, i64) {
+        match self.tables.get(&table_id) {
+            Some(p) => (
+                p.rows.load(Ordering::Acquire),
+                p.since_ms.load(Ordering::Acquire),
+            ),
+            None => (0, 0),
+        }
+    }
+
+    pub fn remove(&self, table_id: u64) {
+        self.tables.remove(&table_id);
+    }
+}
+
+/// The cold tier of a node.
+#[derive(Debug)]
+pub struct ColdTables {
+    store: Arc<Store>,
+    cold: ColdStore,
+    tables: DashMap<u64, Arc<TableCold>>,
+    pending: PendingWrites,
+}
+
+/// Runs a cold-storage future to completion from synchronous code (start
+/// up), on a thread of its own so that it never blocks an async runtime.
+pub fn block_on<T: Send>(future: impl Future<Output = T> + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| futures::executor::block_on(future))
+            .join()
+            .expect("cold storage work does not panic")
+    })
+}
+
+impl ColdTables {
+    /// Loads every table's manifest and deletes the files no manifest
+    /// names (left by a crash between writing a file and publishing it, or
+    /// between publishing and removing replaced files).
+    pub fn open(store: Arc<Store>, cold: ColdStore) -> Result<Self, ColdError> {
+        let tables = DashMap::new();
+        block_on(async {
+            for id in cold.tables().await? {
+                let manifest = cold.manifest(id).await?;
+                let removed = cold.remove_unreferenced(&manifest).await?;
+                if removed > 0 {
+                    tracing::info!(table = id, removed, "removed unreferenced segment files");
+                }
+                tables.insert(id, Arc::new(TableCold::new(manifest)));
+            }
+            Ok::<_, ColdError>(())
+        })?;
+        Ok(Self {
+            store,
+            cold,
+            tables,
+            pending: PendingWrites::default(),
+        })
+    }
+
+    /// Writes per table since its last flush.
+    pub fn pending(&self) -> &PendingWrites {
+        &self.pending
+    }
+
+    /// Deletes the files of every table not in `live` (dropped while the
+    /// node was down, before their files were removed).
+    pub fn retain(&self, live: &[u64]) -> Result<(), ColdError> {
+        let dropped: Vec<u64> = self
+            .tables
+            .iter()
+            .map(|e| *e.key())
+            .filter(|id| !live.contains(id))
+            .collect();
+        block_on(async {
+            for id in dropped {
+                self.tables.remove(&id);
+                self.cold.delete_table(id).await?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn cold(&self) -> &ColdStore {
+        &self.cold
+    }
+
+    pub fn entry(&self, table_id: u64) -> Arc<TableCold> {
+        self.tables
+            .entry(table_id)
+            .or_insert_with(|| Arc::new(TableCold::new(Manifest::empty(table_id))))
+            .clone()
+    }
+
+    /// The table's current manifest. Hold it while reading the table.
+    pub fn manifest(&self, table_id: u64) -> Arc<Manifest> {
+        match self.tables.get(&table_id) {
+            Some(entry) => entry.manifest(),
+            None => Arc::new(Manifest::empty(table_id)),
+        }
+    }
+
+    /// Makes `next` the table's manifest, durably then in memory, and
+    /// returns the one it replaced. Call with the maintenance lock held.
+    pub async fn publish(
+        &self,
+        entry: &TableCold,
+        next: Manifest,
+    ) -> Result<Arc<Manifest>, ColdError> {
+        self.cold.publish(&next).await?;
+        Ok(entry.manifest.swap(Arc::new(next)))
+    }
+
+    /// Deletes a dropped table's files.
+    pub async fn drop_table(&self, table_id: u64) -> Result<(), ColdError> {
+        self.pending.remove(table_id);
+        if let Some((_, entry)) = self.tables.remove(&table_id) {
+            let _maintenance = entry.maintenance().await;
+        }
+        self.cold.delete_table(table_id).await
+    }
+
+    /// The versions in a segment whose key passes `wanted`, with a cell
+    /// for every column the file holds.
+    pub async fn read_rows(
+        &self,
+        segment: &Segment,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
+        let bytes = self.cold.read(&segment.path).await?;
+        decode_segment(bytes, &segment.path, wanted)
+    }
+
+    /// The current live version of each of `keys` (absent when deleted or
+    /// never written): the hot store first, then segments newest first.
+    pub async fn current_rows(
+        &self,
+        table_id: u64,
+        keys: &BTreeSet<Vec<u8>>,
+    ) -> Result<HashMap<Vec<u8>, StoredRow>, ColdError> {
+        let mut found = HashMap::new();
+        let mut missing = BTreeSet::new();
+        for key in keys {
+            match self.store.get_row(key).map_err(ColdError::store)? {
+                Some(row) if !row.deleted => {
+                    found.insert(key.clone(), row);
+                }
+                Some(_) => {}
+                None => {
+                    missing.insert(key.clone());
+                }
+            }
+        }
+        let manifest = self.manifest(table_id);
+        for segment in manifest.segments.iter().rev() {
+            if missing.is_empty() {
+                break;
+            }
+            let (min, max) = segment.key_range();
+            if missing.range(min..=max).next().is_none() {
+                continue;
+            }
+            for (key, row) in self.read_rows(segment, |k| missing.contains(k)).await? {
+                missing.remove(&key);
+                if !row.deleted {
+                    found.insert(key, row);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The live rows whose key starts with `prefix`, newest version of
+    /// each, in key order, across hot rows and segments.
+    pub async fn merged_rows(
+        &self,
+        table_id: u64,
+        prefix: &[u8],
+    ) -> Result<Vec<StoredRow>, ColdError> {
+        let manifest = self.manifest(table_id);
+        let mut newest: BTreeMap<Vec<u8>, StoredRow> = BTreeMap::new();
+        for segment in &manifest.segments {
+            for (key, row) in self.read_rows(segment, |k| k.starts_with(prefix)).await? {
+                keep_newest(&mut newest, key, row);
+            }
+        }
+        let mut after: Option<Box<[u8]>> = None;
+        loop {
+            let chunk = self
+                .store
+                .scan_row_prefix(prefix, after.as_deref(), CHUNK)
+                .map_err(ColdError::store)?;
+            for (key, row) in chunk.rows {
+                keep_newest(&mut newest, key.into_vec(), row);
+            }
+            match chunk.resume_after {
+                Some(key) => after = Some(key),
+                None => break,
+            }
+        }
+        drop(manifest);
+        Ok(newest.into_values().filter(|r| !r.deleted).collect())
+    }
+}
+
+fn keep_newest(newest: &mut BTreeMap<Vec<u8>, StoredRow>, key: Vec<u8>, row: StoredRow) {
+    match newest.get(&key) {
+        Some(existing) if existing.seq >= row.seq => {}
+        _ => {
+            newest.insert(key, row);
+        }
+    }
+}
+
+/// Waits until nobody but the caller holds `manifest`.
+pub async fn wait_for_readers(manifest: Arc<Manifest>) {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let mut warned = false;
+    while Arc::strong_count(&manifest) > 1 {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+        if !warned && started.elapsed() > Duration::from_secs(60) {
+            tracing::warn!(
+                table = manifest.table_id,
+                "a reader has held an old manifest for over a minute"
+            );
+            warned = true;
+        }
+    }
+}
+
+fn decode_segment(
+    bytes: bytes::Bytes,
+    path: &str,
+    wanted: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
+    let corrupt = |detail: String| ColdError::Manifest {
+        path: path.to_string(),
+        detail,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| corrupt(format!("no {name} column")))
+        };
+        let keys = column(KEY_COLUMN)?;
+        let keys = keys
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .ok_or_else(|| corrupt("_key is not binary".into()))?;
+        let seqs = column(SEQ_COLUMN)?;
+        let seqs = seqs
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| corrupt("_seq is not Int64".into()))?;
+        let deleted = column(DELETED_COLUMN)?;
+        let deleted = deleted
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| corrupt("_deleted is not boolean".into()))?;
+        let mut cells: Vec<(u32, Vec<Value>)> = Vec::new();
+        for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+            let Some(id) = field
+                .name()
+                .strip_prefix('c')
+                .and_then(|id| id.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            cells.push((id, array_values(array).map_err(corrupt)?));
+        }
+        for i in 0..batch.num_rows() {
+            let key = keys.value(i);
+            if !wanted(key) {
+                continue;
+            }
+            let row = StoredRow {
+                seq: seqs.value(i),
+                deleted: deleted.value(i),
+                cells: cells.iter().map(|(id, v)| (*id, v[i].clone())).collect(),
+            };
+            out.push((key.to_vec(), row));
+        }
+    }
+    Ok(out)
+}
+
+macro_rules! values {
+    ($array:expr, $ty:ty, $variant:expr) => {{
+        let array = $array
+            .as_any()
+            .downcast_ref::<$ty>()
+            .expect("array matches its data type");
+        (0..array.len())
+            .map(|i| {
+                if array.is_null(i) {
+                    Value::Null
+                } else {
+                    $variant(array.value(i))
+                }
+            })
+            .collect()
+    }};
+}
+
+/// The stored values of an array; each column type has one Arrow type.
+fn array_values(array: &ArrayRef) -> Result<Vec<Value>, String> {
+    Ok(match array.data_type() {
+        DataType::Boolean => values!(array, BooleanArray, Value::Boolean),
+        DataType::Int16 => values!(array, Int16Array, Value::Int16),
+        DataType::Int32 => values!(array, Int32Array, Value::Int32),
+        DataType::Int64 => values!(array, Int64Array, Value::Int64),
+        DataType::Float32 => values!(array, Float32Array, Value::Float32),
+        DataType::Float64 => values!(array, Float64Array, Value::Float64),
+        DataType::Utf8 => values!(array, StringArray, |s: &str| Value::Text(s.to_string())),
+        DataType::Binary => values!(array, BinaryArray, |b: &[u8]| Value::Bytes(b.to_vec())),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            values!(array, TimestampMicrosecondArray, Value::Timestamp)
+        }
+        DataType::Date32 => values!(array, Date32Array, Value::Date),
+        DataType::Decimal128(_, _) => values!(array, Decimal128Array, Value::Decimal),
+        other => return Err(format!("unexpected column type {other}")),
+    })
+}

@@ -16,7 +16,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use quiver_catalog::{ColumnDef, TableDef, arrow_type};
 use quiver_store::{
     ColdStore, ColdTables, ColumnStats, DELETED_COLUMN, KEY_COLUMN, SEQ_COLUMN, Segment,
-    SegmentOptions, Store, StoredRow, Value, segment_column, to_hex, wait_for_readers,
+    SegmentOptions, SegmentWriter, Store, StoredRow, Value, segment_column, to_hex,
+    wait_for_readers,
 };
 
 use crate::convert::{OutputColumn, rows_to_batch};
@@ -55,7 +56,7 @@ fn stored_columns(def: &TableDef) -> impl Iterator<Item = &ColumnDef> {
 /// Writes the table's hot rows into a new segment and publishes it. The
 /// rows stay in the hot store (readers merge the two) until the caller
 /// removes them with [`remove_flushed`], holding whatever lock keeps the
-/// table's writers out.
+/// table's writers out. Rows are read and encoded a chunk at a time.
 pub async fn flush(
     tier: &ColdTables,
     def: &TableDef,
@@ -64,26 +65,30 @@ pub async fn flush(
     let entry = tier.entry(def.id.0);
     let _maintenance = entry.maintenance().await;
     let store = tier.store();
-    let mut rows: Vec<(Box<[u8]>, StoredRow)> = Vec::new();
+    let mut builder = SegmentBuilder::new(tier, def, row_group_rows)?;
+    let mut flushed: Vec<(Box<[u8]>, i64)> = Vec::new();
     let mut after: Option<Box<[u8]>> = None;
     loop {
-        let chunk = store.scan_rows(def.id.0, after.as_deref(), FLUSH_CHUNK)?;
-        rows.extend(chunk.rows);
+        let chunk = store.scan_rows(def.id.0, after.as_deref(), FLUSH_CHUNK.max(row_group_rows))?;
+        builder.push(&chunk.rows)?;
+        flushed.extend(chunk.rows.into_iter().map(|(key, row)| (key, row.seq)));
         match chunk.resume_after {
             Some(key) => after = Some(key),
             None => break,
         }
     }
     let current = entry.manifest();
-    if rows.is_empty() {
+    if flushed.is_empty() {
         let outcome = Outcome {
             segments: current.segments.len(),
             ..Outcome::default()
         };
-        return Ok((outcome, Vec::new()));
+        return Ok((outcome, flushed));
     }
     let version = current.version + 1;
-    let segment = write_segment(tier, def, &rows, version, row_group_rows).await?;
+    let segment = builder
+        .finish(ColdStore::segment_path(def.id.0, version))
+        .await?;
     let outcome = Outcome {
         rows: segment.rows,
         bytes: segment.bytes,
@@ -95,7 +100,6 @@ pub async fn flush(
     drop(current);
     let previous = tier.publish(&entry, next).await?;
     wait_for_readers(previous).await;
-    let flushed = rows.into_iter().map(|(key, row)| (key, row.seq)).collect();
     Ok((outcome, flushed))
 }
 
@@ -150,7 +154,13 @@ pub async fn compact(tier: &ColdTables, def: &TableDef, row_group_rows: usize) -
     next.segments.clear();
     let mut outcome = Outcome::default();
     if !rows.is_empty() {
-        let segment = write_segment(tier, def, &rows, version, row_group_rows).await?;
+        let mut builder = SegmentBuilder::new(tier, def, row_group_rows)?;
+        for chunk in rows.chunks(row_group_rows.max(1)) {
+            builder.push(chunk)?;
+        }
+        let segment = builder
+            .finish(ColdStore::segment_path(def.id.0, version))
+            .await?;
         outcome = Outcome {
             rows: segment.rows,
             bytes: segment.bytes,
@@ -168,24 +178,6 @@ pub async fn compact(tier: &ColdTables, def: &TableDef, row_group_rows: usize) -
     Ok(outcome)
 }
 
-async fn write_segment(
-    tier: &ColdTables,
-    def: &TableDef,
-    rows: &[(Box<[u8]>, StoredRow)],
-    version: u64,
-    row_group_rows: usize,
-) -> Result<Segment> {
-    let path = ColdStore::segment_path(def.id.0, version);
-    let (batches, mut segment) = encode_segment(def, rows, row_group_rows)?;
-    let options = SegmentOptions {
-        row_group_rows,
-        key_column: def.primary_key.map(segment_column),
-    };
-    segment.bytes = tier.cold().write_segment(&path, &batches, &options).await?;
-    segment.path = path;
-    Ok(segment)
-}
-
 /// The Arrow schema of a segment of `def` as it is now.
 pub fn segment_schema(def: &TableDef) -> SchemaRef {
     let mut fields = vec![Field::new(KEY_COLUMN, DataType::Binary, false)];
@@ -198,57 +190,108 @@ pub fn segment_schema(def: &TableDef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Encodes rows (in key order, one version per key) as segment batches,
-/// with the segment's manifest entry (all but its path and size). Cells
-/// of columns the table no longer has are left out; columns it gained
-/// since a row was written take their fill value.
-fn encode_segment(
-    def: &TableDef,
-    rows: &[(Box<[u8]>, StoredRow)],
-    batch_rows: usize,
-) -> Result<(Vec<RecordBatch>, Segment)> {
-    let schema = segment_schema(def);
-    let columns: Vec<OutputColumn> = stored_columns(def)
-        .map(OutputColumn::of)
-        .chain([OutputColumn::Seq, OutputColumn::Deleted])
-        .collect();
-    let value_schema = Arc::new(Schema::new(schema.fields()[1..].to_vec()));
-    let mut batches = Vec::new();
-    for chunk in rows.chunks(batch_rows.max(1)) {
-        let stored: Vec<&StoredRow> = chunk.iter().map(|(_, r)| r).collect();
-        let values = rows_to_batch(&value_schema, &columns, &stored)?;
+/// Encodes row versions (in key order, one per key) into a new segment as
+/// they come, keeping its manifest entry up to date. Cells of columns the
+/// table no longer has are left out; columns it gained since a row was
+/// written take their fill value.
+struct SegmentBuilder<'a> {
+    def: &'a TableDef,
+    schema: SchemaRef,
+    value_schema: SchemaRef,
+    columns: Vec<OutputColumn>,
+    writer: SegmentWriter,
+    segment: Segment,
+    first_key: Option<Vec<u8>>,
+    last_key: Vec<u8>,
+}
+
+impl<'a> SegmentBuilder<'a> {
+    fn new(tier: &ColdTables, def: &'a TableDef, row_group_rows: usize) -> Result<Self> {
+        let schema = segment_schema(def);
+        let options = SegmentOptions {
+            row_group_rows,
+            key_column: def.primary_key.map(segment_column),
+        };
+        Ok(Self {
+            def,
+            value_schema: Arc::new(Schema::new(schema.fields()[1..].to_vec())),
+            writer: tier.cold().segment_writer(schema.clone(), &options)?,
+            schema,
+            columns: stored_columns(def)
+                .map(OutputColumn::of)
+                .chain([OutputColumn::Seq, OutputColumn::Deleted])
+                .collect(),
+            segment: Segment {
+                path: String::new(),
+                schema_version: def.schema_version,
+                columns: stored_columns(def).map(|c| c.id).collect(),
+                rows: 0,
+                tombstones: 0,
+                bytes: 0,
+                min_seq: i64::MAX,
+                max_seq: i64::MIN,
+                min_key: String::new(),
+                max_key: String::new(),
+                stats: stored_columns(def)
+                    .map(|c| {
+                        let empty = ColumnStats {
+                            min: None,
+                            max: None,
+                            nulls: 0,
+                        };
+                        (c.id, empty)
+                    })
+                    .collect(),
+            },
+            first_key: None,
+            last_key: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, rows: &[(Box<[u8]>, StoredRow)]) -> Result<()> {
+        let Some((last, _)) = rows.last() else {
+            return Ok(());
+        };
+        let stored: Vec<&StoredRow> = rows.iter().map(|(_, r)| r).collect();
+        let values = rows_to_batch(&self.value_schema, &self.columns, &stored)?;
         let keys: ArrayRef = Arc::new(BinaryArray::from_iter_values(
-            chunk.iter().map(|(k, _)| k.as_ref()),
+            rows.iter().map(|(k, _)| k.as_ref()),
         ));
         let mut arrays = vec![keys];
         arrays.extend(values.columns().iter().cloned());
-        batches.push(RecordBatch::try_new(schema.clone(), arrays)?);
+        self.writer
+            .write(&RecordBatch::try_new(self.schema.clone(), arrays)?)?;
+
+        let segment = &mut self.segment;
+        segment.rows += rows.len() as u64;
+        for (_, row) in rows {
+            segment.tombstones += u64::from(row.deleted);
+            segment.min_seq = segment.min_seq.min(row.seq);
+            segment.max_seq = segment.max_seq.max(row.seq);
+        }
+        if self.first_key.is_none() {
+            self.first_key = Some(rows[0].0.to_vec());
+        }
+        self.last_key = last.to_vec();
+        for column in stored_columns(self.def) {
+            if let Some(stats) = segment.stats.get_mut(&column.id) {
+                update_stats(stats, column, rows);
+            }
+        }
+        Ok(())
     }
-    let stats = stored_columns(def)
-        .map(|column| (column.id, column_stats(column, rows)))
-        .collect();
-    let segment = Segment {
-        path: String::new(),
-        schema_version: def.schema_version,
-        columns: stored_columns(def).map(|c| c.id).collect(),
-        rows: rows.len() as u64,
-        tombstones: rows.iter().filter(|(_, r)| r.deleted).count() as u64,
-        bytes: 0,
-        min_seq: rows.iter().map(|(_, r)| r.seq).min().unwrap_or(0),
-        max_seq: rows.iter().map(|(_, r)| r.seq).max().unwrap_or(0),
-        min_key: to_hex(&rows[0].0),
-        max_key: to_hex(&rows[rows.len() - 1].0),
-        stats,
-    };
-    Ok((batches, segment))
+
+    /// Stores the file at `path` and returns its manifest entry.
+    async fn finish(mut self, path: String) -> Result<Segment> {
+        self.segment.bytes = self.writer.finish(&path).await?;
+        self.segment.path = path;
+        self.segment.min_key = to_hex(self.first_key.as_deref().unwrap_or_default());
+        self.segment.max_key = to_hex(&self.last_key);
+        Ok(self.segment)
+    }
 }
 
-fn column_stats(column: &ColumnDef, rows: &[(Box<[u8]>, StoredRow)]) -> ColumnStats {
-    let mut stats = ColumnStats {
-        min: None,
-        max: None,
-        nulls: 0,
-    };
+fn update_stats(stats: &mut ColumnStats, column: &ColumnDef, rows: &[(Box<[u8]>, StoredRow)]) {
     for (_, row) in rows.iter().filter(|(_, r)| !r.deleted) {
         let value = match row.stored_cell(column.id) {
             Some(v) => v,
@@ -265,7 +308,6 @@ fn column_stats(column: &ColumnDef, rows: &[(Box<[u8]>, StoredRow)]) -> ColumnSt
             stats.max = Some(value.clone());
         }
     }
-    stats
 }
 
 fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {

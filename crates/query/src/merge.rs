@@ -65,7 +65,8 @@ pub(crate) fn needs_merge(manifest: &Manifest, hot_range: Option<(&[u8], &[u8])>
 }
 
 /// What the scan's inputs carry, in order: `_key` (when merging), the
-/// needed table columns as `c<id>`, `_seq`, `_deleted`.
+/// needed table columns as `c<id>`, `_seq` (when merging or projected),
+/// `_deleted` (when merging or when segments hold delete markers).
 pub(crate) struct InputLayout {
     pub(crate) merge: bool,
     pub(crate) column_ids: Vec<u32>,
@@ -73,7 +74,13 @@ pub(crate) struct InputLayout {
 }
 
 impl InputLayout {
-    pub(crate) fn new(def: &TableDef, column_ids: Vec<u32>, merge: bool) -> Self {
+    pub(crate) fn new(
+        def: &TableDef,
+        column_ids: Vec<u32>,
+        merge: bool,
+        seq: bool,
+        deleted: bool,
+    ) -> Self {
         let mut fields = Vec::new();
         if merge {
             fields.push(Field::new(KEY_COLUMN, DataType::Binary, false));
@@ -90,8 +97,12 @@ impl InputLayout {
                 true,
             ));
         }
-        fields.push(Field::new(SEQ_COLUMN, DataType::Int64, false));
-        fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
+        if merge || seq {
+            fields.push(Field::new(SEQ_COLUMN, DataType::Int64, false));
+        }
+        if merge || deleted {
+            fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
+        }
         Self {
             merge,
             column_ids,
@@ -101,6 +112,10 @@ impl InputLayout {
 
     fn index(&self, name: &str) -> usize {
         self.schema.index_of(name).expect("layout column")
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.schema.index_of(name).is_ok()
     }
 
     /// `_key ASC, _seq DESC`: the order merging needs.
@@ -151,8 +166,11 @@ pub(crate) fn segment_scans(
         for id in &present {
             fields.push(layout.schema.field_with_name(&segment_column(*id))?.clone());
         }
-        fields.push(Field::new(SEQ_COLUMN, DataType::Int64, false));
-        fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
+        for system in [SEQ_COLUMN, DELETED_COLUMN] {
+            if let Ok(field) = layout.schema.field_with_name(system) {
+                fields.push(field.clone());
+            }
+        }
         let file_schema = Arc::new(Schema::new(fields));
 
         let mut source = ParquetSource::new(file_schema.clone())
@@ -270,7 +288,7 @@ pub(crate) struct MergeExec {
     /// Input column of each output column.
     outputs: Vec<usize>,
     key: Option<usize>,
-    deleted: usize,
+    deleted: Option<usize>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     /// Keeps the manifest the scan planned with alive until it is done.
@@ -299,7 +317,7 @@ impl MergeExec {
         Self {
             merge: layout.merge.then(|| layout.merge_ordering()),
             key: layout.merge.then(|| layout.index(KEY_COLUMN)),
-            deleted: layout.index(DELETED_COLUMN),
+            deleted: layout.schema.index_of(DELETED_COLUMN).ok(),
             input,
             outputs,
             schema,
@@ -442,7 +460,7 @@ impl ExecutionPlan for MergeExec {
 
 struct MergeState {
     key: Option<usize>,
-    deleted: usize,
+    deleted: Option<usize>,
     outputs: Vec<usize>,
     schema: SchemaRef,
     /// The key of the previous row, across batches.
@@ -454,8 +472,12 @@ impl MergeState {
     /// The live, newest rows of `batch`, in the output shape; `None` when
     /// none are left.
     fn next(&mut self, batch: &RecordBatch) -> DfResult<Option<RecordBatch>> {
+        let Some(deleted) = self.deleted else {
+            // Nothing to drop: only the columns are rearranged.
+            return self.output(batch).map(Some);
+        };
         let deleted = batch
-            .column(self.deleted)
+            .column(deleted)
             .as_any()
             .downcast_ref::<BooleanArray>()
             .ok_or_else(|| DataFusionError::Internal("_deleted is not boolean".into()))?;
@@ -483,17 +505,22 @@ impl MergeState {
         if kept.num_rows() == 0 {
             return Ok(None);
         }
+        self.output(&kept).map(Some)
+    }
+
+    /// `batch` in the output shape.
+    fn output(&self, batch: &RecordBatch) -> DfResult<RecordBatch> {
         let columns: Vec<ArrayRef> = self
             .outputs
             .iter()
-            .map(|&i| kept.column(i).clone())
+            .map(|&i| batch.column(i).clone())
             .collect();
         let options = datafusion::arrow::array::RecordBatchOptions::new()
-            .with_row_count(Some(kept.num_rows()));
-        Ok(Some(RecordBatch::try_new_with_options(
+            .with_row_count(Some(batch.num_rows()));
+        Ok(RecordBatch::try_new_with_options(
             self.schema.clone(),
             columns,
             &options,
-        )?))
+        )?)
     }
 }

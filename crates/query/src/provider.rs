@@ -300,13 +300,20 @@ impl TableProvider for QuiverTable {
             .iter()
             .filter_map(|&i| def.columns.get(i).map(|c| c.id))
             .collect();
-        let layout = InputLayout::new(def, column_ids, merge);
+        let seq_projected = indices.iter().any(|&i| i >= def.columns.len());
+        let tombstones = manifest.segments.iter().any(|s| s.tombstones > 0);
+        let layout = InputLayout::new(def, column_ids, merge, seq_projected, tombstones);
         let mut hot_columns: Vec<OutputColumn> = layout
             .column_ids
             .iter()
             .map(|id| OutputColumn::of(def.columns.iter().find(|c| c.id == *id).expect("column")))
             .collect();
-        hot_columns.extend([OutputColumn::Seq, OutputColumn::Deleted]);
+        if layout.has(SEQ_COLUMN) {
+            hot_columns.push(OutputColumn::Seq);
+        }
+        if layout.has(quiver_store::DELETED_COLUMN) {
+            hot_columns.push(OutputColumn::Deleted);
+        }
         let hot = HotScan {
             source: Arc::new(ScanSource {
                 store,
@@ -315,7 +322,8 @@ impl TableProvider for QuiverTable {
                 columns: hot_columns,
                 batch_size,
                 with_key: merge,
-                with_deleted: true,
+                // Without overlap a hot delete marker hides nothing.
+                with_deleted: merge,
                 _manifest: manifest.clone(),
             }),
             point,

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -133,6 +134,29 @@ pub struct SegmentOptions {
     pub key_column: Option<String>,
 }
 
+/// A segment being written; nothing is visible until a manifest names it.
+pub struct SegmentWriter {
+    writer: ArrowWriter<Vec<u8>>,
+    objects: Arc<dyn ObjectStore>,
+}
+
+impl SegmentWriter {
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ColdError> {
+        self.writer.write(batch)?;
+        Ok(())
+    }
+
+    /// Finishes the file and stores it at `path`; returns its size.
+    pub async fn finish(self, path: &str) -> Result<u64, ColdError> {
+        let buffer = self.writer.into_inner()?;
+        let size = buffer.len() as u64;
+        self.objects
+            .put(&ObjectPath::from(path), PutPayload::from(buffer))
+            .await?;
+        Ok(size)
+    }
+}
+
 /// The cold tier of one node.
 #[derive(Debug, Clone)]
 pub struct ColdStore {
@@ -187,20 +211,14 @@ impl ColdStore {
         format!("{}/seg-{version}.parquet", table_dir(table_id))
     }
 
-    /// Encodes `batches` as one Parquet file (zstd, page statistics, a
-    /// bloom filter on the key) and stores it at `path`. Returns its size.
-    pub async fn write_segment(
+    /// A writer for a new segment of `schema`: zstd, page statistics, a
+    /// bloom filter on the key column. Batches are encoded as they come;
+    /// [`SegmentWriter::finish`] stores the file.
+    pub fn segment_writer(
         &self,
-        path: &str,
-        batches: &[RecordBatch],
+        schema: SchemaRef,
         options: &SegmentOptions,
-    ) -> Result<u64, ColdError> {
-        let Some(first) = batches.first() else {
-            return Err(ColdError::Manifest {
-                path: path.to_string(),
-                detail: "a segment needs at least one batch".to_string(),
-            });
-        };
+    ) -> Result<SegmentWriter, ColdError> {
         let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
             .set_max_row_group_row_count(Some(options.row_group_rows))
@@ -209,18 +227,10 @@ impl ColdStore {
             properties =
                 properties.set_column_bloom_filter_enabled(ColumnPath::from(key.as_str()), true);
         }
-        let mut buffer = Vec::new();
-        let mut writer =
-            ArrowWriter::try_new(&mut buffer, first.schema(), Some(properties.build()))?;
-        for batch in batches {
-            writer.write(batch)?;
-        }
-        writer.close()?;
-        let size = buffer.len() as u64;
-        self.objects
-            .put(&ObjectPath::from(path), PutPayload::from(buffer))
-            .await?;
-        Ok(size)
+        Ok(SegmentWriter {
+            writer: ArrowWriter::try_new(Vec::new(), schema, Some(properties.build()))?,
+            objects: self.objects.clone(),
+        })
     }
 
     /// Reads a whole segment's bytes.

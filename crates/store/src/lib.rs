@@ -13,7 +13,8 @@ mod tier;
 
 pub use backend::{Batch, KeyRange, MetaRecord, RowScan, Store, StoreError, StoreOptions};
 pub use cold::{
-    ColdError, ColdStore, ColumnStats, Manifest, Segment, SegmentOptions, from_hex, to_hex,
+    ColdError, ColdStore, ColumnStats, Manifest, Segment, SegmentOptions, SegmentWriter, from_hex,
+    to_hex,
 };
 pub use keys::{encode_key_value, table_prefix};
 pub use row::{StoredRow, Value};

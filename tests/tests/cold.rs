@@ -190,6 +190,15 @@ async fn explain_shows_segment_pruning() {
         text.contains("row_groups_pruned_statistics=10 total → 1 matched"),
         "{text}"
     );
+    // The manifest knows the row count of an untouched table exactly.
+    let count = server.sql_ok("EXPLAIN SELECT COUNT(*) FROM nums").await;
+    let text = count.body.to_string();
+    assert!(!text.contains("DataSourceExec"), "{text}");
+    let count = server.sql_ok("SELECT COUNT(*) FROM nums").await;
+    assert_eq!(count.rows(0)[0][0], "100");
+    server.sql_ok("DELETE FROM nums WHERE id = 7").await;
+    let count = server.sql_ok("SELECT COUNT(*) FROM nums").await;
+    assert_eq!(count.rows(0)[0][0], "99");
     let rows = server
         .sql_ok("SELECT id FROM nums WHERE id BETWEEN 42 AND 44 ORDER BY id")
         .await;
@@ -249,5 +258,69 @@ async fn system_tables_flush_and_the_catalog_reloads_from_segments() {
     assert_eq!(columns.rows(0), &vec![json!(["id"]), json!(["v"])]);
     let history = server.sql_ok("DESCRIBE TABLE app.t HISTORY").await;
     assert_eq!(history.rows(0).len(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn arrow_batches_append_without_sql_and_keep_keys_unique() {
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    let server = TestServer::start().await;
+    server
+        .sql_ok(
+            "CREATE TABLE bulk (id BIGINT PRIMARY KEY, name TEXT NOT NULL, tag TEXT DEFAULT 'x')",
+        )
+        .await;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+    ]));
+    let batch = |ids: Vec<i64>| {
+        let names: Vec<String> = ids.iter().map(|i| format!("n{i}")).collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .unwrap()
+    };
+    let engine = &server.context.engine;
+    assert_eq!(
+        engine
+            .append_batch("default", "bulk", &batch(vec![1, 2, 3]))
+            .await
+            .unwrap(),
+        3
+    );
+    server.sql_ok("STORAGE FLUSH TABLE bulk").await;
+    let duplicate = engine
+        .append_batch("default", "bulk", &batch(vec![4, 2]))
+        .await
+        .unwrap_err();
+    assert!(duplicate.to_string().contains("id = 2"), "{duplicate}");
+    let within = engine
+        .append_batch("default", "bulk", &batch(vec![5, 5]))
+        .await
+        .unwrap_err();
+    assert!(within.to_string().contains("id = 5"), "{within}");
+    let missing = engine
+        .append_batch("default", "nope", &batch(vec![9]))
+        .await;
+    assert!(missing.is_err());
+    let rows = server
+        .sql_ok("SELECT id, name, tag FROM bulk ORDER BY id")
+        .await;
+    assert_eq!(
+        rows.rows(0),
+        &vec![
+            json!(["1", "n1", "x"]),
+            json!(["2", "n2", "x"]),
+            json!(["3", "n3", "x"])
+        ]
+    );
     server.stop().await;
 }

@@ -26,7 +26,7 @@ use quiver_store::{StoredRow, Value};
 
 use crate::convert::{OutputColumn, array_to_values, display_value, now_value, rows_to_batch};
 use crate::error::{QueryError, Result};
-use crate::executor::{QuerySession, StatementOutput};
+use crate::executor::{QueryEngine, QuerySession, StatementOutput};
 use crate::provider::row_key;
 
 async fn collect(stream: SendableRecordBatchStream) -> Result<Vec<RecordBatch>> {
@@ -651,4 +651,96 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
     store.commit(batch)?;
     session.engine().cold().pending().note(def.id.0, count);
     Ok(done(count, "Deleted"))
+}
+
+/// Appends the rows of an Arrow batch to `namespace.table`, matching
+/// columns by name: the bulk path for loaders, without SQL. A column the
+/// batch lacks takes its literal default, or NULL; defaults computed per
+/// row (`NOW()`, ids) need the column in the batch. Primary keys are
+/// checked against the table and within the batch, as `INSERT` does.
+pub async fn append_batch(
+    engine: &QueryEngine,
+    namespace: &str,
+    table: &str,
+    batch: &RecordBatch,
+) -> Result<u64> {
+    let namespace = quiver_common::NamespaceId::new(namespace)?;
+    let name = quiver_common::TableName::new(table)?;
+    let table = engine
+        .catalog()
+        .table(&namespace, &name)
+        .ok_or_else(|| QueryError::TableNotFound(format!("{namespace}.{name}")))?;
+    let def = table.def();
+    let mut columns: Vec<Vec<Value>> = Vec::with_capacity(def.columns.len());
+    for column in &def.columns {
+        let values = match batch.column_by_name(&column.name) {
+            Some(array) => array_to_values(array, column)?,
+            None => {
+                let fill = match &column.default {
+                    None => Value::Null,
+                    Some(DefaultValue::Literal(value)) => value.clone(),
+                    Some(_) => {
+                        return Err(QueryError::invalid(format!(
+                            "column {} has a computed default; the batch must hold it",
+                            column.name
+                        )));
+                    }
+                };
+                vec![fill; batch.num_rows()]
+            }
+        };
+        columns.push(values);
+    }
+    let pk_index = def
+        .columns
+        .iter()
+        .position(|c| Some(c.id) == def.primary_key);
+
+    let lock = engine.writer_lock(def.id);
+    let _writer = lock.lock().await;
+    let store = engine.catalog().store().clone();
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let mut keys = BTreeSet::new();
+    for r in 0..batch.num_rows() {
+        let cells: Vec<Value> = columns.iter().map(|c| c[r].clone()).collect();
+        for (column, value) in def.columns.iter().zip(&cells) {
+            check_not_null(def, column, value)?;
+        }
+        let seq = store.seq().next().0;
+        let key = key_of(def, pk_index, &cells, seq)?;
+        if let Some(index) = pk_index
+            && !keys.insert(key.clone())
+        {
+            return Err(QueryError::DuplicateKey {
+                table: def.qualified_name(),
+                key: format!(
+                    "{} = {}",
+                    def.columns[index].name,
+                    display_value(&cells[index])
+                ),
+            });
+        }
+        rows.push((key, stored(def, seq, cells)));
+    }
+    if let Some(pk) = def.primary_key_column() {
+        let existing = engine.cold().current_rows(def.id.0, &keys).await?;
+        if let Some((_, row)) = rows.iter().find(|(key, _)| existing.contains_key(key)) {
+            let value = row
+                .stored_cell(pk.id)
+                .map(display_value)
+                .unwrap_or_default();
+            return Err(QueryError::DuplicateKey {
+                table: def.qualified_name(),
+                key: format!("{} = {value}", pk.name),
+            });
+        }
+    }
+    let mut write = store.batch();
+    for (key, row) in &rows {
+        write.put_row(key, row);
+    }
+    store.commit(write)?;
+    let count = rows.len() as u64;
+    engine.cold().pending().note(def.id.0, count);
+    Ok(count)
 }

@@ -138,6 +138,17 @@ impl QueryEngine {
         &self.cold
     }
 
+    /// Appends an Arrow batch to a table without SQL (bulk loading);
+    /// see [`dml::append_batch`].
+    pub async fn append_batch(
+        &self,
+        namespace: &str,
+        table: &str,
+        batch: &RecordBatch,
+    ) -> Result<u64> {
+        dml::append_batch(self, namespace, table, batch).await
+    }
+
     /// Rows per row group of new segments.
     pub(crate) fn row_group_rows(&self) -> usize {
         self.row_group_rows

@@ -21,8 +21,9 @@ use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, Recor
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::common::{DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
@@ -41,7 +42,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
-    Partitioning, PlanProperties, SendableRecordBatchStream,
+    Partitioning, PlanProperties, SendableRecordBatchStream, StatisticsArgs,
 };
 use futures::StreamExt;
 use quiver_catalog::{SEQ_COLUMN, TableDef, arrow_type};
@@ -293,6 +294,9 @@ pub(crate) struct MergeExec {
     properties: Arc<PlanProperties>,
     /// Keeps the manifest the scan planned with alive until it is done.
     manifest: Arc<Manifest>,
+    /// The exact row count, when the manifest alone tells it (no hot
+    /// rows, no delete markers, no overlap).
+    exact_rows: Option<usize>,
 }
 
 impl MergeExec {
@@ -302,6 +306,7 @@ impl MergeExec {
         outputs: Vec<usize>,
         schema: SchemaRef,
         manifest: Arc<Manifest>,
+        exact_rows: Option<usize>,
     ) -> Self {
         let partitioning = if layout.merge {
             Partitioning::UnknownPartitioning(1)
@@ -323,6 +328,7 @@ impl MergeExec {
             schema,
             properties: Arc::new(properties),
             manifest,
+            exact_rows,
         }
     }
 }
@@ -423,6 +429,7 @@ impl ExecutionPlan for MergeExec {
             schema: self.schema.clone(),
             properties: Arc::new(properties),
             manifest: self.manifest.clone(),
+            exact_rows: self.exact_rows,
         }))
     }
 
@@ -431,6 +438,18 @@ impl ExecutionPlan for MergeExec {
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         self.with_new_children(children)
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> DfResult<Arc<Statistics>> {
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        if let (None, Some(rows)) = (args.partition(), self.exact_rows) {
+            statistics.num_rows = Precision::Exact(rows);
+        }
+        Ok(Arc::new(statistics))
     }
 
     fn execute(

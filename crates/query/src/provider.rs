@@ -347,8 +347,10 @@ impl TableProvider for QuiverTable {
                 None => layout.schema.index_of(SEQ_COLUMN),
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        let exact_rows =
+            (!merge && !tombstones && hot_range.is_none()).then(|| manifest.rows() as usize);
         Ok(Arc::new(MergeExec::new(
-            input, &layout, outputs, projected, manifest,
+            input, &layout, outputs, projected, manifest, exact_rows,
         )))
     }
 }

@@ -715,23 +715,24 @@ impl Catalog {
 
     /// Stores a new user.
     pub fn create_user(&self, user: UserRecord) -> Result<Arc<UserRecord>, CatalogError> {
-        let _ddl = self.ddl.lock();
-        if self.users.contains_key(&user.id) {
-            return Err(CatalogError::UserExists(user.id));
-        }
-        let mut batch = self.store.batch();
-        self.put(&mut batch, SystemTable::Users, system::user_row(&user));
-        self.store.commit(batch)?;
-        let user = Arc::new(user);
-        self.users.insert(user.id.clone(), user.clone());
-        Ok(user)
+        self.store_user(user, false)
     }
 
     /// Replaces a user's stored record (role, password hash, email).
     pub fn update_user(&self, user: UserRecord) -> Result<Arc<UserRecord>, CatalogError> {
+        self.store_user(user, true)
+    }
+
+    fn store_user(
+        &self,
+        user: UserRecord,
+        existing: bool,
+    ) -> Result<Arc<UserRecord>, CatalogError> {
         let _ddl = self.ddl.lock();
-        if !self.users.contains_key(&user.id) {
-            return Err(CatalogError::UserNotFound(user.id));
+        match (existing, self.users.contains_key(&user.id)) {
+            (true, false) => return Err(CatalogError::UserNotFound(user.id)),
+            (false, true) => return Err(CatalogError::UserExists(user.id)),
+            _ => {}
         }
         let mut batch = self.store.batch();
         self.put(&mut batch, SystemTable::Users, system::user_row(&user));

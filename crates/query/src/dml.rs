@@ -541,6 +541,20 @@ async fn matching_rows(
     Ok(out)
 }
 
+/// The current versions, hot or cold, of the rows `matching_rows` found.
+async fn current_rows(
+    session: &QuerySession,
+    def: &TableDef,
+    matches: &[(Vec<u8>, Vec<Value>)],
+) -> Result<std::collections::HashMap<Vec<u8>, StoredRow>> {
+    let keys: BTreeSet<Vec<u8>> = matches.iter().map(|(k, _)| k.clone()).collect();
+    Ok(session
+        .engine()
+        .cold()
+        .current_rows(def.id.0, &keys)
+        .await?)
+}
+
 pub async fn update(session: &QuerySession, update: Update) -> Result<StatementOutput> {
     if update.from.is_some() || update.returning.is_some() || update.limit.is_some() {
         return Err(QueryError::Unsupported(
@@ -567,12 +581,7 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
     )
     .await?;
     let store = session.engine().catalog().store().clone();
-    let keys: BTreeSet<Vec<u8>> = matches.iter().map(|(k, _)| k.clone()).collect();
-    let mut current = session
-        .engine()
-        .cold()
-        .current_rows(def.id.0, &keys)
-        .await?;
+    let mut current = current_rows(session, def, &matches).await?;
     let mut batch = store.batch();
     let mut count = 0;
     for (key, values) in matches {
@@ -621,12 +630,7 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
     let _writer = lock.lock().await;
     let matches = matching_rows(session, def, relation, &[], delete.selection.as_ref()).await?;
     let store = session.engine().catalog().store().clone();
-    let keys: BTreeSet<Vec<u8>> = matches.iter().map(|(k, _)| k.clone()).collect();
-    let mut current = session
-        .engine()
-        .cold()
-        .current_rows(def.id.0, &keys)
-        .await?;
+    let mut current = current_rows(session, def, &matches).await?;
     let mut batch = store.batch();
     let mut count = 0;
     for (key, _) in matches {

@@ -48,6 +48,9 @@ pub fn test_config(dir: &Path) -> Config {
     config.server.port = 0;
     config.server.node_id = "test-node".to_string();
     config.storage.data_path = dir.to_path_buf();
+    // Cheap password hashes keep tests fast.
+    config.auth.password_memory_kib = 64;
+    config.auth.password_iterations = 1;
     config
 }
 

@@ -7,6 +7,7 @@
 mod arrow_types;
 mod catalog;
 mod defs;
+mod password;
 mod registry;
 mod system;
 
@@ -20,5 +21,6 @@ pub use defs::{
     AccessLevel, ColumnDef, DefaultValue, FlushPolicy, JobRecord, JobStatus, NamespaceDef,
     TableDef, TableOptions, TableType, TableVersion, UserRecord, ViewDef,
 };
+pub use password::{PasswordCost, PasswordError, hash_password, verify_password};
 pub use registry::{CachedTableData, SchemaRegistry, build_schema};
 pub use system::{SYSTEM_NAMESPACE, SystemTable, render_columns};

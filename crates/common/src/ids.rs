@@ -169,6 +169,19 @@ impl UserId {
         Self(value.into())
     }
 
+    /// A user name as given in `CREATE USER` or at login: 1-64 characters
+    /// of `[A-Za-z0-9_.@-]`.
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        check(
+            "user name",
+            value,
+            64,
+            "ASCII letters, digits, '_', '.', '@' and '-'",
+            |_, c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'),
+        )?;
+        Ok(Self(value.into()))
+    }
+
     /// The built-in superuser every request runs as until authentication exists.
     pub fn root() -> Self {
         Self::new("root")

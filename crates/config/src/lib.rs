@@ -8,6 +8,6 @@ mod model;
 
 pub use load::{ConfigError, ConfigSource, ENV_PREFIX, load};
 pub use model::{
-    CompactionConfig, Config, DataFusionConfig, FlushConfig, LimitsConfig, LogFormat,
+    AuthConfig, CompactionConfig, Config, DataFusionConfig, FlushConfig, LimitsConfig, LogFormat,
     LoggingConfig, ServerConfig, StorageConfig,
 };

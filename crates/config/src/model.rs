@@ -13,6 +13,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub flush: FlushConfig,
     pub compaction: CompactionConfig,
+    pub auth: AuthConfig,
     pub logging: LoggingConfig,
     pub datafusion: DataFusionConfig,
 }
@@ -137,6 +138,38 @@ impl Default for FlushConfig {
             interval_secs: 300,
             check_interval_ms: 1000,
             row_group_rows: 122_880,
+        }
+    }
+}
+
+/// Users, passwords and tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 key for access and refresh tokens; at least 32 bytes on any
+    /// address but loopback.
+    pub jwt_secret: String,
+    /// Sets `root`'s password at start when not empty.
+    pub root_password: String,
+    /// Lifetime of access tokens, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of refresh tokens, in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Argon2id memory cost of password hashes, in KiB.
+    pub password_memory_kib: u32,
+    /// Argon2id passes over that memory.
+    pub password_iterations: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: String::new(),
+            root_password: String::new(),
+            access_token_ttl_secs: 3600,
+            refresh_token_ttl_secs: 7 * 24 * 3600,
+            password_memory_kib: 19 * 1024,
+            password_iterations: 2,
         }
     }
 }

@@ -10,6 +10,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use quiver_catalog::TableType;
+use quiver_common::Role;
 use std::ops::ControlFlow;
 
 use crate::error::{QueryError, Result};
@@ -53,8 +54,61 @@ pub enum QuiverStatement {
     StorageCompact {
         target: StorageTarget,
     },
+    /// `CREATE USER 'name' WITH PASSWORD '...' ROLE r [EMAIL '...']`.
+    CreateUser {
+        name: String,
+        password: String,
+        role: Role,
+        email: Option<String>,
+        if_not_exists: bool,
+    },
+    /// `ALTER USER 'name' SET PASSWORD '...' | SET ROLE r | SET EMAIL '...'`.
+    AlterUser { name: String, change: UserChange },
+    /// `DROP USER [IF EXISTS] 'name'`.
+    DropUser { name: String, if_exists: bool },
     /// INSERT, UPDATE, DELETE, SELECT and EXPLAIN, as sqlparser reads them.
     Standard(Box<Statement>),
+}
+
+/// What `ALTER USER` changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserChange {
+    Password(String),
+    Role(Role),
+    Email(String),
+}
+
+/// A user name: `'quoted'` or a bare identifier.
+fn parse_user_name(parser: &mut Parser<'_>) -> Result<String, ParserError> {
+    let token = parser.next_token();
+    match token.token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Ok(s),
+        Token::Word(w) => Ok(w.value),
+        _ => parser.expected("a user name", token),
+    }
+}
+
+fn parse_string(parser: &mut Parser<'_>, what: &str) -> Result<String, ParserError> {
+    let token = parser.next_token();
+    match token.token {
+        Token::SingleQuotedString(s) => Ok(s),
+        _ => parser.expected(what, token),
+    }
+}
+
+fn parse_role(parser: &mut Parser<'_>) -> Result<Role, ParserError> {
+    let token = parser.next_token();
+    let name = match &token.token {
+        Token::Word(w) => w.value.clone(),
+        Token::SingleQuotedString(s) => s.clone(),
+        _ => return parser.expected("a role (user, service, dba, system)", token),
+    };
+    match Role::parse(&name) {
+        Some(Role::Anonymous) | None => {
+            parser.expected("a role (user, service, dba, system)", token)
+        }
+        Some(role) => Ok(role),
+    }
 }
 
 /// What a `STORAGE` statement works on.
@@ -213,6 +267,70 @@ fn parse_statement(parser: &mut Parser<'_>) -> Result<QuiverStatement, ParserErr
         } else {
             QuiverStatement::StorageCompact { target }
         });
+    }
+    if word_is(&first, "CREATE") && word_is(&second, "USER") && !word_is(&third, "TABLE") {
+        parser.next_token();
+        parser.next_token();
+        let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = parse_user_name(parser)?;
+        let _ = parser.parse_keyword(Keyword::WITH);
+        let mut password = None;
+        let mut role = None;
+        let mut email = None;
+        loop {
+            let next = parser.peek_token().token;
+            if word_is(&next, "PASSWORD") {
+                parser.next_token();
+                password = Some(parse_string(parser, "a quoted password")?);
+            } else if word_is(&next, "ROLE") {
+                parser.next_token();
+                role = Some(parse_role(parser)?);
+            } else if word_is(&next, "EMAIL") {
+                parser.next_token();
+                email = Some(parse_string(parser, "a quoted email")?);
+            } else {
+                break;
+            }
+        }
+        let Some(password) = password else {
+            return parser.expected("PASSWORD '...'", parser.peek_token());
+        };
+        return Ok(QuiverStatement::CreateUser {
+            name,
+            password,
+            role: role.unwrap_or(Role::User),
+            email,
+            if_not_exists,
+        });
+    }
+    if word_is(&first, "ALTER") && word_is(&second, "USER") {
+        parser.next_token();
+        parser.next_token();
+        let name = parse_user_name(parser)?;
+        if !parser.parse_keyword(Keyword::SET) {
+            return parser.expected("SET", parser.peek_token());
+        }
+        let next = parser.peek_token().token;
+        let change = if word_is(&next, "PASSWORD") {
+            parser.next_token();
+            UserChange::Password(parse_string(parser, "a quoted password")?)
+        } else if word_is(&next, "ROLE") {
+            parser.next_token();
+            UserChange::Role(parse_role(parser)?)
+        } else if word_is(&next, "EMAIL") {
+            parser.next_token();
+            UserChange::Email(parse_string(parser, "a quoted email")?)
+        } else {
+            return parser.expected("PASSWORD, ROLE or EMAIL", parser.peek_token());
+        };
+        return Ok(QuiverStatement::AlterUser { name, change });
+    }
+    if word_is(&first, "DROP") && word_is(&second, "USER") && !word_is(&third, "TABLE") {
+        parser.next_token();
+        parser.next_token();
+        let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = parse_user_name(parser)?;
+        return Ok(QuiverStatement::DropUser { name, if_exists });
     }
     if word_is(&first, "CREATE")
         && let Some(table_type) = table_type_word(&second)

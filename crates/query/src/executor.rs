@@ -15,14 +15,14 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{CreateView, ObjectName, ObjectType, Statement};
-use quiver_catalog::{CachedTableData, Catalog, TableType};
-use quiver_common::{NamespaceId, NodeId, TableId, TableName, UserId};
+use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableType, UserRecord};
+use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_config::{Config, LimitsConfig};
 
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use quiver_store::ColdTables;
 
-use crate::dialect::{QuiverStatement, StorageTarget, bind_params, parse};
+use crate::dialect::{QuiverStatement, StorageTarget, UserChange, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::merge::COLD_URL;
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
@@ -52,6 +52,7 @@ pub struct QueryEngine {
     catalog: Arc<Catalog>,
     cold: Arc<ColdTables>,
     row_group_rows: usize,
+    password_cost: PasswordCost,
     node: Arc<NodeInfo>,
     base_state: SessionState,
     limits: LimitsConfig,
@@ -75,6 +76,7 @@ impl QueryEngine {
         let datafusion_options = config.datafusion.options();
         let limits = config.limits.clone();
         let flush = config.flush.clone();
+        let auth = config.auth.clone();
         let node = Arc::new(NodeInfo {
             node_id,
             started_at: std::time::Instant::now(),
@@ -122,6 +124,10 @@ impl QueryEngine {
             catalog,
             cold,
             row_group_rows: flush.row_group_rows,
+            password_cost: PasswordCost {
+                memory_kib: auth.password_memory_kib,
+                iterations: auth.password_iterations,
+            },
             node,
             base_state,
             limits,
@@ -147,6 +153,18 @@ impl QueryEngine {
         batch: &RecordBatch,
     ) -> Result<u64> {
         dml::append_batch(self, namespace, table, batch).await
+    }
+
+    /// Hashes a password with the configured cost, off the async threads.
+    pub async fn hash_password(&self, password: String) -> Result<String> {
+        if password.is_empty() {
+            return Err(QueryError::invalid("a password must not be empty".to_string()));
+        }
+        let cost = self.password_cost;
+        tokio::task::spawn_blocking(move || quiver_catalog::hash_password(&password, cost))
+            .await
+            .map_err(|e| QueryError::Internal(e.to_string()))?
+            .map_err(|e| QueryError::Internal(e.to_string()))
     }
 
     /// Rows per row group of new segments.
@@ -509,6 +527,66 @@ impl QuerySession {
                     0,
                     format!("Compacted {tables} table(s) into {segments} segment(s)"),
                 ))
+            }
+            QuiverStatement::CreateUser {
+                name,
+                password,
+                role,
+                email,
+                if_not_exists,
+            } => {
+                let id = UserId::parse(&name)?;
+                if catalog.user(&id).is_some() && if_not_exists {
+                    return Ok(done(0, format!("User {id} already exists")));
+                }
+                let hash = self.engine.hash_password(password).await?;
+                let now = chrono::Utc::now().timestamp_micros();
+                catalog.create_user(UserRecord {
+                    id: id.clone(),
+                    role,
+                    email,
+                    password_hash: Some(hash),
+                    created_at: now,
+                    updated_at: now,
+                })?;
+                Ok(done(0, format!("User {id} created")))
+            }
+            QuiverStatement::AlterUser { name, change } => {
+                let id = UserId::parse(&name)?;
+                let mut user = catalog
+                    .user(&id)
+                    .map(|u| (*u).clone())
+                    .ok_or_else(|| QueryError::invalid(format!("user not found: {id}")))?;
+                match change {
+                    UserChange::Password(password) => {
+                        user.password_hash = Some(self.engine.hash_password(password).await?);
+                    }
+                    UserChange::Role(role) => {
+                        if id == UserId::root() && role != Role::System {
+                            return Err(QueryError::invalid(
+                                "root keeps the system role".to_string(),
+                            ));
+                        }
+                        user.role = role;
+                    }
+                    UserChange::Email(email) => user.email = Some(email),
+                }
+                user.updated_at = chrono::Utc::now().timestamp_micros();
+                catalog.update_user(user)?;
+                Ok(done(0, format!("User {id} altered")))
+            }
+            QuiverStatement::DropUser { name, if_exists } => {
+                let id = UserId::parse(&name)?;
+                if id == UserId::root() {
+                    return Err(QueryError::invalid("root cannot be dropped".to_string()));
+                }
+                if catalog.drop_user(&id)? {
+                    Ok(done(0, format!("User {id} dropped")))
+                } else if if_exists {
+                    Ok(done(0, format!("User {id} does not exist")))
+                } else {
+                    Err(QueryError::invalid(format!("user not found: {id}")))
+                }
             }
             QuiverStatement::Standard(statement) => self.execute_standard(*statement).await,
         }

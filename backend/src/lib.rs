@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use quiver_api::{ApiState, router};
-use quiver_catalog::{Catalog, CatalogError};
-use quiver_common::NodeId;
+use quiver_api::{ApiState, Auth, WeakSecret, router};
+use quiver_catalog::{Catalog, CatalogError, PasswordCost, hash_password, verify_password};
+use quiver_common::{NodeId, UserId};
 use quiver_config::Config;
 use quiver_query::{QueryEngine, QueryError, run_maintenance};
 use quiver_store::{ColdError, ColdStore, ColdTables, Store, StoreError, StoreOptions};
@@ -22,6 +22,10 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Cold(#[from] ColdError),
+    #[error(transparent)]
+    Auth(#[from] WeakSecret),
+    #[error("cannot set root's password: {0}")]
+    Password(String),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error("{0}")]
@@ -82,6 +86,7 @@ pub struct AppContext {
     pub store: Arc<Store>,
     pub catalog: Arc<Catalog>,
     pub engine: Arc<QueryEngine>,
+    pub auth: Arc<Auth>,
     pub query_runtime: Arc<QueryRuntime>,
 }
 
@@ -97,11 +102,13 @@ impl AppContext {
         let cold = ColdStore::local(&config.storage.data_path.join("cold"))?;
         let tier = Arc::new(ColdTables::open(store.clone(), cold)?);
         let catalog = Arc::new(Catalog::open(tier, (*node_id).clone())?);
+        let auth = Arc::new(Auth::new(&config.auth, &config.server.host)?);
         let engine = Arc::new(QueryEngine::new(
             catalog.clone(),
             &config,
             (*node_id).clone(),
         )?);
+        set_root_password(&catalog, &config)?;
         let query_runtime =
             Arc::new(QueryRuntime::new(config.server.query_threads).map_err(StartError::Runtime)?);
         Ok(Self {
@@ -110,6 +117,7 @@ impl AppContext {
             store,
             catalog,
             engine,
+            auth,
             query_runtime,
         })
     }
@@ -117,10 +125,40 @@ impl AppContext {
     pub fn api_state(&self) -> ApiState {
         ApiState {
             engine: self.engine.clone(),
+            auth: self.auth.clone(),
             query_runtime: self.query_runtime.handle(),
             max_body_bytes: self.config.limits.max_body_bytes,
         }
     }
+}
+
+/// Gives `root` the password `[auth] root_password` names, unless it
+/// already has that one.
+fn set_root_password(catalog: &Catalog, config: &Config) -> Result<(), StartError> {
+    let password = &config.auth.root_password;
+    if password.is_empty() {
+        return Ok(());
+    }
+    let Some(root) = catalog.user(&UserId::root()) else {
+        return Ok(());
+    };
+    if root
+        .password_hash
+        .as_deref()
+        .is_some_and(|hash| verify_password(password, hash))
+    {
+        return Ok(());
+    }
+    let cost = PasswordCost {
+        memory_kib: config.auth.password_memory_kib,
+        iterations: config.auth.password_iterations,
+    };
+    let mut root = (*root).clone();
+    root.password_hash =
+        Some(hash_password(password, cost).map_err(|e| StartError::Password(e.to_string()))?);
+    root.updated_at = chrono::Utc::now().timestamp_micros();
+    catalog.update_user(root)?;
+    Ok(())
 }
 
 /// Binds the configured address (port 0 picks a free one).
@@ -149,6 +187,7 @@ pub async fn serve(
         shutdown.child_token(),
     ));
     let app = router(context.api_state());
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;

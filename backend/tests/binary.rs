@@ -75,6 +75,7 @@ async fn serves_stops_on_sigterm_and_keeps_data() {
     assert_eq!(health["node_id"], "bin-node");
     let write = client
         .post(format!("http://{address}/v1/api/sql"))
+        .basic_auth("root", Some(""))
         .body(r#"{"sql":"CREATE TABLE default.kept (id INT PRIMARY KEY, v TEXT); INSERT INTO kept VALUES (1, 'one')"}"#)
         .send()
         .await
@@ -88,6 +89,7 @@ async fn serves_stops_on_sigterm_and_keeps_data() {
     let (mut child, address) = start(&config).await;
     let read: serde_json::Value = client
         .post(format!("http://{address}/v1/api/sql"))
+        .basic_auth("root", Some(""))
         .body(r#"{"sql":"SELECT v FROM kept WHERE id = 1"}"#)
         .send()
         .await

@@ -33,6 +33,7 @@ impl Client {
         let response = self
             .http
             .post(&self.url)
+            .basic_auth("root", Some(""))
             .json(&json!({ "sql": sql }))
             .timeout(Duration::from_secs(30))
             .send()

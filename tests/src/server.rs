@@ -43,6 +43,9 @@ impl Response {
 }
 
 /// A config for a test node: port 0, data in `dir`, quiet logs.
+/// `Authorization` for `root` while it has no password.
+pub const ROOT_BASIC: &str = "Basic cm9vdDo=";
+
 pub fn test_config(dir: &Path) -> Config {
     let mut config = Config::default();
     config.server.port = 0;
@@ -126,16 +129,24 @@ impl TestServer {
         &self.client
     }
 
-    /// Posts a raw body to `/v1/api/sql`.
+    /// Posts a raw body to `/v1/api/sql` as `root` (Basic credentials
+    /// with the empty password root has until one is set, from loopback).
     pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> Response {
-        let response = self
+        self.post_as(ROOT_BASIC, body).await
+    }
+
+    /// Posts a raw body to `/v1/api/sql` with `authorization` as the
+    /// `Authorization` header (none when empty).
+    pub async fn post_as(&self, authorization: &str, body: impl Into<reqwest::Body>) -> Response {
+        let mut request = self
             .client
             .post(format!("{}/v1/api/sql", self.base_url))
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("request sent");
+            .body(body);
+        if !authorization.is_empty() {
+            request = request.header("authorization", authorization);
+        }
+        let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body read");
         let body = serde_json::from_str(&text)

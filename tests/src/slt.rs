@@ -155,6 +155,7 @@ impl sqllogictest::AsyncDB for HttpDb {
         let response = self
             .client
             .post(&self.url)
+            .header("authorization", crate::ROOT_BASIC)
             .json(&serde_json::json!({ "sql": sql }))
             .send()
             .await

@@ -190,6 +190,7 @@ async fn random_and_mangled_input_never_breaks_the_server() {
         let response = client
             .post(&url)
             .header("content-type", "application/json")
+            .header("authorization", quiver_tests::ROOT_BASIC)
             .body(body.clone())
             .send()
             .await

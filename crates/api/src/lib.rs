@@ -1,10 +1,13 @@
-//! Quiver's HTTP surface: the v1 SQL endpoint and health checks, with the
-//! KalamDB-compatible JSON envelope and error codes.
+//! Quiver's HTTP surface: the v1 SQL endpoint, sign-in and tokens, and
+//! health checks, with the KalamDB-compatible JSON envelope and error
+//! codes.
 
+mod auth;
 mod encode;
 mod error;
 mod routes;
 
+pub use auth::{Auth, MIN_SECRET_BYTES, Principal, WeakSecret, is_loopback_host};
 pub use encode::{schema_json, write_rows};
 pub use error::ApiError;
 pub use routes::{ApiState, router};

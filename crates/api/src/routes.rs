@@ -3,18 +3,21 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use quiver_common::{ErrorCode, UserId};
+use quiver_common::ErrorCode;
 use quiver_query::{QueryEngine, QueryError, StatementOutput};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::auth::{self, Auth, Principal, authenticate};
 use crate::encode::{schema_json, write_rows};
 use crate::error::ApiError;
 
@@ -22,6 +25,7 @@ use crate::error::ApiError;
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub engine: Arc<QueryEngine>,
+    pub auth: Arc<Auth>,
     /// Where queries run, apart from the threads serving HTTP.
     pub query_runtime: tokio::runtime::Handle,
     pub max_body_bytes: usize,
@@ -32,6 +36,11 @@ pub fn router(state: ApiState) -> Router {
     let body_limit = state.max_body_bytes;
     Router::new()
         .route("/v1/api/sql", post(sql))
+        .route("/v1/api/auth/login", post(auth::login))
+        .route("/v1/api/auth/refresh", post(auth::refresh))
+        .route("/v1/api/auth/me", get(auth::me))
+        .route("/v1/api/auth/status", get(auth::status))
+        .route("/v1/api/auth/setup", post(auth::setup))
         .route("/health", get(health))
         .route("/v1/api/healthcheck", get(health))
         .fallback(not_found)
@@ -79,16 +88,19 @@ fn elapsed_ms(start: Instant) -> f64 {
 
 /// `POST /v1/api/sql`: runs each statement in order and answers with one
 /// result per statement, or with the first error.
-async fn sql(State(state): State<ApiState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn sql(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let start = Instant::now();
     // Aborted if the client goes away: a statement either committed before
     // that or wrote nothing.
-    let task = AbortOnDropHandle::new(
-        state
-            .query_runtime
-            .clone()
-            .spawn(async move { run_sql(&state, body).await }),
-    );
+    let task = AbortOnDropHandle::new(state.query_runtime.clone().spawn(async move {
+        let principal = authenticate(&state, &headers, peer).await?;
+        run_sql(&state, &principal, body).await
+    }));
     let outcome = match task.await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -118,6 +130,7 @@ fn finish_body(mut body: Vec<u8>, took_ms: f64) -> Vec<u8> {
 
 async fn run_sql(
     state: &ApiState,
+    principal: &Principal,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Vec<u8>, ApiError> {
     let body = body.map_err(|rejection| {
@@ -156,7 +169,7 @@ async fn run_sql(
     let statements = engine
         .prepare(&request.sql, &params)
         .map_err(|e| ApiError::from_query(e, None))?;
-    let user = UserId::root();
+    let user = principal.user.clone();
     let mut session = engine
         .session(request.namespace_id.as_deref(), user.clone())
         .map_err(|e| ApiError::from_query(e, None))?;

@@ -176,10 +176,16 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
     }
     let auth = &config.auth;
     if auth.password_memory_kib < 8 {
-        return Err(bad("auth.password_memory_kib", "must be at least 8".to_string()));
+        return Err(bad(
+            "auth.password_memory_kib",
+            "must be at least 8".to_string(),
+        ));
     }
     if auth.password_iterations == 0 {
-        return Err(bad("auth.password_iterations", "must be greater than 0".to_string()));
+        return Err(bad(
+            "auth.password_iterations",
+            "must be greater than 0".to_string(),
+        ));
     }
     if auth.access_token_ttl_secs == 0 || auth.refresh_token_ttl_secs == 0 {
         return Err(bad(

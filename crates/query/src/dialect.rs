@@ -63,9 +63,15 @@ pub enum QuiverStatement {
         if_not_exists: bool,
     },
     /// `ALTER USER 'name' SET PASSWORD '...' | SET ROLE r | SET EMAIL '...'`.
-    AlterUser { name: String, change: UserChange },
+    AlterUser {
+        name: String,
+        change: UserChange,
+    },
     /// `DROP USER [IF EXISTS] 'name'`.
-    DropUser { name: String, if_exists: bool },
+    DropUser {
+        name: String,
+        if_exists: bool,
+    },
     /// INSERT, UPDATE, DELETE, SELECT and EXPLAIN, as sqlparser reads them.
     Standard(Box<Statement>),
 }

@@ -158,7 +158,9 @@ impl QueryEngine {
     /// Hashes a password with the configured cost, off the async threads.
     pub async fn hash_password(&self, password: String) -> Result<String> {
         if password.is_empty() {
-            return Err(QueryError::invalid("a password must not be empty".to_string()));
+            return Err(QueryError::invalid(
+                "a password must not be empty".to_string(),
+            ));
         }
         let cost = self.password_cost;
         tokio::task::spawn_blocking(move || quiver_catalog::hash_password(&password, cost))

@@ -1,0 +1,423 @@
+//! Authentication: HS256 access and refresh tokens, Basic credentials, the
+//! `/v1/api/auth/*` endpoints, and the principal every SQL request runs as.
+//!
+//! `root` exists from a node's first start. Until it has a password it can
+//! sign in without one, from loopback only; `/v1/api/auth/setup` (loopback
+//! only) or `[auth] root_password` gives it one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use quiver_catalog::{Catalog, UserRecord, verify_password};
+use quiver_common::{ErrorCode, Role, UserId};
+use quiver_config::AuthConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::routes::ApiState;
+
+/// Shortest accepted `[auth] jwt_secret` off loopback, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Who a request acts as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: UserId,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TokenKind {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    role: Role,
+    iat: i64,
+    exp: i64,
+    token_type: TokenKind,
+}
+
+/// Why a node cannot serve with its `[auth]` settings.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "[auth] jwt_secret must be set to at least {MIN_SECRET_BYTES} bytes when listening on {host} \
+     (set it in config.toml or QUIVER_AUTH__JWT_SECRET)"
+)]
+pub struct WeakSecret {
+    pub host: String,
+}
+
+/// Token keys and lifetimes.
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    access_ttl_secs: i64,
+    refresh_ttl_secs: i64,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").finish_non_exhaustive()
+    }
+}
+
+/// Whether `host` only accepts connections from this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Auth {
+    /// Keys from `[auth]`. A node listening beyond loopback needs a real
+    /// secret; on loopback an empty one becomes a random secret per start.
+    pub fn new(config: &AuthConfig, host: &str) -> Result<Self, WeakSecret> {
+        let secret = if config.jwt_secret.is_empty() && is_loopback_host(host) {
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+        } else if config.jwt_secret.len() < MIN_SECRET_BYTES && !is_loopback_host(host) {
+            return Err(WeakSecret {
+                host: host.to_string(),
+            });
+        } else {
+            config.jwt_secret.clone()
+        };
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            access_ttl_secs: config.access_token_ttl_secs as i64,
+            refresh_ttl_secs: config.refresh_token_ttl_secs as i64,
+        })
+    }
+
+    fn token(&self, user: &UserRecord, kind: TokenKind, now: i64) -> (String, i64) {
+        let ttl = match kind {
+            TokenKind::Access => self.access_ttl_secs,
+            TokenKind::Refresh => self.refresh_ttl_secs,
+        };
+        let claims = Claims {
+            sub: user.id.to_string(),
+            role: user.role,
+            iat: now,
+            exp: now + ttl,
+            token_type: kind,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail");
+        (token, now + ttl)
+    }
+
+    /// The login response for `user`: both tokens and their expiry.
+    fn session_body(&self, user: &UserRecord) -> serde_json::Value {
+        let now = chrono::Utc::now().timestamp();
+        let (access, expires) = self.token(user, TokenKind::Access, now);
+        let (refresh, refresh_expires) = self.token(user, TokenKind::Refresh, now);
+        json!({
+            "user": user_json(user),
+            "admin_ui_access": admin(user.role),
+            "expires_at": rfc3339(expires),
+            "access_token": access,
+            "refresh_token": refresh,
+            "refresh_expires_at": rfc3339(refresh_expires),
+        })
+    }
+
+    /// The claims of a valid token of `kind`.
+    fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => ApiError::new(
+                    ErrorCode::TokenExpired,
+                    "the token has expired; sign in again",
+                ),
+                _ => ApiError::new(ErrorCode::InvalidCredentials, "invalid token"),
+            })?
+            .claims;
+        if claims.token_type != kind {
+            let message = match kind {
+                TokenKind::Access => "a refresh token is only accepted at /v1/api/auth/refresh",
+                TokenKind::Refresh => "an access token cannot refresh a session",
+            };
+            return Err(ApiError::new(ErrorCode::InvalidCredentials, message));
+        }
+        Ok(claims)
+    }
+}
+
+fn admin(role: Role) -> bool {
+    matches!(role, Role::Dba | Role::System)
+}
+
+fn rfc3339(epoch_secs: i64) -> String {
+    chrono::DateTime::from_timestamp(epoch_secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339()
+}
+
+fn micros_rfc3339(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339()
+}
+
+fn user_json(user: &UserRecord) -> serde_json::Value {
+    json!({
+        "id": user.id.as_str(),
+        "role": user.role,
+        "email": user.email,
+        "created_at": micros_rfc3339(user.created_at),
+        "updated_at": micros_rfc3339(user.updated_at),
+    })
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidCredentials,
+        "invalid user name or password",
+    )
+}
+
+/// Checks a user name and password. `root` without a password accepts an
+/// empty one, from loopback only. Hash checks run off the async threads.
+async fn check_password(
+    catalog: &Catalog,
+    name: &str,
+    password: String,
+    peer: SocketAddr,
+) -> Result<Arc<UserRecord>, ApiError> {
+    let id = UserId::parse(name).map_err(|_| invalid_credentials())?;
+    let user = catalog.user(&id).ok_or_else(invalid_credentials)?;
+    match user.password_hash.clone() {
+        None if peer.ip().is_loopback() && password.is_empty() => Ok(user),
+        None => Err(invalid_credentials()),
+        Some(hash) => {
+            let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+                .await
+                .unwrap_or(false);
+            if matches {
+                Ok(user)
+            } else {
+                Err(invalid_credentials())
+            }
+        }
+    }
+}
+
+/// The principal of a request, from `Authorization: Bearer <access token>`
+/// or `Authorization: Basic <user:password>`.
+pub async fn authenticate(
+    state: &ApiState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Principal, ApiError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Err(ApiError::new(
+            ErrorCode::MissingAuthorization,
+            "send Authorization: Bearer <token> (from /v1/api/auth/login) or Basic credentials",
+        ));
+    };
+    let value = value.to_str().map_err(|_| invalid_credentials())?;
+    let (scheme, credentials) = value.split_once(' ').ok_or_else(invalid_credentials)?;
+    let catalog = state.engine.catalog();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let claims = state.auth.verify(credentials.trim(), TokenKind::Access)?;
+        // The user's current role counts, not the one the token was made with.
+        let user = UserId::parse(&claims.sub)
+            .ok()
+            .and_then(|id| catalog.user(&id))
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "unknown user"))?;
+        return Ok(Principal {
+            user: user.id.clone(),
+            role: user.role,
+        });
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(invalid_credentials)?;
+        let (name, password) = decoded.split_once(':').ok_or_else(invalid_credentials)?;
+        let user = check_password(catalog, name, password.to_string(), peer).await?;
+        return Ok(Principal {
+            user: user.id.clone(),
+            role: user.role,
+        });
+    }
+    Err(invalid_credentials())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginRequest {
+    #[serde(alias = "username")]
+    user: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /v1/api/auth/login`.
+pub(crate) async fn login(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(request) = body.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("expected {{\"user\": \"...\", \"password\": \"...\"}}: {e}"),
+        )
+    })?;
+    let catalog = state.engine.catalog();
+    let user = check_password(catalog, &request.user, request.password, peer).await?;
+    Ok(Json(state.auth.session_body(&user)))
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::MissingAuthorization,
+                "send Authorization: Bearer <token>",
+            )
+        })
+}
+
+/// `POST /v1/api/auth/refresh` with the refresh token as Bearer.
+pub(crate) async fn refresh(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let claims = state.auth.verify(bearer(&headers)?, TokenKind::Refresh)?;
+    let user = UserId::parse(&claims.sub)
+        .ok()
+        .and_then(|id| state.engine.catalog().user(&id))
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "unknown user"))?;
+    Ok(Json(state.auth.session_body(&user)))
+}
+
+/// `GET /v1/api/auth/me` with an access token.
+pub(crate) async fn me(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let claims = state.auth.verify(bearer(&headers)?, TokenKind::Access)?;
+    let user = UserId::parse(&claims.sub)
+        .ok()
+        .and_then(|id| state.engine.catalog().user(&id))
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "unknown user"))?;
+    Ok(Json(json!({
+        "user": user_json(&user),
+        "admin_ui_access": admin(user.role),
+    })))
+}
+
+fn needs_setup(catalog: &Catalog) -> bool {
+    catalog
+        .user(&UserId::root())
+        .is_some_and(|root| root.password_hash.is_none())
+}
+
+/// `GET /v1/api/auth/status`.
+pub(crate) async fn status(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    let needs = needs_setup(state.engine.catalog());
+    Json(json!({
+        "needs_setup": needs,
+        "message": if needs {
+            "root has no password yet: POST /v1/api/auth/setup from this machine"
+        } else {
+            "ready"
+        },
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SetupRequest {
+    #[serde(alias = "username")]
+    user: String,
+    password: String,
+    root_password: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// `POST /v1/api/auth/setup`: from loopback, while root has no password,
+/// sets root's password and creates a first `dba` user; answers as a
+/// login of that user.
+pub(crate) async fn setup(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<SetupRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !peer.ip().is_loopback() {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "setup is only accepted from the server's own machine",
+        ));
+    }
+    let catalog = state.engine.catalog();
+    if !needs_setup(catalog) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "setup is done: root already has a password",
+        ));
+    }
+    let Json(request) = body.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("expected {{\"user\", \"password\", \"root_password\", \"email\"?}}: {e}"),
+        )
+    })?;
+    let id = UserId::parse(&request.user)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
+    let engine = &state.engine;
+    let fail = |e| ApiError::from_query(e, None);
+    let root_hash = engine
+        .hash_password(request.root_password)
+        .await
+        .map_err(fail)?;
+    let hash = engine.hash_password(request.password).await.map_err(fail)?;
+    let now = chrono::Utc::now().timestamp_micros();
+    let user = UserRecord {
+        id,
+        role: Role::Dba,
+        email: request.email,
+        password_hash: Some(hash),
+        created_at: now,
+        updated_at: now,
+    };
+    let user = catalog
+        .create_user(user)
+        .map_err(|e| ApiError::from_query(e.into(), None))?;
+    let mut root = (*catalog.user(&UserId::root()).expect("root exists")).clone();
+    root.password_hash = Some(root_hash);
+    root.updated_at = now;
+    catalog
+        .update_user(root)
+        .map_err(|e| ApiError::from_query(e.into(), None))?;
+    Ok(Json(state.auth.session_body(&user)))
+}

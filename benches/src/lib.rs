@@ -26,7 +26,9 @@ impl BenchNode {
     pub async fn run(&self, sql: &str, params: &[serde_json::Value]) -> usize {
         let engine = &self.context.engine;
         let statements = engine.prepare(sql, params).expect("valid SQL");
-        let mut session = engine.session(None, UserId::root()).expect("session");
+        let mut session = engine
+            .session(None, UserId::root(), quiver_common::Role::System)
+            .expect("session");
         let mut count = 0;
         for statement in statements {
             match session.execute(statement).await.expect("statement runs") {

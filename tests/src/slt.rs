@@ -75,7 +75,10 @@ impl InProcessDb {
             message: e.to_string(),
         };
         let statements = self.engine.prepare(sql, &[]).map_err(fail)?;
-        let mut session = self.engine.session(None, UserId::root()).map_err(fail)?;
+        let mut session = self
+            .engine
+            .session(None, UserId::root(), quiver_common::Role::System)
+            .map_err(fail)?;
         let mut last = Value::Null;
         for statement in statements {
             last = match session.execute(statement).await.map_err(fail)? {

@@ -171,7 +171,11 @@ async fn run_sql(
         .map_err(|e| ApiError::from_query(e, None))?;
     let user = principal.user.clone();
     let mut session = engine
-        .session(request.namespace_id.as_deref(), user.clone())
+        .session(
+            request.namespace_id.as_deref(),
+            user.clone(),
+            principal.role,
+        )
         .map_err(|e| ApiError::from_query(e, None))?;
     let max_rows = engine.limits().max_result_rows;
 

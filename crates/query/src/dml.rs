@@ -130,6 +130,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         return Err(QueryError::Unsupported("INSERT ... RETURNING".into()));
     }
     let table = session.resolve_table(name)?;
+    session.check_write(table.def())?;
     let def = table.def();
     let targets: Vec<&ColumnDef> = if insert.columns.is_empty() {
         def.columns.iter().collect()
@@ -562,6 +563,7 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
         ));
     }
     let table = session.resolve_table(single_table(&update.table)?)?;
+    session.check_write(table.def())?;
     let def = table.def();
     if def.primary_key.is_none() || def.table_type == TableType::Stream {
         return Err(QueryError::invalid(format!(
@@ -625,6 +627,7 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
         return Err(QueryError::Unsupported("DELETE from several tables".into()));
     };
     let table = session.resolve_table(single_table(relation)?)?;
+    session.check_write(table.def())?;
     let def = table.def();
     let lock = session.engine().writer_lock(def.id);
     let _writer = lock.lock().await;

@@ -16,6 +16,8 @@ pub enum QueryError {
     TooManyStatements { count: usize, limit: usize },
     #[error("invalid SQL: {0}")]
     Parse(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     #[error("unsupported statement: {0}")]
     Unsupported(String),
     #[error("{0}")]
@@ -42,6 +44,7 @@ impl QueryError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::EmptySql => ErrorCode::EmptySql,
+            Self::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Self::SqlTooLong { .. } | Self::TooManyStatements { .. } | Self::Parse(_) => {
                 ErrorCode::InvalidSql
             }
@@ -103,6 +106,7 @@ impl QueryError {
             Self::Invalid(m) => Self::Invalid(m.clone()),
             Self::InvalidParameter(m) => Self::InvalidParameter(m.clone()),
             Self::Internal(m) => Self::Internal(m.clone()),
+            Self::PermissionDenied(m) => Self::PermissionDenied(m.clone()),
             other => Self::DataFusion(other.to_string()),
         }
     }

@@ -15,7 +15,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{CreateView, ObjectName, ObjectType, Statement};
-use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableType, UserRecord};
+use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableDef, TableType, UserRecord};
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_config::{Config, LimitsConfig};
 
@@ -230,6 +230,7 @@ impl QueryEngine {
         self: &Arc<Self>,
         namespace: Option<&str>,
         user: UserId,
+        role: Role,
     ) -> Result<QuerySession> {
         let namespace = match namespace {
             Some(ns) => NamespaceId::new(ns)
@@ -242,6 +243,7 @@ impl QueryEngine {
             engine: self.clone(),
             namespace,
             user,
+            role,
         })
     }
 
@@ -264,6 +266,7 @@ pub struct QuerySession {
     engine: Arc<QueryEngine>,
     namespace: NamespaceId,
     user: UserId,
+    role: Role,
 }
 
 fn batch_stream(batch: RecordBatch) -> SendableRecordBatchStream {
@@ -284,6 +287,67 @@ fn done(row_count: u64, message: impl Into<String>) -> StatementOutput {
 impl QuerySession {
     pub fn user(&self) -> &UserId {
         &self.user
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    fn is_admin(&self) -> bool {
+        matches!(self.role, Role::Dba | Role::System)
+    }
+
+    /// Refuses `what` unless the session's role is dba or system.
+    pub(crate) fn require_admin(&self, what: &str) -> Result<()> {
+        if self.is_admin() {
+            return Ok(());
+        }
+        Err(QueryError::PermissionDenied(format!(
+            "{what} needs the dba or system role; {} has role {}",
+            self.user, self.role
+        )))
+    }
+
+    /// Whether the session may read `def`: USER and STREAM tables for
+    /// everyone; SHARED tables for service and above, and for users when
+    /// they are PUBLIC.
+    pub(crate) fn check_read(&self, def: &TableDef) -> Result<()> {
+        let allowed = match def.table_type {
+            TableType::User | TableType::Stream => true,
+            TableType::Shared => {
+                self.role != Role::User
+                    || def.options.access_level == Some(quiver_catalog::AccessLevel::Public)
+            }
+        };
+        if allowed && self.role != Role::Anonymous {
+            return Ok(());
+        }
+        Err(QueryError::PermissionDenied(format!(
+            "reading {} ({} table) needs the service role or above; {} has role {}",
+            def.qualified_name(),
+            def.table_type.as_str(),
+            self.user,
+            self.role
+        )))
+    }
+
+    /// Whether the session may write `def`: USER and STREAM tables for
+    /// everyone, SHARED tables for service and above.
+    pub(crate) fn check_write(&self, def: &TableDef) -> Result<()> {
+        let allowed = match def.table_type {
+            TableType::User | TableType::Stream => self.role != Role::Anonymous,
+            TableType::Shared => matches!(self.role, Role::Service | Role::Dba | Role::System),
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(QueryError::PermissionDenied(format!(
+            "writing {} ({} table) needs the service role or above; {} has role {}",
+            def.qualified_name(),
+            def.table_type.as_str(),
+            self.user,
+            self.role
+        )))
     }
 
     pub fn namespace(&self) -> &NamespaceId {
@@ -341,6 +405,7 @@ impl QuerySession {
                 name,
                 if_not_exists,
             } => {
+                self.require_admin("CREATE NAMESPACE")?;
                 let name = NamespaceId::new(&name)?;
                 if name.as_str() == SYSTEM_NAMESPACE || name.as_str() == "information_schema" {
                     return Err(QueryError::invalid(format!(
@@ -362,6 +427,7 @@ impl QuerySession {
                 if_exists,
                 cascade,
             } => {
+                self.require_admin("DROP NAMESPACE")?;
                 let name = NamespaceId::new(&name)?;
                 let tables: Vec<TableId> = catalog
                     .registry()
@@ -458,6 +524,11 @@ impl QuerySession {
                     }
                     _ => self.resolve_table(&name)?,
                 };
+                if table.def().namespace.as_str() == SYSTEM_NAMESPACE {
+                    self.require_admin("DESCRIBE of a system table")?;
+                } else {
+                    self.check_read(table.def())?;
+                }
                 let batch = if history {
                     ddl::describe_history(&catalog.history(table.def().id).await?)?
                 } else {
@@ -472,6 +543,11 @@ impl QuerySession {
                 }
                 let def =
                     ddl::table_def(&self.context(), namespace, table, table_type, &create).await?;
+                if def.table_type != TableType::User {
+                    self.require_admin(&format!("CREATE {} TABLE", def.table_type.as_str()))?;
+                } else if self.role == Role::Anonymous {
+                    self.require_admin("CREATE USER TABLE")?;
+                }
                 let qualified = def.qualified_name();
                 Ok(match catalog.create_table(def, create.if_not_exists)? {
                     Some(_) => done(0, format!("Table {qualified} created")),
@@ -479,6 +555,7 @@ impl QuerySession {
                 })
             }
             QuiverStatement::DropTable { name, if_exists } => {
+                self.require_admin("DROP TABLE")?;
                 let (namespace, table) = self.split_name(&name)?;
                 if !catalog.namespace_exists(&namespace) {
                     return if if_exists {
@@ -502,6 +579,7 @@ impl QuerySession {
                 ))
             }
             QuiverStatement::StorageFlush { target } => {
+                self.require_admin("STORAGE FLUSH")?;
                 let mut rows = 0;
                 let mut jobs = Vec::new();
                 for table in self.storage_targets(&target, true)? {
@@ -518,6 +596,7 @@ impl QuerySession {
                 ))
             }
             QuiverStatement::StorageCompact { target } => {
+                self.require_admin("STORAGE COMPACT")?;
                 let mut segments = 0;
                 let mut tables = 0;
                 for table in self.storage_targets(&target, false)? {
@@ -537,6 +616,7 @@ impl QuerySession {
                 email,
                 if_not_exists,
             } => {
+                self.require_admin("CREATE USER")?;
                 let id = UserId::parse(&name)?;
                 if catalog.user(&id).is_some() && if_not_exists {
                     return Ok(done(0, format!("User {id} already exists")));
@@ -555,6 +635,10 @@ impl QuerySession {
             }
             QuiverStatement::AlterUser { name, change } => {
                 let id = UserId::parse(&name)?;
+                let own_password = id == self.user && matches!(change, UserChange::Password(_));
+                if !own_password {
+                    self.require_admin("ALTER USER (other than your own password)")?;
+                }
                 let mut user = catalog
                     .user(&id)
                     .map(|u| (*u).clone())
@@ -578,6 +662,7 @@ impl QuerySession {
                 Ok(done(0, format!("User {id} altered")))
             }
             QuiverStatement::DropUser { name, if_exists } => {
+                self.require_admin("DROP USER")?;
                 let id = UserId::parse(&name)?;
                 if id == UserId::root() {
                     return Err(QueryError::invalid("root cannot be dropped".to_string()));
@@ -642,6 +727,7 @@ impl QuerySession {
             Statement::Update(update) => dml::update(self, update).await,
             Statement::Delete(delete) => dml::delete(self, delete).await,
             Statement::AlterTable(alter) => {
+                self.require_admin("ALTER TABLE")?;
                 let table = self.resolve_table(&alter.name)?;
                 let qualified = table.def().qualified_name();
                 let lock = self.engine.writer_lock(table.def().id);
@@ -659,13 +745,17 @@ impl QuerySession {
                     format!("Table {qualified} altered (schema version {version})"),
                 ))
             }
-            Statement::CreateView(create) => self.create_view(&create).await,
+            Statement::CreateView(create) => {
+                self.require_admin("CREATE VIEW")?;
+                self.create_view(&create).await
+            }
             Statement::Drop {
                 object_type: ObjectType::View,
                 if_exists,
                 names,
                 ..
             } => {
+                self.require_admin("DROP VIEW")?;
                 let mut dropped = 0;
                 for name in &names {
                     let (namespace, view) = self.split_name(name)?;
@@ -769,7 +859,7 @@ impl QuerySession {
         }
         if namespace == SYSTEM_NAMESPACE && reference.catalog().is_none_or(|c| c == CATALOG_NAME) {
             if system::is_system_table(reference.table()) {
-                return Ok(());
+                return self.require_admin(&format!("reading system.{}", reference.table()));
             }
             let hint = suggest::did_you_mean(reference.table(), system::system_table_names());
             let hint = hint.replace("mean ", "mean system.");
@@ -795,6 +885,9 @@ impl QuerySession {
         let found = TableName::new(reference.table())
             .ok()
             .and_then(|t| self.engine.catalog.table(&ns, &t));
+        if let Some(table) = &found {
+            self.check_read(table.def())?;
+        }
         if found.is_none() {
             return Err(suggest::table_not_found(
                 &self.engine.catalog,

@@ -51,11 +51,11 @@ fn registry(c: &mut Criterion) {
         }
         let target = TableId(500);
         // The first lookup computes the schema; the measured ones reuse it.
-        let _ = registry.get(target).unwrap().arrow_schema();
+        let _ = registry.schema(target).unwrap();
         group.bench_with_input(
             BenchmarkId::new("cached_lookup", columns),
             &target,
-            |b, id| b.iter(|| black_box(registry.get(black_box(*id)).unwrap().arrow_schema())),
+            |b, id| b.iter(|| black_box(registry.schema(black_box(*id)).unwrap())),
         );
         let def = registry.get(target).unwrap().def().clone();
         group.bench_with_input(

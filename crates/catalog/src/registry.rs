@@ -3,6 +3,7 @@ use std::sync::{Arc, OnceLock};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use dashmap::DashMap;
 use quiver_common::{NamespaceId, TableId, TableName};
+use rustc_hash::FxBuildHasher;
 
 use crate::arrow_types::{SEQ_COLUMN, arrow_type, field_metadata};
 use crate::defs::TableDef;
@@ -54,13 +55,20 @@ pub fn build_schema(def: &TableDef) -> Schema {
 /// reader sees either the old or the new definition, never a mix.
 #[derive(Debug, Default)]
 pub struct SchemaRegistry {
-    tables: DashMap<TableId, Arc<CachedTableData>>,
+    /// Keyed by table id with a fast integer hash: the lookup every query
+    /// makes should cost a few nanoseconds.
+    tables: DashMap<TableId, Arc<CachedTableData>, FxBuildHasher>,
     by_name: DashMap<(NamespaceId, TableName), TableId>,
 }
 
 impl SchemaRegistry {
     pub fn get(&self, id: TableId) -> Option<Arc<CachedTableData>> {
         self.tables.get(&id).map(|e| e.value().clone())
+    }
+
+    /// The table's Arrow schema, computed once; one `Arc` clone per call.
+    pub fn schema(&self, id: TableId) -> Option<SchemaRef> {
+        self.tables.get(&id).map(|e| e.value().arrow_schema())
     }
 
     pub fn get_by_name(

@@ -103,6 +103,13 @@ impl QueryEngine {
                 let _writer = writer.lock().await;
                 cold::remove_flushed(store, &flushed)?;
             }
+            if !flushed.is_empty() {
+                let store = store.clone();
+                let table = def.id.0;
+                tokio::task::spawn_blocking(move || cold::compact_hot(&store, table))
+                    .await
+                    .map_err(|e| QueryError::Internal(e.to_string()))?;
+            }
             Ok(outcome)
         };
         let result = self.run_job("flush", def, work).await?;

@@ -279,6 +279,15 @@ impl Store {
         Ok(scan)
     }
 
+    /// Compacts a table's hot key range, so that rows removed after a
+    /// flush leave no delete markers for scans to step over.
+    pub fn compact_table_rows(&self, table_id: u64) {
+        let start = table_prefix(table_id);
+        let end = table_prefix(table_id + 1);
+        self.db
+            .compact_range_cf(self.rows(), Some(&start[..]), Some(&end[..]));
+    }
+
     /// The first and last key of a table's hot rows, tombstones included.
     pub fn key_range(&self, table_id: u64) -> Result<Option<KeyRange>, StoreError> {
         let bounded = || {

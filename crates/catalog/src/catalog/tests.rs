@@ -60,6 +60,11 @@ fn catalog_survives_reopen() {
     let schema = users.arrow_schema();
     assert_eq!(schema.fields().len(), 2);
     assert!(Arc::ptr_eq(&schema, &users.arrow_schema()));
+    let by_id = catalog.registry().schema(users.def().id).unwrap();
+    assert!(
+        Arc::ptr_eq(&schema, &by_id),
+        "the registry hands out the one schema"
+    );
 }
 
 #[test]

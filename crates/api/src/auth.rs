@@ -242,10 +242,7 @@ pub async fn authenticate(
     if scheme.eq_ignore_ascii_case("bearer") {
         let claims = state.auth.verify(credentials.trim(), TokenKind::Access)?;
         // The user's current role counts, not the one the token was made with.
-        let user = UserId::parse(&claims.sub)
-            .ok()
-            .and_then(|id| catalog.user(&id))
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "unknown user"))?;
+        let user = token_user(state, &claims)?;
         return Ok(Principal {
             user: user.id.clone(),
             role: user.role,
@@ -292,6 +289,14 @@ pub(crate) async fn login(
     Ok(Json(state.auth.session_body(&user)))
 }
 
+/// The user a valid token names, as stored now.
+fn token_user(state: &ApiState, claims: &Claims) -> Result<Arc<UserRecord>, ApiError> {
+    UserId::parse(&claims.sub)
+        .ok()
+        .and_then(|id| state.engine.catalog().user(&id))
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "unknown user"))
+}
+
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     headers
         .get(AUTHORIZATION)
@@ -313,10 +318,7 @@ pub(crate) async fn refresh(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let claims = state.auth.verify(bearer(&headers)?, TokenKind::Refresh)?;
-    let user = UserId::parse(&claims.sub)
-        .ok()
-        .and_then(|id| state.engine.catalog().user(&id))
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "unknown user"))?;
+    let user = token_user(&state, &claims)?;
     Ok(Json(state.auth.session_body(&user)))
 }
 
@@ -326,10 +328,7 @@ pub(crate) async fn me(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let claims = state.auth.verify(bearer(&headers)?, TokenKind::Access)?;
-    let user = UserId::parse(&claims.sub)
-        .ok()
-        .and_then(|id| state.engine.catalog().user(&id))
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, "unknown user"))?;
+    let user = token_user(&state, &claims)?;
     Ok(Json(json!({
         "user": user_json(&user),
         "admin_ui_access": admin(user.role),

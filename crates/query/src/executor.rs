@@ -15,7 +15,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{CreateView, ObjectName, ObjectType, Statement};
-use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableDef, TableType, UserRecord};
+use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableType, UserRecord};
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_config::{Config, LimitsConfig};
 
@@ -265,8 +265,8 @@ impl QueryEngine {
 pub struct QuerySession {
     engine: Arc<QueryEngine>,
     namespace: NamespaceId,
-    user: UserId,
-    role: Role,
+    pub(crate) user: UserId,
+    pub(crate) role: Role,
 }
 
 fn batch_stream(batch: RecordBatch) -> SendableRecordBatchStream {
@@ -291,63 +291,6 @@ impl QuerySession {
 
     pub fn role(&self) -> Role {
         self.role
-    }
-
-    fn is_admin(&self) -> bool {
-        matches!(self.role, Role::Dba | Role::System)
-    }
-
-    /// Refuses `what` unless the session's role is dba or system.
-    pub(crate) fn require_admin(&self, what: &str) -> Result<()> {
-        if self.is_admin() {
-            return Ok(());
-        }
-        Err(QueryError::PermissionDenied(format!(
-            "{what} needs the dba or system role; {} has role {}",
-            self.user, self.role
-        )))
-    }
-
-    /// Whether the session may read `def`: USER and STREAM tables for
-    /// everyone; SHARED tables for service and above, and for users when
-    /// they are PUBLIC.
-    pub(crate) fn check_read(&self, def: &TableDef) -> Result<()> {
-        let allowed = match def.table_type {
-            TableType::User | TableType::Stream => true,
-            TableType::Shared => {
-                self.role != Role::User
-                    || def.options.access_level == Some(quiver_catalog::AccessLevel::Public)
-            }
-        };
-        if allowed && self.role != Role::Anonymous {
-            return Ok(());
-        }
-        Err(QueryError::PermissionDenied(format!(
-            "reading {} ({} table) needs the service role or above; {} has role {}",
-            def.qualified_name(),
-            def.table_type.as_str(),
-            self.user,
-            self.role
-        )))
-    }
-
-    /// Whether the session may write `def`: USER and STREAM tables for
-    /// everyone, SHARED tables for service and above.
-    pub(crate) fn check_write(&self, def: &TableDef) -> Result<()> {
-        let allowed = match def.table_type {
-            TableType::User | TableType::Stream => self.role != Role::Anonymous,
-            TableType::Shared => matches!(self.role, Role::Service | Role::Dba | Role::System),
-        };
-        if allowed {
-            return Ok(());
-        }
-        Err(QueryError::PermissionDenied(format!(
-            "writing {} ({} table) needs the service role or above; {} has role {}",
-            def.qualified_name(),
-            def.table_type.as_str(),
-            self.user,
-            self.role
-        )))
     }
 
     pub fn namespace(&self) -> &NamespaceId {

@@ -2,6 +2,7 @@
 //! store, Quiver's SQL dialect, and the executor that runs DDL, DML and
 //! queries for a request.
 
+mod access;
 mod cold;
 mod convert;
 mod ddl;

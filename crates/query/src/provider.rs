@@ -330,14 +330,19 @@ impl TableProvider for QuiverTable {
             limit: None,
         };
         let ordering = merge.then(|| layout.merge_ordering());
-        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = vec![Arc::new(StreamingTableExec::try_new(
-            layout.schema.clone(),
-            vec![Arc::new(hot)],
-            None,
-            ordering,
-            false,
-            None,
-        )?)];
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        // A table whose rows are all in segments (a flushed, untouched
+        // table) is read from its segments alone.
+        if hot_range.is_some() || merge {
+            inputs.push(Arc::new(StreamingTableExec::try_new(
+                layout.schema.clone(),
+                vec![Arc::new(hot)],
+                None,
+                ordering,
+                false,
+                None,
+            )?));
+        }
         inputs.extend(segment_scans(state, def, &layout, &manifest, filters)?);
         let input = UnionExec::try_new(inputs)?;
         let outputs = indices

@@ -208,6 +208,7 @@ impl Catalog {
     fn upgrade(&self, found: u32) -> Result<(), CatalogError> {
         let started = std::time::Instant::now();
         let records = legacy::load(&self.store)?;
+        let migrated = records.count();
         let now = now_micros();
         let mut batch = self.store.batch();
         for def in &records.namespaces {
@@ -245,7 +246,7 @@ impl Catalog {
             created_at: now,
             finished_at: Some(now_micros()),
             duration_ms: Some(started.elapsed().as_millis() as i64),
-            rows: Some(records.count() as i64),
+            rows: Some(migrated as i64),
             bytes: None,
             message: None,
         };
@@ -266,7 +267,7 @@ impl Catalog {
         tracing::info!(
             from = found,
             to = LAYOUT_VERSION,
-            records = records.keys.len(),
+            records = migrated,
             "upgraded the catalog layout"
         );
         Ok(())

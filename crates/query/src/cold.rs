@@ -21,22 +21,10 @@ use quiver_store::{
 };
 
 use crate::convert::{OutputColumn, rows_to_batch};
-use crate::error::{QueryError, Result};
+use crate::error::Result;
 
 /// Rows read from the hot store per call while flushing.
 const FLUSH_CHUNK: usize = 8192;
-
-impl From<arrow::error::ArrowError> for QueryError {
-    fn from(error: arrow::error::ArrowError) -> Self {
-        QueryError::Internal(error.to_string())
-    }
-}
-
-impl From<quiver_store::ColdError> for QueryError {
-    fn from(error: quiver_store::ColdError) -> Self {
-        QueryError::Internal(error.to_string())
-    }
-}
 
 /// What a flush or compaction did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -115,12 +103,6 @@ pub fn remove_flushed(store: &Store, flushed: &[(Box<[u8]>, i64)]) -> Result<()>
     }
     store.commit(batch)?;
     Ok(())
-}
-
-/// Compacts the hot range of a flushed table: without it every scan steps
-/// over one RocksDB delete marker per flushed row.
-pub fn compact_hot(store: &Store, table_id: u64) {
-    store.compact_table_rows(table_id);
 }
 
 /// Merges all of a table's segments into one, keeping the newest version

@@ -125,6 +125,18 @@ impl From<CatalogError> for QueryError {
     }
 }
 
+impl From<quiver_store::ColdError> for QueryError {
+    fn from(error: quiver_store::ColdError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for QueryError {
+    fn from(error: datafusion::arrow::error::ArrowError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
 impl From<StoreError> for QueryError {
     fn from(error: StoreError) -> Self {
         Self::Internal(error.to_string())

@@ -106,7 +106,9 @@ impl QueryEngine {
             if !flushed.is_empty() {
                 let store = store.clone();
                 let table = def.id.0;
-                tokio::task::spawn_blocking(move || cold::compact_hot(&store, table))
+                // Without this every scan steps over one RocksDB delete
+                // marker per flushed row.
+                tokio::task::spawn_blocking(move || store.compact_table_rows(table))
                     .await
                     .map_err(|e| QueryError::Internal(e.to_string()))?;
             }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use quiver_api::{ApiState, Auth, WeakSecret, router};
+use quiver_api::{ApiState, Auth, RequestRate, WeakSecret, router};
 use quiver_catalog::{Catalog, CatalogError, PasswordCost, hash_password, verify_password};
 use quiver_common::{NodeId, UserId};
 use quiver_config::Config;
@@ -87,6 +87,8 @@ pub struct AppContext {
     pub catalog: Arc<Catalog>,
     pub engine: Arc<QueryEngine>,
     pub auth: Arc<Auth>,
+    /// Each user's allowance of SQL requests.
+    pub request_rate: Arc<RequestRate>,
     pub query_runtime: Arc<QueryRuntime>,
 }
 
@@ -111,6 +113,7 @@ impl AppContext {
         set_root_password(&catalog, &config)?;
         let query_runtime =
             Arc::new(QueryRuntime::new(config.server.query_threads).map_err(StartError::Runtime)?);
+        let request_rate = Arc::new(RequestRate::new(&config.limits));
         Ok(Self {
             config: Arc::new(config),
             node_id,
@@ -118,16 +121,21 @@ impl AppContext {
             catalog,
             engine,
             auth,
+            request_rate,
             query_runtime,
         })
     }
 
-    pub fn api_state(&self) -> ApiState {
+    /// What the HTTP handlers share; `shutdown` ends WebSocket connections.
+    pub fn api_state(&self, shutdown: CancellationToken) -> ApiState {
         ApiState {
             engine: self.engine.clone(),
             auth: self.auth.clone(),
+            request_rate: self.request_rate.clone(),
             query_runtime: self.query_runtime.handle(),
             max_body_bytes: self.config.limits.max_body_bytes,
+            websocket: self.config.websocket.clone(),
+            shutdown,
         }
     }
 }
@@ -186,7 +194,11 @@ pub async fn serve(
         context.config.compaction.clone(),
         shutdown.child_token(),
     ));
-    let app = router(context.api_state());
+    let live = context
+        .query_runtime
+        .handle()
+        .spawn(context.engine.live().clone().run(shutdown.child_token()));
+    let app = router(context.api_state(shutdown.child_token()));
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -194,6 +206,9 @@ pub async fn serve(
     shutdown.cancel();
     if let Err(e) = maintenance.await {
         tracing::error!(error = %e, "storage maintenance stopped abnormally");
+    }
+    if let Err(e) = live.await {
+        tracing::error!(error = %e, "the live query dispatcher stopped abnormally");
     }
     served?;
     if let Err(e) = context.store.sync() {

@@ -78,7 +78,9 @@ fn segment_file(node: &BenchNode, table: &str) -> std::path::PathBuf {
             &quiver_common::TableName::new(table).unwrap(),
         )
         .expect("table exists");
-    let manifest = catalog.tier().manifest(def.def().id.0);
+    let manifest = catalog
+        .tier()
+        .manifest(&quiver_store::Scope::table(def.def().id.0));
     assert_eq!(manifest.segments.len(), 1, "one segment after the flush");
     node.context
         .config

@@ -5,5 +5,5 @@
 mod server;
 mod slt;
 
-pub use server::{ROOT_BASIC, Response, TestServer, test_config};
+pub use server::{ROOT_BASIC, Response, TestServer, basic, test_config};
 pub use slt::{HttpDb, InProcessDb, SltError, run_slt_file, slt_files};

@@ -42,10 +42,17 @@ impl Response {
     }
 }
 
-/// A config for a test node: port 0, data in `dir`, quiet logs.
 /// `Authorization` for `root` while it has no password.
 pub const ROOT_BASIC: &str = "Basic cm9vdDo=";
 
+/// `Authorization` with Basic credentials.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// A config for a test node: port 0, data in `dir`, cheap password hashes.
 pub fn test_config(dir: &Path) -> Config {
     let mut config = Config::default();
     config.server.port = 0;
@@ -54,6 +61,9 @@ pub fn test_config(dir: &Path) -> Config {
     // Cheap password hashes keep tests fast.
     config.auth.password_memory_kib = 64;
     config.auth.password_iterations = 1;
+    // Tests send requests as fast as they can; the rate limit has its own
+    // tests.
+    config.limits.queries_per_second = 0;
     config
 }
 
@@ -162,6 +172,12 @@ impl TestServer {
     /// Runs SQL (no params) and returns the answer.
     pub async fn sql(&self, sql: &str) -> Response {
         self.post(serde_json::json!({ "sql": sql })).await
+    }
+
+    /// Runs SQL (no params) with `authorization`.
+    pub async fn sql_as(&self, authorization: &str, sql: &str) -> Response {
+        let body = serde_json::json!({ "sql": sql }).to_string();
+        self.post_as(authorization, body).await
     }
 
     /// Runs SQL that must succeed.

@@ -2,7 +2,7 @@
 //! Basic credentials, and every way a credential can be wrong.
 
 use base64::Engine as _;
-use quiver_tests::{ROOT_BASIC, TestServer};
+use quiver_tests::{ROOT_BASIC, TestServer, basic};
 use serde_json::{Value, json};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
@@ -39,11 +39,6 @@ async fn get_with(server: &TestServer, path: &str, auth: &str) -> (u16, Value) {
         .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn basic(user: &str, password: &str) -> String {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    format!("Basic {encoded}")
 }
 
 /// A token signed with `secret`, with the given claims.

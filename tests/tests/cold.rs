@@ -229,7 +229,9 @@ async fn system_tables_flush_and_the_catalog_reloads_from_segments() {
             // The flush and compaction jobs record themselves.
             continue;
         }
-        let hot = store.scan_rows(table.def().id.0, None, 10).unwrap();
+        let hot = store
+            .scan_rows(&quiver_store::Scope::table(table.def().id.0), None, 10)
+            .unwrap();
         assert!(hot.rows.is_empty(), "{} kept hot rows", table.def().name);
     }
     drop(store);

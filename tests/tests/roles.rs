@@ -1,13 +1,7 @@
 //! Authorization over real HTTP: every role against every kind of
 //! statement and table, allowed or denied with 403 PERMISSION_DENIED.
 
-use base64::Engine as _;
-use quiver_tests::{ROOT_BASIC, TestServer};
-
-fn basic(user: &str, password: &str) -> String {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    format!("Basic {encoded}")
-}
+use quiver_tests::{ROOT_BASIC, TestServer, basic};
 
 const ROLES: [&str; 4] = ["user", "service", "dba", "system"];
 

@@ -130,7 +130,7 @@ async fn a_layout_1_directory_moves_its_catalog_into_system_tables() {
         &vec![json!([
             "upgrade",
             "completed",
-            "catalog layout 1 -> 2",
+            "catalog layout 1 -> 3",
             "test-node",
             // 2 namespaces, 2 tables, 4 versions, 1 view.
             "9"
@@ -158,6 +158,81 @@ async fn a_layout_1_directory_moves_its_catalog_into_system_tables() {
     for prefix in [&b"ns/"[..], b"tb/", b"tv/", b"vw/"] {
         assert!(store.scan_meta(prefix).unwrap().is_empty());
     }
+    server.stop().await;
+}
+
+/// Layout 2 kept USER-table rows under the table prefix and primary key,
+/// with no owner. Such a directory is made here by moving a USER table's
+/// rows back to those keys; the upgrade gives them to root.
+#[tokio::test]
+async fn layout_2_rows_of_user_tables_go_to_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_config(test_config(dir.path())).await;
+    server
+        .sql_ok(
+            "CREATE NAMESPACE app; \
+             CREATE USER TABLE app.notes (id BIGINT PRIMARY KEY, body TEXT); \
+             INSERT INTO app.notes VALUES (1, 'one'), (2, 'two'), (3, 'three'); \
+             DELETE FROM app.notes WHERE id = 2; \
+             CREATE TABLE app.plain (id BIGINT PRIMARY KEY); \
+             INSERT INTO app.plain VALUES (7); \
+             CREATE USER 'alice' WITH PASSWORD 'pw' ROLE user",
+        )
+        .await;
+    let table = server
+        .context
+        .catalog
+        .table(
+            &quiver_common::NamespaceId::new("app").unwrap(),
+            &quiver_common::TableName::new("notes").unwrap(),
+        )
+        .unwrap()
+        .def()
+        .id
+        .0;
+    server.stop().await;
+    {
+        let store =
+            quiver_store::Store::open(&dir.path().join("rocksdb"), &Default::default()).unwrap();
+        let root = quiver_store::Scope::owned(table, "root");
+        let scan = store.scan_rows(&root, None, 100).unwrap();
+        assert_eq!(scan.rows.len(), 3, "two rows and a delete marker");
+        let mut batch = store.batch();
+        for (key, row) in &scan.rows {
+            let mut unowned = quiver_store::table_prefix(table).to_vec();
+            unowned.extend_from_slice(&key[root.prefix().len()..]);
+            batch.delete_row(key);
+            batch.put_row(&unowned, row);
+        }
+        batch.put_meta(b"layout_version", &2u32.to_be_bytes());
+        store.commit(batch).unwrap();
+    }
+    let server = TestServer::start_config(test_config(dir.path())).await;
+    let rows = server
+        .sql_ok("SELECT id, body FROM app.notes ORDER BY id")
+        .await;
+    assert_eq!(
+        rows.rows(0),
+        &vec![json!(["1", "one"]), json!(["3", "three"])]
+    );
+    let alice = server
+        .sql_as(
+            &quiver_tests::basic("alice", "pw"),
+            "SELECT COUNT(*) FROM app.notes",
+        )
+        .await;
+    assert_eq!(alice.rows(0), &vec![json!(["0"])]);
+    let plain = server.sql_ok("SELECT id FROM app.plain").await;
+    assert_eq!(plain.rows(0), &vec![json!(["7"])]);
+    let job = server
+        .sql_ok("SELECT target, rows FROM system.jobs WHERE job_type = 'upgrade'")
+        .await;
+    assert_eq!(job.rows(0), &vec![json!(["catalog layout 2 -> 3", "2"])]);
+    // Flushed afterwards, root's rows stay root's.
+    server.sql_ok("STORAGE FLUSH TABLE app.notes").await;
+    let server = server.restart().await;
+    let count = server.sql_ok("SELECT COUNT(*) FROM app.notes").await;
+    assert_eq!(count.rows(0), &vec![json!(["2"])]);
     server.stop().await;
 }
 

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::limits::LoginGuard;
 use crate::routes::ApiState;
 
 /// Shortest accepted `[auth] jwt_secret` off loopback, in bytes.
@@ -66,6 +67,7 @@ pub struct Auth {
     decoding: DecodingKey,
     access_ttl_secs: i64,
     refresh_ttl_secs: i64,
+    logins: LoginGuard,
 }
 
 impl std::fmt::Debug for Auth {
@@ -104,6 +106,7 @@ impl Auth {
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             access_ttl_secs: config.access_token_ttl_secs as i64,
             refresh_ttl_secs: config.refresh_token_ttl_secs as i64,
+            logins: LoginGuard::new(config),
         })
     }
 
@@ -199,27 +202,33 @@ fn invalid_credentials() -> ApiError {
 
 /// Checks a user name and password. `root` without a password accepts an
 /// empty one, from loopback only. Hash checks run off the async threads.
+/// Repeated failures lock the user out for a while.
 async fn check_password(
-    catalog: &Catalog,
+    state: &ApiState,
     name: &str,
     password: String,
     peer: SocketAddr,
 ) -> Result<Arc<UserRecord>, ApiError> {
     let id = UserId::parse(name).map_err(|_| invalid_credentials())?;
-    let user = catalog.user(&id).ok_or_else(invalid_credentials)?;
-    match user.password_hash.clone() {
-        None if peer.ip().is_loopback() && password.is_empty() => Ok(user),
-        None => Err(invalid_credentials()),
-        Some(hash) => {
-            let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-                .await
-                .unwrap_or(false);
-            if matches {
-                Ok(user)
-            } else {
-                Err(invalid_credentials())
-            }
-        }
+    let user = state
+        .engine
+        .catalog()
+        .user(&id)
+        .ok_or_else(invalid_credentials)?;
+    let logins = &state.auth.logins;
+    logins.check(&id)?;
+    let matches = match user.password_hash.clone() {
+        None => peer.ip().is_loopback() && password.is_empty(),
+        Some(hash) => tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false),
+    };
+    if matches {
+        logins.succeeded(&id);
+        Ok(user)
+    } else {
+        logins.failed(&id);
+        Err(invalid_credentials())
     }
 }
 
@@ -238,7 +247,6 @@ pub async fn authenticate(
     };
     let value = value.to_str().map_err(|_| invalid_credentials())?;
     let (scheme, credentials) = value.split_once(' ').ok_or_else(invalid_credentials)?;
-    let catalog = state.engine.catalog();
     if scheme.eq_ignore_ascii_case("bearer") {
         let claims = state.auth.verify(credentials.trim(), TokenKind::Access)?;
         // The user's current role counts, not the one the token was made with.
@@ -255,7 +263,7 @@ pub async fn authenticate(
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(invalid_credentials)?;
         let (name, password) = decoded.split_once(':').ok_or_else(invalid_credentials)?;
-        let user = check_password(catalog, name, password.to_string(), peer).await?;
+        let user = check_password(state, name, password.to_string(), peer).await?;
         return Ok(Principal {
             user: user.id.clone(),
             role: user.role,
@@ -284,9 +292,19 @@ pub(crate) async fn login(
             format!("expected {{\"user\": \"...\", \"password\": \"...\"}}: {e}"),
         )
     })?;
-    let catalog = state.engine.catalog();
-    let user = check_password(catalog, &request.user, request.password, peer).await?;
+    let user = check_password(&state, &request.user, request.password, peer).await?;
     Ok(Json(state.auth.session_body(&user)))
+}
+
+/// The principal an access token names, for WebSocket connections that
+/// authenticate with a message.
+pub(crate) fn token_principal(state: &ApiState, token: &str) -> Result<Principal, ApiError> {
+    let claims = state.auth.verify(token.trim(), TokenKind::Access)?;
+    let user = token_user(state, &claims)?;
+    Ok(Principal {
+        user: user.id.clone(),
+        role: user.role,
+    })
 }
 
 /// The user a valid token names, as stored now.

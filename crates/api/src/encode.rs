@@ -79,6 +79,40 @@ pub fn write_rows(batch: &RecordBatch, out: &mut Vec<u8>, mut first: bool) {
     }
 }
 
+/// Appends the rows of `batch` to `out` as comma-separated JSON objects
+/// keyed by column name (with a leading comma unless `first`): the row
+/// format of live query messages.
+pub fn write_objects(batch: &RecordBatch, out: &mut Vec<u8>, mut first: bool) {
+    let schema = batch.schema();
+    let writers: Vec<CellWriter<'_>> = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(array, field)| CellWriter::new(array, field))
+        .collect();
+    let names: Vec<Vec<u8>> = schema
+        .fields()
+        .iter()
+        .map(|f| serde_json::to_vec(f.name()).expect("names serialize"))
+        .collect();
+    for row in 0..batch.num_rows() {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'{');
+        for (i, writer) in writers.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&names[i]);
+            out.push(b':');
+            writer.write(row, out);
+        }
+        out.push(b'}');
+    }
+}
+
 fn write_str(s: &str, out: &mut Vec<u8>) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }

@@ -5,9 +5,12 @@
 mod auth;
 mod encode;
 mod error;
+mod limits;
 mod routes;
+mod ws;
 
 pub use auth::{Auth, MIN_SECRET_BYTES, Principal, WeakSecret, is_loopback_host};
 pub use encode::{schema_json, write_rows};
 pub use error::ApiError;
+pub use limits::RequestRate;
 pub use routes::{ApiState, router};

@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -12,23 +12,31 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
 use quiver_common::ErrorCode;
+use quiver_config::WebSocketConfig;
 use quiver_query::{QueryEngine, QueryError, StatementOutput};
 use serde::Deserialize;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::auth::{self, Auth, Principal, authenticate};
 use crate::encode::{schema_json, write_rows};
 use crate::error::ApiError;
+use crate::limits::RequestRate;
+use crate::ws;
 
 /// What the handlers share: built once by the node's composition root.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub engine: Arc<QueryEngine>,
     pub auth: Arc<Auth>,
+    pub request_rate: Arc<RequestRate>,
     /// Where queries run, apart from the threads serving HTTP.
     pub query_runtime: tokio::runtime::Handle,
     pub max_body_bytes: usize,
+    pub websocket: WebSocketConfig,
+    /// Cancelled when the node stops: WebSocket connections close.
+    pub shutdown: CancellationToken,
 }
 
 /// The v1 HTTP API.
@@ -36,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
     let body_limit = state.max_body_bytes;
     Router::new()
         .route("/v1/api/sql", post(sql))
+        .route("/v1/ws", get(ws::upgrade))
         .route("/v1/api/auth/login", post(auth::login))
         .route("/v1/api/auth/refresh", post(auth::refresh))
         .route("/v1/api/auth/me", get(auth::me))
@@ -95,21 +104,35 @@ async fn sql(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let start = Instant::now();
-    // Aborted if the client goes away: a statement either committed before
-    // that or wrote nothing.
+    let timeout_ms = state.engine.limits().query_timeout_ms;
+    // Aborted if the client goes away or the time limit passes: a
+    // statement either committed before that or wrote nothing.
     let task = AbortOnDropHandle::new(state.query_runtime.clone().spawn(async move {
         let principal = authenticate(&state, &headers, peer).await?;
+        state.request_rate.check(&principal.user)?;
         run_sql(&state, &principal, body).await
     }));
-    let outcome = match task.await {
-        Ok(outcome) => outcome,
-        Err(e) => {
+    let joined = if timeout_ms == 0 {
+        Ok(task.await)
+    } else {
+        tokio::time::timeout(Duration::from_millis(timeout_ms), task).await
+    };
+    let outcome = match joined {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "query task failed");
             Err(ApiError::new(
                 ErrorCode::InternalError,
                 "internal error; the server log has the details",
             ))
         }
+        Err(_) => Err(ApiError::new(
+            ErrorCode::QueryTimeout,
+            format!(
+                "the request ran longer than {timeout_ms} ms ([limits] query_timeout_ms) and was \
+                 cancelled; statements that had finished stay committed"
+            ),
+        )),
     };
     match outcome {
         Ok(body) => (
@@ -186,12 +209,13 @@ async fn run_sql(
         if index > 0 {
             out.push(b',');
         }
+        let as_user = statement.runs_as().map_or(user.as_str(), |u| u).to_string();
         match session.execute(statement).await.map_err(fail)? {
             StatementOutput::Done { row_count, message } => {
                 let result = json!({
                     "schema": [],
                     "row_count": row_count,
-                    "as_user": user.as_str(),
+                    "as_user": as_user,
                     "message": message,
                 });
                 serde_json::to_writer(&mut out, &result).expect("writing to a Vec cannot fail");
@@ -213,8 +237,7 @@ async fn run_sql(
                 out.extend_from_slice(b"],\"row_count\":");
                 out.extend_from_slice(rows.to_string().as_bytes());
                 out.extend_from_slice(b",\"as_user\":");
-                serde_json::to_writer(&mut out, user.as_str())
-                    .expect("writing to a Vec cannot fail");
+                serde_json::to_writer(&mut out, &as_user).expect("writing to a Vec cannot fail");
                 out.push(b'}');
             }
         }

@@ -1,9 +1,10 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
-use quiver_store::{Batch, ColdError, ColdTables, Store, StoreError, block_on};
+use quiver_store::{Batch, ColdError, ColdTables, Scope, Store, StoreError, StoredRow, block_on};
 
 use crate::defs::{
     JobRecord, JobStatus, NamespaceDef, TableDef, TableVersion, UserRecord, ViewDef,
@@ -16,8 +17,9 @@ const NEXT_TABLE_ID: &[u8] = b"next_table_id";
 const LAYOUT_VERSION_KEY: &[u8] = b"layout_version";
 /// The catalog layout this binary writes. 0 was the first, untagged one;
 /// 1 added column id counters and schema history; 2 keeps every record as
-/// a row of a stored system table.
-pub const LAYOUT_VERSION: u32 = 2;
+/// a row of a stored system table; 3 keys the rows of USER and STREAM
+/// tables by owner.
+pub const LAYOUT_VERSION: u32 = 3;
 /// The namespace every node has from its first start.
 pub const DEFAULT_NAMESPACE: &str = "default";
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,16 @@ pub(crate) fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// Keeps the newer of two versions of a key.
+fn keep_newest(newest: &mut BTreeMap<Vec<u8>, StoredRow>, key: Vec<u8>, row: StoredRow) {
+    if newest
+        .get(&key)
+        .is_none_or(|existing| existing.seq < row.seq)
+    {
+        newest.insert(key, row);
+    }
+}
+
 fn corrupt(key: &[u8], detail: impl ToString) -> CatalogError {
     CatalogError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -137,14 +149,12 @@ impl Catalog {
                 });
             }
             Some(LAYOUT_VERSION) => block_on(catalog.load())?,
+            Some(2) => catalog.upgrade_owners()?,
             Some(found) => catalog.upgrade(found)?,
             None if legacy::has_records(&catalog.store)? => catalog.upgrade(0)?,
             None => catalog.initialize()?,
         }
-        block_on(async {
-            catalog.clear_live_queries().await?;
-            catalog.fail_interrupted_jobs().await
-        })?;
+        block_on(catalog.fail_interrupted_jobs())?;
         Ok(catalog)
     }
 
@@ -202,6 +212,103 @@ impl Catalog {
         Ok(())
     }
 
+    /// Layout 2 to 3: the rows of USER and STREAM tables, written before
+    /// their keys named an owner, go to root, in one batch with the new
+    /// layout and the job that records it.
+    fn upgrade_owners(&self) -> Result<(), CatalogError> {
+        let started = std::time::Instant::now();
+        block_on(self.load())?;
+        let tables = self.registry.all();
+        let defs: Vec<&TableDef> = tables.iter().map(|t| t.def()).collect();
+        let mut batch = self.store.batch();
+        let (moved, emptied) = self.adopt_unowned_rows(&mut batch, &defs)?;
+        batch.put_meta(LAYOUT_VERSION_KEY, &LAYOUT_VERSION.to_be_bytes());
+        let job = self.upgrade_job(2, started, moved);
+        self.put(&mut batch, SystemTable::Jobs, system::job_row(&job));
+        self.store.commit(batch)?;
+        self.remove_scopes(emptied)?;
+        tracing::info!(rows = moved, "upgraded the catalog layout from 2");
+        Ok(())
+    }
+
+    fn upgrade_job(&self, found: u32, started: std::time::Instant, rows: usize) -> JobRecord {
+        let now = now_micros();
+        JobRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            job_type: "upgrade".to_string(),
+            status: JobStatus::Completed,
+            target: Some(format!("catalog layout {found} -> {LAYOUT_VERSION}")),
+            node_id: self.node_id.clone(),
+            created_at: now,
+            finished_at: Some(now),
+            duration_ms: Some(started.elapsed().as_millis() as i64),
+            rows: Some(rows as i64),
+            bytes: None,
+            message: None,
+        }
+    }
+
+    /// Moves the rows of USER and STREAM tables whose keys have no owner
+    /// (written before layout 3) into root's scope: the newest version of
+    /// each key, from hot rows and segments, as hot rows that the next
+    /// flush writes out again. Returns how many rows moved and the scopes
+    /// whose segment files to delete once `batch` is committed.
+    fn adopt_unowned_rows(
+        &self,
+        batch: &mut Batch<'_>,
+        defs: &[&TableDef],
+    ) -> Result<(usize, Vec<Scope>), CatalogError> {
+        let mut moved = 0;
+        let mut emptied = Vec::new();
+        for def in defs.iter().filter(|d| d.table_type.per_user()) {
+            let legacy = Scope::table(def.id.0);
+            let root = Scope::owned(def.id.0, UserId::root().as_str());
+            let mut newest: BTreeMap<Vec<u8>, StoredRow> = BTreeMap::new();
+            let manifest = self.tier.manifest(&legacy);
+            for segment in &manifest.segments {
+                for (key, row) in block_on(self.tier.read_rows(segment, |_| true))? {
+                    keep_newest(&mut newest, key, row);
+                }
+            }
+            let mut after: Option<Box<[u8]>> = None;
+            loop {
+                let chunk = self.store.scan_rows(&legacy, after.as_deref(), 8192)?;
+                for (key, row) in chunk.rows {
+                    batch.delete_row(&key);
+                    keep_newest(&mut newest, key.into_vec(), row);
+                }
+                match chunk.resume_after {
+                    Some(key) => after = Some(key),
+                    None => break,
+                }
+            }
+            for (key, row) in newest {
+                // Nothing older is left for a delete marker to hide.
+                if row.deleted {
+                    continue;
+                }
+                let mut owned = root.prefix();
+                owned.extend_from_slice(&key[legacy.prefix().len()..]);
+                batch.put_row(&owned, &row);
+                moved += 1;
+            }
+            if !manifest.segments.is_empty() {
+                emptied.push(legacy);
+            }
+        }
+        Ok((moved, emptied))
+    }
+
+    fn remove_scopes(&self, scopes: Vec<Scope>) -> Result<(), CatalogError> {
+        block_on(async {
+            for scope in &scopes {
+                self.tier.remove_scope(scope).await?;
+            }
+            Ok::<_, ColdError>(())
+        })?;
+        Ok(())
+    }
+
     /// Rewrites the meta-key records of layout 0 or 1 as system table
     /// rows, removes them and records the new layout, in one batch; the
     /// upgrade itself is recorded in `system.jobs`.
@@ -236,22 +343,13 @@ impl Catalog {
         for key in &records.keys {
             batch.delete_meta(key);
         }
+        let defs: Vec<&TableDef> = records.tables.iter().map(|(def, _)| def).collect();
+        let (_, emptied) = self.adopt_unowned_rows(&mut batch, &defs)?;
         batch.put_meta(LAYOUT_VERSION_KEY, &LAYOUT_VERSION.to_be_bytes());
-        let job = JobRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            job_type: "upgrade".to_string(),
-            status: JobStatus::Completed,
-            target: Some(format!("catalog layout {found} -> {LAYOUT_VERSION}")),
-            node_id: self.node_id.clone(),
-            created_at: now,
-            finished_at: Some(now_micros()),
-            duration_ms: Some(started.elapsed().as_millis() as i64),
-            rows: Some(migrated as i64),
-            bytes: None,
-            message: None,
-        };
+        let job = self.upgrade_job(found, started, migrated);
         self.put(&mut batch, SystemTable::Jobs, system::job_row(&job));
         self.store.commit(batch)?;
+        self.remove_scopes(emptied)?;
 
         for def in records.namespaces {
             self.namespaces.insert(def.name.clone(), def);
@@ -270,25 +368,6 @@ impl Catalog {
             records = migrated,
             "upgraded the catalog layout"
         );
-        Ok(())
-    }
-
-    /// Live queries belong to connections, and none survive a restart.
-    async fn clear_live_queries(&self) -> Result<(), CatalogError> {
-        let rows = SystemTable::LiveQueries.scan(&self.tier, &[]).await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut batch = self.store.batch();
-        for row in &rows {
-            let id = system::live_query_id(row)?;
-            self.delete(
-                &mut batch,
-                SystemTable::LiveQueries,
-                system::live_query_key(&id),
-            );
-        }
-        self.store.commit(batch)?;
         Ok(())
     }
 
@@ -314,12 +393,12 @@ impl Catalog {
 
     fn put(&self, batch: &mut Batch<'_>, table: SystemTable, values: Vec<quiver_store::Value>) {
         table.put(&self.store, batch, values);
-        self.tier.pending().note(table.id().0, 1);
+        self.tier.pending().note(&Scope::table(table.id().0), 1);
     }
 
     fn delete(&self, batch: &mut Batch<'_>, table: SystemTable, key: Vec<quiver_store::Value>) {
         table.delete(&self.store, batch, key);
-        self.tier.pending().note(table.id().0, 1);
+        self.tier.pending().note(&Scope::table(table.id().0), 1);
     }
 
     /// Writes a table's `system.tables` row and its `system.columns` rows.

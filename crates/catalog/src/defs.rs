@@ -1,5 +1,5 @@
 use quiver_common::{ColumnType, NamespaceId, NodeId, Role, TableId, TableName, UserId};
-use quiver_store::Value;
+use quiver_store::{Scope, Value};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +21,12 @@ pub enum TableType {
 }
 
 impl TableType {
+    /// Whether rows are kept per owner: each user reads and writes only
+    /// their own.
+    pub fn per_user(self) -> bool {
+        matches!(self, Self::User | Self::Stream)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Shared => "SHARED",
@@ -206,6 +212,16 @@ pub struct TableVersion {
 impl TableDef {
     pub fn qualified_name(&self) -> String {
         format!("{}.{}", self.namespace, self.name)
+    }
+
+    /// The rows `user` reads and writes: their own in a per-user table,
+    /// all of them otherwise.
+    pub fn scope_for(&self, user: &UserId) -> Scope {
+        if self.table_type.per_user() {
+            Scope::owned(self.id.0, user.as_str())
+        } else {
+            Scope::table(self.id.0)
+        }
     }
 
     pub fn column(&self, name: &str) -> Option<&ColumnDef> {

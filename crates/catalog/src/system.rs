@@ -1,6 +1,6 @@
 //! The stored tables of the `system` namespace. The catalog keeps its own
 //! records (namespaces, tables, columns, schema history, views, users,
-//! jobs, live queries) as rows of these tables, in the same row store and
+//! jobs) as rows of these tables, in the same row store and
 //! encoding as user tables: SQL reads them with the same scan, and they
 //! move to cold storage the same way.
 //!
@@ -10,7 +10,7 @@
 
 use quiver_common::{ColumnType, NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_store::{
-    Batch, ColdError, ColdTables, Store, StoredRow, Value, encode_key_value, table_prefix,
+    Batch, ColdError, ColdTables, Scope, Store, StoredRow, Value, encode_key_value, table_prefix,
 };
 
 use crate::defs::{
@@ -35,7 +35,6 @@ pub enum SystemTable {
     Views,
     Users,
     Jobs,
-    LiveQueries,
 }
 
 struct Column {
@@ -147,20 +146,8 @@ const JOBS: &[Column] = &[
     null("message", Text),
 ];
 
-const LIVE_QUERIES: &[Column] = &[
-    col("live_id", Text),
-    col("connection_id", Text),
-    col("user_id", Text),
-    col("namespace_id", Text),
-    col("table_name", Text),
-    col("query", Text),
-    col("node_id", Text),
-    col("created_at", Timestamp),
-    col("changes", BigInt),
-];
-
 impl SystemTable {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 7] = [
         Self::Namespaces,
         Self::Tables,
         Self::Columns,
@@ -168,7 +155,6 @@ impl SystemTable {
         Self::Views,
         Self::Users,
         Self::Jobs,
-        Self::LiveQueries,
     ];
 
     pub fn name(self) -> &'static str {
@@ -180,7 +166,6 @@ impl SystemTable {
             Self::Views => "views",
             Self::Users => "users",
             Self::Jobs => "jobs",
-            Self::LiveQueries => "live_queries",
         }
     }
 
@@ -201,7 +186,6 @@ impl SystemTable {
             Self::Views => VIEWS,
             Self::Users => USERS,
             Self::Jobs => JOBS,
-            Self::LiveQueries => LIVE_QUERIES,
         }
     }
 
@@ -295,7 +279,7 @@ impl SystemTable {
         tier: &ColdTables,
         key_prefix: &[Value],
     ) -> Result<Vec<StoredRow>, ColdError> {
-        tier.merged_rows(self.id().0, &self.key_prefix(key_prefix))
+        tier.merged_rows(&Scope::table(self.id().0), &self.key_prefix(key_prefix))
             .await
     }
 }
@@ -597,19 +581,6 @@ pub(crate) fn job_from(row: &StoredRow) -> Read<JobRecord> {
         bytes: opt_i64(10)?,
         message: cells.opt_text(11)?.map(str::to_string),
     })
-}
-
-pub(crate) fn live_query_key(live_id: &str) -> Vec<Value> {
-    vec![text(live_id)]
-}
-
-/// The live id of a `system.live_queries` row.
-pub(crate) fn live_query_id(row: &StoredRow) -> Read<String> {
-    let cells = Cells {
-        table: SystemTable::LiveQueries,
-        row,
-    };
-    cells.text(1).map(str::to_string)
 }
 
 #[cfg(test)]

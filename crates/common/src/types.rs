@@ -66,8 +66,9 @@ impl fmt::Display for ColumnType {
     }
 }
 
-/// What a user may do. Roles serialize lowercase on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a user may do, in order of privilege (each role may do all that
+/// the ones before it may). Roles serialize lowercase on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Anonymous,

@@ -9,5 +9,5 @@ mod model;
 pub use load::{ConfigError, ConfigSource, ENV_PREFIX, load};
 pub use model::{
     AuthConfig, CompactionConfig, Config, DataFusionConfig, FlushConfig, LimitsConfig, LogFormat,
-    LoggingConfig, ServerConfig, StorageConfig,
+    LoggingConfig, ServerConfig, StorageConfig, WebSocketConfig,
 };

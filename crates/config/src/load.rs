@@ -162,6 +162,37 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
             return Err(bad(key, "must be greater than 0".to_string()));
         }
     }
+    if limits.queries_per_second > 0 && limits.query_burst < limits.queries_per_second {
+        return Err(bad(
+            "limits.query_burst",
+            format!(
+                "must be at least limits.queries_per_second ({})",
+                limits.queries_per_second
+            ),
+        ));
+    }
+    let ws = &config.websocket;
+    for (key, value) in [
+        ("websocket.auth_timeout_secs", ws.auth_timeout_secs as usize),
+        (
+            "websocket.ping_interval_secs",
+            ws.ping_interval_secs as usize,
+        ),
+        (
+            "websocket.client_timeout_secs",
+            ws.client_timeout_secs as usize,
+        ),
+        (
+            "websocket.max_subscriptions_per_connection",
+            ws.max_subscriptions_per_connection,
+        ),
+        ("websocket.queue_capacity", ws.queue_capacity),
+        ("websocket.max_message_bytes", ws.max_message_bytes),
+    ] {
+        if value == 0 {
+            return Err(bad(key, "must be greater than 0".to_string()));
+        }
+    }
     if config.flush.check_interval_ms == 0 {
         return Err(bad(
             "flush.check_interval_ms",
@@ -185,6 +216,12 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
         return Err(bad(
             "auth.password_iterations",
             "must be greater than 0".to_string(),
+        ));
+    }
+    if auth.max_failed_logins > 0 && auth.lockout_secs == 0 {
+        return Err(bad(
+            "auth.lockout_secs",
+            "must be greater than 0 when auth.max_failed_logins is set".to_string(),
         ));
     }
     if auth.access_token_ttl_secs == 0 || auth.refresh_token_ttl_secs == 0 {

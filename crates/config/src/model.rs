@@ -13,6 +13,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub flush: FlushConfig,
     pub compaction: CompactionConfig,
+    pub websocket: WebSocketConfig,
     pub auth: AuthConfig,
     pub logging: LoggingConfig,
     pub datafusion: DataFusionConfig,
@@ -20,16 +21,14 @@ pub struct Config {
 
 impl Config {
     /// Every effective setting as `(section.key, value)`, sorted, with
-    /// secrets (keys naming a secret, password or token) masked.
+    /// secrets (keys ending in `secret` or `password`) masked.
     pub fn settings(&self) -> Vec<(String, String)> {
         let table = toml::Table::try_from(self).expect("the config model serializes");
         let mut out = BTreeMap::new();
         flatten("", &table, &mut out);
         out.into_iter()
             .map(|(key, value)| {
-                let secret = ["secret", "password", "token"]
-                    .iter()
-                    .any(|s| key.contains(s));
+                let secret = key.ends_with("secret") || key.ends_with("password");
                 (
                     key,
                     if secret {
@@ -101,6 +100,14 @@ pub struct LimitsConfig {
     pub max_statements: usize,
     /// Most rows one statement may return; more is a `RESULT_TOO_LARGE` error.
     pub max_result_rows: usize,
+    /// Longest a request's statements may run, in milliseconds; past it
+    /// the request is cancelled with `QUERY_TIMEOUT` (0: no limit).
+    pub query_timeout_ms: u64,
+    /// SQL requests each user may make per second, on average; more is a
+    /// `RATE_LIMIT_EXCEEDED` error (0: no limit).
+    pub queries_per_second: u32,
+    /// Requests a user may make at once above that rate.
+    pub query_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -111,6 +118,9 @@ impl Default for LimitsConfig {
             max_params: 1000,
             max_statements: 1000,
             max_result_rows: 100_000,
+            query_timeout_ms: 30_000,
+            queries_per_second: 1000,
+            query_burst: 2000,
         }
     }
 }
@@ -159,6 +169,11 @@ pub struct AuthConfig {
     pub password_memory_kib: u32,
     /// Argon2id passes over that memory.
     pub password_iterations: u32,
+    /// Failed password checks in a row after which a user is locked out
+    /// (0: never).
+    pub max_failed_logins: u32,
+    /// How long a lockout lasts, in seconds.
+    pub lockout_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -170,6 +185,41 @@ impl Default for AuthConfig {
             refresh_token_ttl_secs: 7 * 24 * 3600,
             password_memory_kib: 19 * 1024,
             password_iterations: 2,
+            max_failed_logins: 5,
+            lockout_secs: 300,
+        }
+    }
+}
+
+/// Live queries over `/v1/ws`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Seconds a new connection has to authenticate.
+    pub auth_timeout_secs: u64,
+    /// Seconds between the server's ping frames.
+    pub ping_interval_secs: u64,
+    /// Seconds without any frame from the client after which it is
+    /// disconnected.
+    pub client_timeout_secs: u64,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions_per_connection: usize,
+    /// Notifications a connection may have waiting; a subscription that
+    /// would pass it is dropped with `SUBSCRIPTION_OVERFLOW`.
+    pub queue_capacity: usize,
+    /// Largest accepted client frame, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            auth_timeout_secs: 10,
+            ping_interval_secs: 15,
+            client_timeout_secs: 45,
+            max_subscriptions_per_connection: 100,
+            queue_capacity: 1024,
+            max_message_bytes: 1024 * 1024,
         }
     }
 }

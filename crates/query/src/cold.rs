@@ -1,4 +1,5 @@
-//! Flushing and compacting a table, given its definition: hot rows (or
+//! Flushing and compacting a scope (a table, or one owner's rows of a
+//! per-user table), given the table's definition: hot rows (or
 //! existing segments) encoded as a new Parquet segment through the cold
 //! tier ([`quiver_store::ColdTables`]).
 //!
@@ -15,7 +16,7 @@ use arrow::array::{ArrayRef, BinaryArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use quiver_catalog::{ColumnDef, TableDef, arrow_type};
 use quiver_store::{
-    ColdStore, ColdTables, ColumnStats, DELETED_COLUMN, KEY_COLUMN, SEQ_COLUMN, Segment,
+    ColdStore, ColdTables, ColumnStats, DELETED_COLUMN, KEY_COLUMN, SEQ_COLUMN, Scope, Segment,
     SegmentOptions, SegmentWriter, Store, StoredRow, Value, segment_column, to_hex,
     wait_for_readers,
 };
@@ -41,23 +42,24 @@ fn stored_columns(def: &TableDef) -> impl Iterator<Item = &ColumnDef> {
     def.columns.iter().chain(&def.hidden_columns)
 }
 
-/// Writes the table's hot rows into a new segment and publishes it. The
+/// Writes the scope's hot rows into a new segment and publishes it. The
 /// rows stay in the hot store (readers merge the two) until the caller
 /// removes them with [`remove_flushed`], holding whatever lock keeps the
 /// table's writers out. Rows are read and encoded a chunk at a time.
 pub async fn flush(
     tier: &ColdTables,
     def: &TableDef,
+    scope: &Scope,
     row_group_rows: usize,
 ) -> Result<(Outcome, Vec<(Box<[u8]>, i64)>)> {
-    let entry = tier.entry(def.id.0);
+    let entry = tier.entry(scope);
     let _maintenance = entry.maintenance().await;
     let store = tier.store();
     let mut builder = SegmentBuilder::new(tier, def, row_group_rows)?;
     let mut flushed: Vec<(Box<[u8]>, i64)> = Vec::new();
     let mut after: Option<Box<[u8]>> = None;
     loop {
-        let chunk = store.scan_rows(def.id.0, after.as_deref(), FLUSH_CHUNK.max(row_group_rows))?;
+        let chunk = store.scan_rows(scope, after.as_deref(), FLUSH_CHUNK.max(row_group_rows))?;
         builder.push(&chunk.rows)?;
         flushed.extend(chunk.rows.into_iter().map(|(key, row)| (key, row.seq)));
         match chunk.resume_after {
@@ -75,7 +77,7 @@ pub async fn flush(
     }
     let version = current.version + 1;
     let segment = builder
-        .finish(ColdStore::segment_path(def.id.0, version))
+        .finish(ColdStore::segment_path(scope, version))
         .await?;
     let outcome = Outcome {
         rows: segment.rows,
@@ -105,11 +107,16 @@ pub fn remove_flushed(store: &Store, flushed: &[(Box<[u8]>, i64)]) -> Result<()>
     Ok(())
 }
 
-/// Merges all of a table's segments into one, keeping the newest version
+/// Merges all of a scope's segments into one, keeping the newest version
 /// of each key and dropping delete markers (no older version is left for
 /// them to hide) and columns the table no longer has.
-pub async fn compact(tier: &ColdTables, def: &TableDef, row_group_rows: usize) -> Result<Outcome> {
-    let entry = tier.entry(def.id.0);
+pub async fn compact(
+    tier: &ColdTables,
+    def: &TableDef,
+    scope: &Scope,
+    row_group_rows: usize,
+) -> Result<Outcome> {
+    let entry = tier.entry(scope);
     let _maintenance = entry.maintenance().await;
     let current = entry.manifest();
     let tombstones: u64 = current.segments.iter().map(|s| s.tombstones).sum();
@@ -147,7 +154,7 @@ pub async fn compact(tier: &ColdTables, def: &TableDef, row_group_rows: usize) -
             builder.push(chunk)?;
         }
         let segment = builder
-            .finish(ColdStore::segment_path(def.id.0, version))
+            .finish(ColdStore::segment_path(scope, version))
             .await?;
         outcome = Outcome {
             rows: segment.rows,

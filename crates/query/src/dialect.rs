@@ -72,8 +72,27 @@ pub enum QuiverStatement {
         name: String,
         if_exists: bool,
     },
+    /// `KILL LIVE QUERY '<live_id>'`.
+    KillLiveQuery {
+        live_id: String,
+    },
+    /// `EXECUTE AS USER 'name' ( <one statement> )`.
+    ExecuteAs {
+        user: String,
+        statement: Box<QuiverStatement>,
+    },
     /// INSERT, UPDATE, DELETE, SELECT and EXPLAIN, as sqlparser reads them.
     Standard(Box<Statement>),
+}
+
+impl QuiverStatement {
+    /// The user a statement names to run as, if any.
+    pub fn runs_as(&self) -> Option<&str> {
+        match self {
+            Self::ExecuteAs { user, .. } => Some(user),
+            _ => None,
+        }
+    }
 }
 
 /// What `ALTER USER` changes.
@@ -338,6 +357,29 @@ fn parse_statement(parser: &mut Parser<'_>) -> Result<QuiverStatement, ParserErr
         let name = parse_user_name(parser)?;
         return Ok(QuiverStatement::DropUser { name, if_exists });
     }
+    if word_is(&first, "KILL") && word_is(&second, "LIVE") && word_is(&third, "QUERY") {
+        parser.next_token();
+        parser.next_token();
+        parser.next_token();
+        let live_id = parse_string(parser, "a quoted live query id")?;
+        return Ok(QuiverStatement::KillLiveQuery { live_id });
+    }
+    if word_is(&first, "EXECUTE") && word_is(&second, "AS") && word_is(&third, "USER") {
+        parser.next_token();
+        parser.next_token();
+        parser.next_token();
+        let user = parse_user_name(parser)?;
+        parser.expect_token(&Token::LParen)?;
+        if word_is(&parser.peek_token().token, "EXECUTE") {
+            return parser.expected("a statement other than EXECUTE AS", parser.peek_token());
+        }
+        let statement = parse_statement(parser)?;
+        parser.expect_token(&Token::RParen)?;
+        return Ok(QuiverStatement::ExecuteAs {
+            user,
+            statement: Box::new(statement),
+        });
+    }
     if word_is(&first, "CREATE")
         && let Some(table_type) = table_type_word(&second)
         && word_is(&third, "TABLE")
@@ -480,6 +522,33 @@ mod tests {
         ));
         assert!(matches!(&stmts[5], QuiverStatement::Standard(_)));
         assert!(matches!(&stmts[6], QuiverStatement::DescribeTable { .. }));
+    }
+
+    #[test]
+    fn execute_as_wraps_one_statement() {
+        let stmts =
+            parse("EXECUTE AS USER 'alice' (SELECT * FROM app.t WHERE x = ')'); SELECT 1").unwrap();
+        assert_eq!(stmts.len(), 2);
+        let QuiverStatement::ExecuteAs { user, statement } = &stmts[0] else {
+            panic!("EXECUTE AS expected: {stmts:?}")
+        };
+        assert_eq!(user, "alice");
+        assert!(matches!(**statement, QuiverStatement::Standard(_)));
+        assert_eq!(stmts[0].runs_as(), Some("alice"));
+        let nested = parse("EXECUTE AS USER bob (CREATE NAMESPACE n)").unwrap();
+        assert!(matches!(
+            &nested[0],
+            QuiverStatement::ExecuteAs { statement, .. }
+                if matches!(**statement, QuiverStatement::CreateNamespace { .. })
+        ));
+        for bad in [
+            "EXECUTE AS USER 'a' SELECT 1",
+            "EXECUTE AS USER 'a' (SELECT 1",
+            "EXECUTE AS USER 'a' (SELECT 1; SELECT 2)",
+            "EXECUTE AS USER 'a' (EXECUTE AS USER 'b' (SELECT 1))",
+        ] {
+            assert!(matches!(parse(bad), Err(QueryError::Parse(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -22,12 +22,12 @@ use datafusion::sql::sqlparser::parser::Parser;
 use futures::TryStreamExt;
 use quiver_catalog::{ColumnDef, DefaultValue, TableDef, TableType};
 use quiver_common::ColumnType;
-use quiver_store::{StoredRow, Value};
+use quiver_store::{Scope, StoredRow, Value};
 
 use crate::convert::{OutputColumn, array_to_values, display_value, now_value, rows_to_batch};
 use crate::error::{QueryError, Result};
 use crate::executor::{QueryEngine, QuerySession, StatementOutput};
-use crate::provider::row_key;
+use crate::live::{self, RowChange};
 
 async fn collect(stream: SendableRecordBatchStream) -> Result<Vec<RecordBatch>> {
     Ok(stream.try_collect().await?)
@@ -90,10 +90,10 @@ fn check_not_null(def: &TableDef, column: &ColumnDef, value: &Value) -> Result<(
 /// The row's key: by primary key, or by its first `_seq` for tables
 /// without one.
 /// `pk_index` is the primary key's position in `def.columns`.
-fn key_of(def: &TableDef, pk_index: Option<usize>, cells: &[Value], seq: i64) -> Result<Vec<u8>> {
+fn key_of(scope: &Scope, pk_index: Option<usize>, cells: &[Value], seq: i64) -> Result<Vec<u8>> {
     let key = match pk_index {
-        Some(index) => row_key(def.id, &cells[index]),
-        None => row_key(def.id, &Value::Int64(seq)),
+        Some(index) => scope.key(&cells[index]),
+        None => scope.key(&Value::Int64(seq)),
     };
     key.ok_or_else(|| QueryError::invalid("primary key cannot be NULL"))
 }
@@ -227,8 +227,13 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         }
     }
 
+    let scope = session.scope(def);
     let lock = session.engine().writer_lock(def.id);
     let _writer = lock.lock().await;
+    // Subscriptions register under the same lock, so this holds for the
+    // whole statement.
+    let watched = session.engine().live().watches(def.id.0);
+    let mut changes: Vec<RowChange> = Vec::new();
     let store = session.engine().catalog().store().clone();
     let mut batch = store.batch();
     let mut written = HashSet::new();
@@ -242,18 +247,14 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     let keys: BTreeSet<Vec<u8>> = match pk_index {
         Some(index) => rows
             .iter()
-            .filter_map(|row| row_key(def.id, &row[index]))
+            .filter_map(|row| scope.key(&row[index]))
             .collect(),
         None => BTreeSet::new(),
     };
-    let mut existing_rows = session
-        .engine()
-        .cold()
-        .current_rows(def.id.0, &keys)
-        .await?;
+    let mut existing_rows = session.engine().cold().current_rows(&scope, &keys).await?;
     for row in rows {
         let seq = store.seq().next().0;
-        let key = key_of(def, pk_index, &row, seq)?;
+        let key = key_of(&scope, pk_index, &row, seq)?;
         let duplicate_key = || {
             let pk = def
                 .primary_key_column()
@@ -288,7 +289,11 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
                 }
             }
         }
-        batch.put_row(&key, &stored(def, seq, row));
+        let row = stored(def, seq, row);
+        batch.put_row(&key, &row);
+        if watched {
+            changes.push((None, row));
+        }
         count += 1;
     }
     if let Conflict::DoUpdate {
@@ -307,11 +312,15 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
             };
             apply_cells(def, &mut new_row, cells)?;
             batch.put_row(key, &new_row);
+            if watched {
+                changes.push((Some(existing.clone()), new_row));
+            }
             count += 1;
         }
     }
     store.commit(batch)?;
-    session.engine().cold().pending().note(def.id.0, count);
+    session.engine().cold().pending().note(&scope, count);
+    live::publish(session.engine(), &table, &scope, &changes)?;
     Ok(done(count, "Inserted"))
 }
 
@@ -525,6 +534,7 @@ async fn matching_rows(
         default: None,
         fill: None,
     };
+    let scope = session.scope(def);
     let mut out = Vec::new();
     for batch in batches {
         let keys = array_to_values(batch.column(0), key_column.unwrap_or(&seq_column))?;
@@ -534,7 +544,8 @@ async fn matching_rows(
             .map(|(i, (column, _))| array_to_values(batch.column(i + 1), column))
             .collect::<Result<_>>()?;
         for (r, key) in keys.into_iter().enumerate() {
-            let key = row_key(def.id, &key)
+            let key = scope
+                .key(&key)
                 .ok_or_else(|| QueryError::Internal("row without key".into()))?;
             out.push((key, values.iter().map(|v| v[r].clone()).collect()));
         }
@@ -552,7 +563,7 @@ async fn current_rows(
     Ok(session
         .engine()
         .cold()
-        .current_rows(def.id.0, &keys)
+        .current_rows(&session.scope(def), &keys)
         .await?)
 }
 
@@ -584,12 +595,15 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
     .await?;
     let store = session.engine().catalog().store().clone();
     let mut current = current_rows(session, def, &matches).await?;
+    let watched = session.engine().live().watches(def.id.0);
+    let mut changes: Vec<RowChange> = Vec::new();
     let mut batch = store.batch();
     let mut count = 0;
     for (key, values) in matches {
         let Some(existing) = current.remove(&key) else {
             continue;
         };
+        let before = watched.then(|| existing.clone());
         let mut row = StoredRow {
             seq: store.seq().next().0,
             deleted: false,
@@ -602,10 +616,15 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
             .collect();
         apply_cells(def, &mut row, cells)?;
         batch.put_row(&key, &row);
+        if let Some(before) = before {
+            changes.push((Some(before), row));
+        }
         count += 1;
     }
     store.commit(batch)?;
-    session.engine().cold().pending().note(def.id.0, count);
+    let scope = session.scope(def);
+    session.engine().cold().pending().note(&scope, count);
+    live::publish(session.engine(), &table, &scope, &changes)?;
     Ok(done(count, "Updated"))
 }
 
@@ -634,12 +653,15 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
     let matches = matching_rows(session, def, relation, &[], delete.selection.as_ref()).await?;
     let store = session.engine().catalog().store().clone();
     let mut current = current_rows(session, def, &matches).await?;
+    let watched = session.engine().live().watches(def.id.0);
+    let mut changes: Vec<RowChange> = Vec::new();
     let mut batch = store.batch();
     let mut count = 0;
     for (key, _) in matches {
         let Some(existing) = current.remove(&key) else {
             continue;
         };
+        let before = watched.then(|| existing.clone());
         // The tombstone keeps the primary key so that a later flush can
         // carry it to cold storage.
         let cells = existing
@@ -653,17 +675,23 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
             cells,
         };
         batch.put_row(&key, &tombstone);
+        if let Some(before) = before {
+            changes.push((Some(before), tombstone));
+        }
         count += 1;
     }
     store.commit(batch)?;
-    session.engine().cold().pending().note(def.id.0, count);
+    let scope = session.scope(def);
+    session.engine().cold().pending().note(&scope, count);
+    live::publish(session.engine(), &table, &scope, &changes)?;
     Ok(done(count, "Deleted"))
 }
 
-/// Appends the rows of an Arrow batch to `namespace.table`, matching
-/// columns by name: the bulk path for loaders, without SQL. A column the
-/// batch lacks takes its literal default, or NULL; defaults computed per
-/// row (`NOW()`, ids) need the column in the batch. Primary keys are
+/// Appends the rows of an Arrow batch to `namespace.table`, a SHARED
+/// table, matching columns by name: the bulk path for loaders, without
+/// SQL (per-user tables are written through SQL, by their owner). A
+/// column the batch lacks takes its literal default, or NULL; defaults
+/// computed per row (`NOW()`, ids) need the column in the batch. Primary keys are
 /// checked against the table and within the batch, as `INSERT` does.
 pub async fn append_batch(
     engine: &QueryEngine,
@@ -678,6 +706,14 @@ pub async fn append_batch(
         .table(&namespace, &name)
         .ok_or_else(|| QueryError::TableNotFound(format!("{namespace}.{name}")))?;
     let def = table.def();
+    if def.table_type.per_user() {
+        return Err(QueryError::invalid(format!(
+            "{} is a {} table: its rows are written through SQL by their owner",
+            def.qualified_name(),
+            def.table_type.as_str()
+        )));
+    }
+    let scope = Scope::table(def.id.0);
     let mut columns: Vec<Vec<Value>> = Vec::with_capacity(def.columns.len());
     for column in &def.columns {
         let values = match batch.column_by_name(&column.name) {
@@ -714,7 +750,7 @@ pub async fn append_batch(
             check_not_null(def, column, value)?;
         }
         let seq = store.seq().next().0;
-        let key = key_of(def, pk_index, &cells, seq)?;
+        let key = key_of(&scope, pk_index, &cells, seq)?;
         if let Some(index) = pk_index
             && !keys.insert(key.clone())
         {
@@ -730,7 +766,7 @@ pub async fn append_batch(
         rows.push((key, stored(def, seq, cells)));
     }
     if let Some(pk) = def.primary_key_column() {
-        let existing = engine.cold().current_rows(def.id.0, &keys).await?;
+        let existing = engine.cold().current_rows(&scope, &keys).await?;
         if let Some((_, row)) = rows.iter().find(|(key, _)| existing.contains_key(key)) {
             let value = row
                 .stored_cell(pk.id)
@@ -748,6 +784,10 @@ pub async fn append_batch(
     }
     store.commit(write)?;
     let count = rows.len() as u64;
-    engine.cold().pending().note(def.id.0, count);
+    engine.cold().pending().note(&scope, count);
+    if engine.live().watches(def.id.0) {
+        let changes: Vec<RowChange> = rows.into_iter().map(|(_, row)| (None, row)).collect();
+        live::publish(engine, &table, &scope, &changes)?;
+    }
     Ok(count)
 }

@@ -15,12 +15,13 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{CreateView, ObjectName, ObjectType, Statement};
-use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableType, UserRecord};
+use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableDef, TableType, UserRecord};
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_config::{Config, LimitsConfig};
 
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use quiver_store::ColdTables;
+use quiver_live::{LiveLimits, LiveQueryManager};
+use quiver_store::{ColdTables, Scope};
 
 use crate::dialect::{QuiverStatement, StorageTarget, UserChange, bind_params, parse};
 use crate::error::{QueryError, Result};
@@ -77,10 +78,18 @@ impl QueryEngine {
         let limits = config.limits.clone();
         let flush = config.flush.clone();
         let auth = config.auth.clone();
+        let live = Arc::new(LiveQueryManager::new(
+            node_id.clone(),
+            LiveLimits {
+                max_subscriptions_per_connection: config.websocket.max_subscriptions_per_connection,
+                queue_capacity: config.websocket.queue_capacity,
+            },
+        ));
         let node = Arc::new(NodeInfo {
             node_id,
             started_at: std::time::Instant::now(),
             settings: config.settings(),
+            live,
         });
         let mut config = SessionConfig::new()
             .with_information_schema(true)
@@ -100,25 +109,18 @@ impl QueryEngine {
             .map_err(|e| QueryError::Internal(format!("building the query runtime: {e}")))?;
         let url = url::Url::parse(COLD_URL).expect("valid URL");
         runtime.register_object_store(&url, cold.cold().objects());
-        let catalogs = MemoryCatalogProviderList::new();
-        catalogs.register_catalog(
-            CATALOG_NAME.to_string(),
-            Arc::new(QuiverCatalogProvider::new(
-                catalog.clone(),
-                cold.clone(),
-                node.clone(),
-            )),
-        );
+        // Each session gets its own catalog list, bound to its user.
         let base_state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
-            .with_catalog_list(Arc::new(catalogs))
+            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
             .with_default_features()
             .build();
         for table in catalog.tables().iter().chain(catalog.system_tables()) {
-            let id = table.def().id.0;
-            let rows = catalog.store().count_rows(id, usize::MAX)?;
-            cold.pending().note(id, rows as u64);
+            for scope in crate::maintenance::hot_scopes(catalog.store(), table.def())? {
+                let rows = catalog.store().count_rows(&scope, usize::MAX)?;
+                cold.pending().note(&scope, rows as u64);
+            }
         }
         Ok(Self {
             catalog,
@@ -179,6 +181,11 @@ impl QueryEngine {
         &self.node
     }
 
+    /// The node's live queries.
+    pub fn live(&self) -> &Arc<LiveQueryManager> {
+        &self.node.live
+    }
+
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits
     }
@@ -212,7 +219,11 @@ impl QueryEngine {
         if statements.len() > 1 && !params.is_empty() {
             return Err(QueryError::ParamsWithBatch(statements.len()));
         }
-        match statements.first_mut() {
+        let first = match statements.first_mut() {
+            Some(QuiverStatement::ExecuteAs { statement, .. }) => Some(statement.as_mut()),
+            other => other,
+        };
+        match first {
             Some(QuiverStatement::Standard(statement)) => bind_params(statement, params)?,
             _ if !params.is_empty() => {
                 return Err(QueryError::InvalidParameter(
@@ -250,6 +261,7 @@ impl QueryEngine {
     /// Removes what the engine keeps for a dropped table, its segment
     /// files included.
     pub(crate) async fn forget_table(&self, table: TableId) -> Result<()> {
+        self.live().end_table(table.0, "the table was dropped");
         self.writers.remove(&table);
         Ok(self.cold.drop_table(table.0).await?)
     }
@@ -297,14 +309,33 @@ impl QuerySession {
         &self.namespace
     }
 
+    /// The rows of `def` this session reads and writes: the session
+    /// user's own in a per-user table.
+    pub(crate) fn scope(&self, def: &TableDef) -> Scope {
+        def.scope_for(&self.user)
+    }
+
     pub(crate) fn engine(&self) -> &QueryEngine {
         &self.engine
     }
 
     /// A DataFusion context whose unqualified names resolve in the current
-    /// namespace.
+    /// namespace and whose per-user tables hold the session user's rows.
     pub(crate) fn context(&self) -> SessionContext {
-        let mut state = self.engine.base_state.clone();
+        let engine = &self.engine;
+        let catalogs = MemoryCatalogProviderList::new();
+        catalogs.register_catalog(
+            CATALOG_NAME.to_string(),
+            Arc::new(QuiverCatalogProvider::new(
+                engine.catalog.clone(),
+                engine.cold.clone(),
+                engine.node.clone(),
+                self.user.clone(),
+            )),
+        );
+        let mut state = SessionStateBuilder::new_from_existing(engine.base_state.clone())
+            .with_catalog_list(Arc::new(catalogs))
+            .build();
         state.config_mut().options_mut().catalog.default_schema = self.namespace.to_string();
         SessionContext::new_with_state(state)
     }
@@ -618,8 +649,59 @@ impl QuerySession {
                     Err(QueryError::invalid(format!("user not found: {id}")))
                 }
             }
+            QuiverStatement::KillLiveQuery { live_id } => {
+                let live = self.engine.live();
+                let owner = live
+                    .subscriptions()
+                    .into_iter()
+                    .find(|s| s.live_id == live_id)
+                    .map(|s| s.user.clone())
+                    .ok_or_else(|| {
+                        QueryError::invalid(format!(
+                            "live query not found: {live_id} (see system.live_queries)"
+                        ))
+                    })?;
+                if owner != self.user {
+                    self.require_admin("KILL LIVE QUERY of another user's subscription")?;
+                }
+                live.kill(&live_id);
+                Ok(done(0, format!("Live query {live_id} killed")))
+            }
+            QuiverStatement::ExecuteAs { user, statement } => {
+                let mut inner = self.impersonate(&user)?;
+                Box::pin(inner.execute(*statement)).await
+            }
             QuiverStatement::Standard(statement) => self.execute_standard(*statement).await,
         }
+    }
+
+    /// A session acting as `name` for one statement: service, dba and
+    /// system may act as a user whose role is below their own.
+    fn impersonate(&self, name: &str) -> Result<QuerySession> {
+        if self.role < Role::Service {
+            return Err(QueryError::PermissionDenied(format!(
+                "EXECUTE AS USER needs the service role or above; {} has role {}",
+                self.user, self.role
+            )));
+        }
+        let id = UserId::parse(name)?;
+        let target = self
+            .engine
+            .catalog
+            .user(&id)
+            .ok_or_else(|| QueryError::invalid(format!("user not found: {id}")))?;
+        if target.role >= self.role {
+            return Err(QueryError::PermissionDenied(format!(
+                "EXECUTE AS USER {id} (role {}) needs a role above it; {} has role {}",
+                target.role, self.user, self.role
+            )));
+        }
+        Ok(QuerySession {
+            engine: self.engine.clone(),
+            namespace: self.namespace.clone(),
+            user: id,
+            role: target.role,
+        })
     }
 
     /// The tables a `STORAGE` statement names. `ALL` skips STREAM tables
@@ -673,7 +755,8 @@ impl QuerySession {
                 self.require_admin("ALTER TABLE")?;
                 let table = self.resolve_table(&alter.name)?;
                 let qualified = table.def().qualified_name();
-                let lock = self.engine.writer_lock(table.def().id);
+                let table_id = table.def().id;
+                let lock = self.engine.writer_lock(table_id);
                 let _writer = lock.lock().await;
                 let version = ddl::alter_table(
                     &self.context(),
@@ -683,6 +766,10 @@ impl QuerySession {
                     self.user.as_str(),
                 )
                 .await?;
+                self.engine.live().end_table(
+                    table_id.0,
+                    "the table was altered; subscribe again for its new schema",
+                );
                 Ok(done(
                     0,
                     format!("Table {qualified} altered (schema version {version})"),

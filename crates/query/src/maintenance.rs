@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use quiver_catalog::{FlushPolicy, JobRecord, JobStatus, SYSTEM_NAMESPACE, TableDef, TableType};
 use quiver_common::SeqId;
 use quiver_config::{CompactionConfig, FlushConfig};
-use quiver_store::Value;
+use quiver_store::{Scope, Store, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::cold::{self, Outcome};
 use crate::error::{QueryError, Result};
 use crate::executor::QueryEngine;
-use crate::provider::row_key;
 
 /// Whether a table is due for a flush under `policy`.
 fn due(policy: &FlushPolicy, rows: u64, since_ms: i64, now: i64) -> bool {
@@ -35,6 +34,19 @@ pub fn flush_policy(def: &TableDef, defaults: &FlushConfig) -> FlushPolicy {
         rows: (defaults.rows > 0).then_some(defaults.rows),
         interval_secs: (defaults.interval_secs > 0).then_some(defaults.interval_secs),
     })
+}
+
+/// The scopes of a table that may have hot rows: the table, or each owner
+/// of a per-user table with hot rows.
+pub(crate) fn hot_scopes(store: &Store, def: &TableDef) -> Result<Vec<Scope>> {
+    if !def.table_type.per_user() {
+        return Ok(vec![Scope::table(def.id.0)]);
+    }
+    let owners = store.owners(def.id.0)?;
+    Ok(owners
+        .iter()
+        .map(|owner| Scope::owned(def.id.0, owner))
+        .collect())
 }
 
 impl QueryEngine {
@@ -83,8 +95,18 @@ impl QueryEngine {
         result.map(|outcome| (job, outcome))
     }
 
-    /// Flushes a table's hot rows into a new segment, as a job.
+    /// Flushes a table's hot rows into new segments (one per owner of a
+    /// per-user table), as a job.
     pub async fn flush_table(&self, def: &TableDef) -> Result<(JobRecord, Outcome)> {
+        let scopes = hot_scopes(self.catalog().store(), def)?;
+        self.flush_scopes(def, scopes).await
+    }
+
+    async fn flush_scopes(
+        &self,
+        def: &TableDef,
+        scopes: Vec<Scope>,
+    ) -> Result<(JobRecord, Outcome)> {
         if def.table_type == TableType::Stream {
             return Err(QueryError::invalid(format!(
                 "{} is a STREAM table: its rows expire after TTL_SECONDS and never flush",
@@ -92,41 +114,70 @@ impl QueryEngine {
             )));
         }
         let work = async {
-            let (outcome, flushed) = cold::flush(self.cold(), def, self.row_group_rows()).await?;
-            let store = self.catalog().store();
-            if def.namespace.as_str() == SYSTEM_NAMESPACE {
-                // The catalog writes system rows under its own lock.
-                self.catalog()
-                    .exclusive(|| cold::remove_flushed(store, &flushed))?;
-            } else {
-                let writer = self.writer_lock(def.id);
-                let _writer = writer.lock().await;
-                cold::remove_flushed(store, &flushed)?;
+            let mut total = Outcome::default();
+            for scope in &scopes {
+                let outcome = self.flush_scope(def, scope).await?;
+                total.rows += outcome.rows;
+                total.bytes += outcome.bytes;
+                total.segments += outcome.segments;
             }
-            if !flushed.is_empty() {
-                let store = store.clone();
-                let table = def.id.0;
-                // Without this every scan steps over one RocksDB delete
-                // marker per flushed row.
-                tokio::task::spawn_blocking(move || store.compact_table_rows(table))
-                    .await
-                    .map_err(|e| QueryError::Internal(e.to_string()))?;
-            }
-            Ok(outcome)
+            Ok(total)
         };
-        let result = self.run_job("flush", def, work).await?;
-        self.cold().pending().flushed(def.id.0, result.1.rows);
-        Ok(result)
+        self.run_job("flush", def, work).await
     }
 
-    /// Merges a table's segments into one, as a job.
+    async fn flush_scope(&self, def: &TableDef, scope: &Scope) -> Result<Outcome> {
+        let (outcome, flushed) =
+            cold::flush(self.cold(), def, scope, self.row_group_rows()).await?;
+        let store = self.catalog().store();
+        if def.namespace.as_str() == SYSTEM_NAMESPACE {
+            // The catalog writes system rows under its own lock.
+            self.catalog()
+                .exclusive(|| cold::remove_flushed(store, &flushed))?;
+        } else {
+            let writer = self.writer_lock(def.id);
+            let _writer = writer.lock().await;
+            cold::remove_flushed(store, &flushed)?;
+        }
+        if !flushed.is_empty() {
+            let store = store.clone();
+            let compacted = scope.clone();
+            // Without this every scan steps over one RocksDB delete
+            // marker per flushed row.
+            tokio::task::spawn_blocking(move || store.compact_rows(&compacted))
+                .await
+                .map_err(|e| QueryError::Internal(e.to_string()))?;
+        }
+        self.cold().pending().flushed(scope, outcome.rows);
+        Ok(outcome)
+    }
+
+    /// Merges each scope's segments of a table into one, as a job.
     pub async fn compact_table(&self, def: &TableDef) -> Result<(JobRecord, Outcome)> {
-        self.run_job(
-            "compact",
-            def,
-            cold::compact(self.cold(), def, self.row_group_rows()),
-        )
-        .await
+        let scopes = if def.table_type.per_user() {
+            self.cold().scopes_of(def.id.0)
+        } else {
+            vec![Scope::table(def.id.0)]
+        };
+        self.compact_scopes(def, scopes).await
+    }
+
+    async fn compact_scopes(
+        &self,
+        def: &TableDef,
+        scopes: Vec<Scope>,
+    ) -> Result<(JobRecord, Outcome)> {
+        let work = async {
+            let mut total = Outcome::default();
+            for scope in &scopes {
+                let outcome = cold::compact(self.cold(), def, scope, self.row_group_rows()).await?;
+                total.rows += outcome.rows;
+                total.bytes += outcome.bytes;
+                total.segments += outcome.segments;
+            }
+            Ok(total)
+        };
+        self.run_job("compact", def, work).await
     }
 
     /// Deletes the rows of STREAM tables older than their TTL.
@@ -138,11 +189,29 @@ impl QueryEngine {
                 continue;
             };
             let cutoff = SeqId::floor_at(now - (ttl as i64) * 1000).0;
-            let end = row_key(def.id, &Value::Int64(cutoff)).expect("integers are keys");
-            let start = quiver_store::table_prefix(def.id.0);
             let store = self.catalog().store();
             let mut batch = store.batch();
-            batch.delete_row_range(&start, &end);
+            for scope in hot_scopes(store, def)? {
+                if def.primary_key.is_none() {
+                    // Keyed by first `_seq`: the expired rows are one range.
+                    let end = scope.key(&Value::Int64(cutoff)).expect("integers are keys");
+                    batch.delete_row_range(&scope.prefix(), &end);
+                    continue;
+                }
+                let mut after: Option<Box<[u8]>> = None;
+                loop {
+                    let chunk = store.scan_rows(&scope, after.as_deref(), 8192)?;
+                    for (key, row) in &chunk.rows {
+                        if row.seq < cutoff {
+                            batch.delete_row(key);
+                        }
+                    }
+                    match chunk.resume_after {
+                        Some(key) => after = Some(key),
+                        None => break,
+                    }
+                }
+            }
             store.commit(batch)?;
         }
         Ok(())
@@ -160,13 +229,32 @@ impl QueryEngine {
             if def.table_type == TableType::Stream {
                 continue;
             }
-            let (rows, since) = self.cold().pending().get(def.id.0);
-            if due(&flush_policy(def, flush), rows, since, now) {
-                self.flush_table(def).await?;
+            let policy = flush_policy(def, flush);
+            let pending = self.cold().pending();
+            let due_scopes: Vec<Scope> = pending
+                .scopes_of(def.id.0)
+                .into_iter()
+                .filter(|scope| {
+                    let (rows, since) = pending.get(scope);
+                    due(&policy, rows, since, now)
+                })
+                .collect();
+            if !due_scopes.is_empty() {
+                self.flush_scopes(def, due_scopes).await?;
             }
-            let segments = self.cold().manifest(def.id.0).segments.len();
-            if compaction.max_segments > 0 && segments >= compaction.max_segments {
-                self.compact_table(def).await?;
+            if compaction.max_segments == 0 {
+                continue;
+            }
+            let crowded: Vec<Scope> = self
+                .cold()
+                .scopes_of(def.id.0)
+                .into_iter()
+                .filter(|scope| {
+                    self.cold().manifest(scope).segments.len() >= compaction.max_segments
+                })
+                .collect();
+            if !crowded.is_empty() {
+                self.compact_scopes(def, crowded).await?;
             }
         }
         Ok(())

@@ -1,6 +1,8 @@
 //! DataFusion's view of Quiver: the `quiver` catalog whose schemas are
 //! namespaces and whose tables scan RocksDB lazily, batch by batch, with
-//! projection, limit and primary-key equality pushed down.
+//! projection, limit and primary-key equality pushed down. Each session
+//! has its own catalog provider, bound to the session's user: a per-user
+//! table scans that user's rows, hot and cold, and nothing else.
 
 use std::sync::Arc;
 
@@ -21,10 +23,8 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::sql::sqlparser::ast::ObjectName;
 use quiver_catalog::{CachedTableData, Catalog, ColumnDef, SEQ_COLUMN};
-use quiver_common::{NamespaceId, TableId, TableName};
-use quiver_store::{
-    Manifest, Store, StoredRow, Value, encode_key_value, segment_column, table_prefix,
-};
+use quiver_common::{NamespaceId, TableName, UserId};
+use quiver_store::{Manifest, Scope, Store, StoredRow, Value, segment_column};
 
 use crate::merge::{InputLayout, MergeExec, needs_merge, segment_scans};
 use quiver_store::ColdTables;
@@ -64,26 +64,27 @@ pub(crate) fn relation_name(
     Ok((namespace, table))
 }
 
-/// The full RocksDB key of a row: table prefix, then the primary key.
-/// `None` when the value cannot be a key (NULL).
-pub fn row_key(table: TableId, key: &Value) -> Option<Vec<u8>> {
-    let mut out = table_prefix(table.0).to_vec();
-    encode_key_value(key, &mut out).then_some(out)
-}
-
 #[derive(Debug)]
 pub struct QuiverCatalogProvider {
     catalog: Arc<Catalog>,
     cold: Arc<ColdTables>,
     node: Arc<NodeInfo>,
+    /// Whose rows of per-user tables the session reads.
+    user: UserId,
 }
 
 impl QuiverCatalogProvider {
-    pub fn new(catalog: Arc<Catalog>, cold: Arc<ColdTables>, node: Arc<NodeInfo>) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        cold: Arc<ColdTables>,
+        node: Arc<NodeInfo>,
+        user: UserId,
+    ) -> Self {
         Self {
             catalog,
             cold,
             node,
+            user,
         }
     }
 }
@@ -116,6 +117,7 @@ impl CatalogProvider for QuiverCatalogProvider {
             catalog: self.catalog.clone(),
             cold: self.cold.clone(),
             namespace,
+            user: self.user.clone(),
         }))
     }
 }
@@ -125,6 +127,7 @@ struct NamespaceProvider {
     catalog: Arc<Catalog>,
     cold: Arc<ColdTables>,
     namespace: NamespaceId,
+    user: UserId,
 }
 
 #[async_trait]
@@ -143,7 +146,8 @@ impl SchemaProvider for NamespaceProvider {
             return Ok(None);
         };
         Ok(self.catalog.table(&self.namespace, &name).map(|table| {
-            Arc::new(QuiverTable::new(table, self.cold.clone())) as Arc<dyn TableProvider>
+            let scope = table.def().scope_for(&self.user);
+            Arc::new(QuiverTable::new(table, self.cold.clone(), scope)) as Arc<dyn TableProvider>
         }))
     }
 
@@ -154,17 +158,18 @@ impl SchemaProvider for NamespaceProvider {
     }
 }
 
-/// A Quiver table as DataFusion scans it: hot rows, and cold segments
-/// once it has flushed.
+/// A Quiver table as DataFusion scans it: the hot rows of one scope, and
+/// its cold segments once it has flushed.
 #[derive(Debug)]
 pub struct QuiverTable {
     table: Arc<CachedTableData>,
     cold: Arc<ColdTables>,
+    scope: Scope,
 }
 
 impl QuiverTable {
-    pub fn new(table: Arc<CachedTableData>, cold: Arc<ColdTables>) -> Self {
-        Self { table, cold }
+    pub fn new(table: Arc<CachedTableData>, cold: Arc<ColdTables>, scope: Scope) -> Self {
+        Self { table, cold, scope }
     }
 
     /// The primary-key value `expr` pins, if it is `pk = literal`.
@@ -210,12 +215,7 @@ impl TableProvider for QuiverTable {
         &self,
         filters: &[&Expr],
     ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        if !self
-            .cold
-            .manifest(self.table.def().id.0)
-            .segments
-            .is_empty()
-        {
+        if !self.cold.manifest(&self.scope).segments.is_empty() {
             // Segments prune with any filter, but never exactly.
             return Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]);
         }
@@ -253,7 +253,7 @@ impl TableProvider for QuiverTable {
             Some(first) if keys.all(|k| k == first) => Point::Key(first),
             Some(_) => Point::Nothing,
         };
-        let manifest = self.cold.manifest(def.id.0);
+        let manifest = self.cold.manifest(&self.scope);
         let store = self.cold.store().clone();
         let batch_size = state.config().batch_size().max(1);
         if manifest.segments.is_empty() {
@@ -270,7 +270,7 @@ impl TableProvider for QuiverTable {
             let partition = HotScan {
                 source: Arc::new(ScanSource {
                     store,
-                    table: def.id,
+                    scope: self.scope.clone(),
                     schema: projected.clone(),
                     columns,
                     batch_size,
@@ -291,7 +291,7 @@ impl TableProvider for QuiverTable {
             )?));
         }
 
-        let hot_range = store.key_range(def.id.0).map_err(external)?;
+        let hot_range = store.key_range(&self.scope).map_err(external)?;
         let merge = needs_merge(
             &manifest,
             hot_range.as_ref().map(|(a, b)| (a.as_ref(), b.as_ref())),
@@ -317,7 +317,7 @@ impl TableProvider for QuiverTable {
         let hot = HotScan {
             source: Arc::new(ScanSource {
                 store,
-                table: def.id,
+                scope: self.scope.clone(),
                 schema: layout.schema.clone(),
                 columns: hot_columns,
                 batch_size,
@@ -379,7 +379,7 @@ struct HotScan {
 #[derive(Debug)]
 struct ScanSource {
     store: Arc<Store>,
-    table: TableId,
+    scope: Scope,
     schema: SchemaRef,
     columns: Vec<OutputColumn>,
     batch_size: usize,
@@ -428,7 +428,7 @@ impl PartitionStream for HotScan {
         match &self.point {
             Point::Nothing => empty_stream(schema),
             Point::Key(key) => {
-                let key = row_key(shared.table, key);
+                let key = shared.scope.key(key);
                 let store = shared.store.clone();
                 let stream = futures::stream::once(async move {
                     let found = match &key {
@@ -482,7 +482,7 @@ fn next_chunk(
         let want = shared.batch_size.min(state.remaining);
         let chunk = match shared
             .store
-            .scan_rows(shared.table.0, state.after.as_deref(), want)
+            .scan_rows(&shared.scope, state.after.as_deref(), want)
         {
             Ok(chunk) => chunk,
             Err(e) => {

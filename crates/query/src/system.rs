@@ -1,13 +1,16 @@
 //! The `system` namespace, read-only to SQL. Most of its tables are the
-//! catalog's stored system tables, scanned like any table. Two describe
+//! catalog's stored system tables, scanned like any table. Three describe
 //! the running process and are computed at scan time: `settings` (the
-//! effective configuration) and `stats` (uptime, counts, sizes); each is a
-//! [`LiveTable`] behind one generic [`TableProvider`] adapter.
+//! effective configuration), `stats` (uptime, counts, sizes) and
+//! `live_queries` (the live subscriptions); each is a [`LiveTable`] behind
+//! one generic [`TableProvider`] adapter.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::DataFusionError;
@@ -18,11 +21,12 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use std::time::Instant;
 
-use quiver_catalog::{Catalog, SystemTable};
-use quiver_common::NodeId;
+use quiver_catalog::{Catalog, SystemTable, arrow_type};
+use quiver_common::{ColumnType, NodeId};
+use quiver_live::LiveQueryManager;
 
 use crate::provider::QuiverTable;
-use quiver_store::ColdTables;
+use quiver_store::{ColdTables, Scope};
 
 pub use quiver_catalog::SYSTEM_NAMESPACE;
 
@@ -33,6 +37,8 @@ pub struct NodeInfo {
     pub started_at: Instant,
     /// The effective configuration, secrets masked.
     pub settings: Vec<(String, String)>,
+    /// The node's live queries.
+    pub live: Arc<LiveQueryManager>,
 }
 
 /// A system table computed at scan time: its schema, and its rows as of
@@ -42,10 +48,11 @@ pub(crate) trait LiveTable: std::fmt::Debug + Send + Sync {
     fn rows(&self, catalog: &Catalog, node: &NodeInfo) -> datafusion::error::Result<RecordBatch>;
 }
 
-const LIVE_TABLES: [&str; 2] = ["settings", "stats"];
+const LIVE_TABLES: [&str; 3] = ["live_queries", "settings", "stats"];
 
 fn live_table(name: &str) -> Option<Arc<dyn LiveTable>> {
     Some(match name {
+        "live_queries" => Arc::new(LiveQueries),
         "settings" => Arc::new(Settings),
         "stats" => Arc::new(Stats),
         _ => return None,
@@ -83,7 +90,12 @@ impl SchemaProvider for SystemSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         if let Some(table) = self.catalog.system_table(name) {
-            return Ok(Some(Arc::new(QuiverTable::new(table, self.cold.clone()))));
+            let scope = Scope::table(table.def().id.0);
+            return Ok(Some(Arc::new(QuiverTable::new(
+                table,
+                self.cold.clone(),
+                scope,
+            ))));
         }
         Ok(live_table(name).map(|table| {
             Arc::new(LiveTableProvider {
@@ -188,6 +200,63 @@ impl LiveTable for Settings {
                 Arc::new(StringArray::from_iter_values(
                     node.settings.iter().map(|(_, v)| v.as_str()),
                 )),
+            ],
+        )
+    }
+}
+
+#[derive(Debug)]
+struct LiveQueries;
+
+impl LiveTable for LiveQueries {
+    fn schema(&self) -> SchemaRef {
+        let timestamp = |name: &str, nullable: bool| {
+            Field::new(name, arrow_type(ColumnType::Timestamp), nullable)
+        };
+        Arc::new(Schema::new(vec![
+            text("live_id", false),
+            Field::new("connection_id", DataType::Int64, false),
+            text("subscription_id", false),
+            text("user_id", false),
+            text("namespace_id", false),
+            text("table_name", false),
+            text("query", false),
+            text("options", false),
+            timestamp("created_at", false),
+            timestamp("last_update", true),
+            Field::new("changes", DataType::Int64, false),
+            text("node_id", false),
+        ]))
+    }
+
+    fn rows(&self, _catalog: &Catalog, node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
+        let all = node.live.subscriptions();
+        let strings = |f: &dyn Fn(&quiver_live::Subscription) -> String| {
+            Arc::new(StringArray::from_iter_values(all.iter().map(|s| f(s)))) as ArrayRef
+        };
+        batch(
+            self.schema(),
+            vec![
+                strings(&|s| s.live_id.clone()),
+                Arc::new(Int64Array::from_iter_values(
+                    all.iter().map(|s| s.connection as i64),
+                )),
+                strings(&|s| s.subscription_id.clone()),
+                strings(&|s| s.user.to_string()),
+                strings(&|s| s.plan.namespace.clone()),
+                strings(&|s| s.plan.table.clone()),
+                strings(&|s| s.query.clone()),
+                strings(&|s| s.options.clone()),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    all.iter().map(|s| s.created_at),
+                )),
+                Arc::new(TimestampMicrosecondArray::from_iter(
+                    all.iter().map(|s| Some(s.last_update()).filter(|t| *t > 0)),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    all.iter().map(|s| s.changes() as i64),
+                )),
+                strings(&|_| node.node_id.to_string()),
             ],
         )
     }

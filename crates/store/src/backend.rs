@@ -5,7 +5,7 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
-use crate::keys::table_prefix;
+use crate::keys::{Scope, decode_owner, table_prefix};
 use crate::row::StoredRow;
 use crate::seq::SeqGenerator;
 
@@ -234,15 +234,15 @@ impl Store {
         }
     }
 
-    /// Reads up to `limit` rows of a table in key order, starting after the
-    /// key `after` (or at the table's start), tombstones included.
+    /// Reads up to `limit` rows of a scope in key order, starting after the
+    /// key `after` (or at the scope's start), tombstones included.
     pub fn scan_rows(
         &self,
-        table_id: u64,
+        scope: &Scope,
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<RowScan, StoreError> {
-        self.scan_row_prefix(&table_prefix(table_id), after, limit)
+        self.scan_row_prefix(&scope.prefix(), after, limit)
     }
 
     /// Like [`Store::scan_rows`], for the rows whose key starts with
@@ -279,21 +279,20 @@ impl Store {
         Ok(scan)
     }
 
-    /// Compacts a table's hot key range, so that rows removed after a
+    /// Compacts a scope's hot key range, so that rows removed after a
     /// flush leave no delete markers for scans to step over.
-    pub fn compact_table_rows(&self, table_id: u64) {
-        let start = table_prefix(table_id);
-        let end = table_prefix(table_id + 1);
+    pub fn compact_rows(&self, scope: &Scope) {
+        let (start, end) = (scope.prefix(), scope.end());
         self.db
             .compact_range_cf(self.rows(), Some(&start[..]), Some(&end[..]));
     }
 
-    /// The first and last key of a table's hot rows, tombstones included.
-    pub fn key_range(&self, table_id: u64) -> Result<Option<KeyRange>, StoreError> {
+    /// The first and last key of a scope's hot rows, tombstones included.
+    pub fn key_range(&self, scope: &Scope) -> Result<Option<KeyRange>, StoreError> {
         let bounded = || {
             let mut options = ReadOptions::default();
-            options.set_iterate_lower_bound(table_prefix(table_id).to_vec());
-            options.set_iterate_upper_bound(table_prefix(table_id + 1).to_vec());
+            options.set_iterate_lower_bound(scope.prefix());
+            options.set_iterate_upper_bound(scope.end());
             options
         };
         let first = self
@@ -309,12 +308,12 @@ impl Store {
         Ok(first.zip(last).map(|((first, _), (last, _))| (first, last)))
     }
 
-    /// Row versions of a table in the hot store, tombstones included,
+    /// Row versions of a scope in the hot store, tombstones included,
     /// counted up to `cap`.
-    pub fn count_rows(&self, table_id: u64, cap: usize) -> Result<usize, StoreError> {
+    pub fn count_rows(&self, scope: &Scope, cap: usize) -> Result<usize, StoreError> {
         let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(table_prefix(table_id + 1).to_vec());
-        let prefix = table_prefix(table_id);
+        options.set_iterate_upper_bound(scope.end());
+        let prefix = scope.prefix();
         let iter = self.db.iterator_cf_opt(
             self.rows(),
             options,
@@ -326,6 +325,33 @@ impl Store {
             count += 1;
         }
         Ok(count)
+    }
+
+    /// The owners that have hot rows in a per-user table, in key order.
+    /// Seeks once per owner, past each owner's whole key range.
+    pub fn owners(&self, table_id: u64) -> Result<Vec<String>, StoreError> {
+        let mut owners = Vec::new();
+        let mut from = table_prefix(table_id).to_vec();
+        let end = table_prefix(table_id + 1).to_vec();
+        loop {
+            let mut options = ReadOptions::default();
+            options.set_iterate_upper_bound(end.clone());
+            let mut iter = self.db.iterator_cf_opt(
+                self.rows(),
+                options,
+                IteratorMode::From(&from, Direction::Forward),
+            );
+            let Some(item) = iter.next() else {
+                return Ok(owners);
+            };
+            let (key, _) = item?;
+            let owner = decode_owner(&key[8..]).ok_or_else(|| StoreError::Corrupt {
+                what: "row key",
+                detail: format!("no owner in a key of per-user table {table_id}"),
+            })?;
+            from = Scope::owned(table_id, &owner.0).end();
+            owners.push(owner.0);
+        }
     }
 
     /// Approximate bytes of row data: on-disk tables plus memtables.

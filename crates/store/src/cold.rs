@@ -3,7 +3,9 @@
 //! default, so another object store can take its place).
 //!
 //! Layout: `t<table id>/manifest.json` lists the table's live segments;
-//! `t<table id>/seg-<n>.parquet` are the segments. Every write is atomic
+//! `t<table id>/seg-<n>.parquet` are the segments. Each owner of a
+//! per-user table has the same under `t<table id>/u<owner in hex>/`.
+//! Every write is atomic
 //! (object stores write to a temporary name and rename, or publish whole
 //! objects); a segment becomes visible only when a manifest naming it is
 //! written, so a crash leaves at worst unreferenced files, which
@@ -25,6 +27,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
+use crate::keys::Scope;
 use crate::row::Value;
 
 const MANIFEST: &str = "manifest.json";
@@ -83,10 +86,13 @@ impl Segment {
     }
 }
 
-/// The live segments of one table, oldest first.
+/// The live segments of one scope (a table, or one owner's rows of a
+/// per-user table), oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub table_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Increases with every published change; numbers new segments.
     pub version: u64,
     pub segments: Vec<Segment>,
@@ -99,10 +105,18 @@ impl ColdError {
 }
 
 impl Manifest {
-    pub fn empty(table_id: u64) -> Self {
+    pub fn empty(scope: &Scope) -> Self {
         Self {
-            table_id,
+            table_id: scope.table_id(),
+            owner: scope.owner().map(str::to_string),
             ..Self::default()
+        }
+    }
+
+    pub fn scope(&self) -> Scope {
+        match &self.owner {
+            None => Scope::table(self.table_id),
+            Some(owner) => Scope::owned(self.table_id, owner),
         }
     }
 
@@ -167,6 +181,19 @@ fn table_dir(table_id: u64) -> String {
     format!("t{table_id}")
 }
 
+/// The directory of a scope's manifest and segments. Owners are named in
+/// hex, so any user name is a safe path segment.
+fn scope_dir(scope: &Scope) -> String {
+    match scope.owner() {
+        None => table_dir(scope.table_id()),
+        Some(owner) => format!(
+            "{}/u{}",
+            table_dir(scope.table_id()),
+            to_hex(owner.as_bytes())
+        ),
+    }
+}
+
 impl ColdStore {
     /// Cold storage on the local filesystem under `root`.
     pub fn local(root: &Path) -> Result<Self, ColdError> {
@@ -184,12 +211,12 @@ impl ColdStore {
         self.objects.clone()
     }
 
-    /// A table's manifest; an empty one when the table has never flushed.
-    pub async fn manifest(&self, table_id: u64) -> Result<Manifest, ColdError> {
-        let path = ObjectPath::from(format!("{}/{MANIFEST}", table_dir(table_id)));
+    /// A scope's manifest; an empty one when it has never flushed.
+    pub async fn manifest(&self, scope: &Scope) -> Result<Manifest, ColdError> {
+        let path = ObjectPath::from(format!("{}/{MANIFEST}", scope_dir(scope)));
         let bytes = match self.objects.get(&path).await {
             Ok(result) => result.bytes().await?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(Manifest::empty(table_id)),
+            Err(object_store::Error::NotFound { .. }) => return Ok(Manifest::empty(scope)),
             Err(e) => return Err(e.into()),
         };
         serde_json::from_slice(&bytes).map_err(|e| ColdError::Manifest {
@@ -200,15 +227,21 @@ impl ColdStore {
 
     /// Publishes a manifest, replacing the previous one atomically.
     pub async fn publish(&self, manifest: &Manifest) -> Result<(), ColdError> {
-        let path = ObjectPath::from(format!("{}/{MANIFEST}", table_dir(manifest.table_id)));
+        let path = ObjectPath::from(format!("{}/{MANIFEST}", scope_dir(&manifest.scope())));
         let bytes = serde_json::to_vec_pretty(manifest).expect("manifests serialize");
         self.objects.put(&path, PutPayload::from(bytes)).await?;
         Ok(())
     }
 
-    /// The path a new segment of `table_id` gets, numbered by `version`.
-    pub fn segment_path(table_id: u64, version: u64) -> String {
-        format!("{}/seg-{version}.parquet", table_dir(table_id))
+    /// Deletes a scope's manifest.
+    pub async fn delete_manifest(&self, scope: &Scope) -> Result<(), ColdError> {
+        self.delete(&format!("{}/{MANIFEST}", scope_dir(scope)))
+            .await
+    }
+
+    /// The path a new segment of `scope` gets, numbered by `version`.
+    pub fn segment_path(scope: &Scope, version: u64) -> String {
+        format!("{}/seg-{version}.parquet", scope_dir(scope))
     }
 
     /// A writer for a new segment of `schema`: zstd, page statistics, a
@@ -250,19 +283,30 @@ impl ColdStore {
         }
     }
 
-    /// Every file of a table, the manifest included.
+    /// Every file of a table, its owners' included.
     async fn files(&self, table_id: u64) -> Result<Vec<String>, ColdError> {
         let prefix = ObjectPath::from(table_dir(table_id));
         let files: Vec<_> = self.objects.list(Some(&prefix)).try_collect().await?;
         Ok(files.into_iter().map(|m| m.location.to_string()).collect())
     }
 
-    /// Deletes the files of a table that its manifest does not name: what
+    /// The files directly in a scope's directory, the manifest included.
+    async fn scope_files(&self, scope: &Scope) -> Result<Vec<String>, ColdError> {
+        let prefix = ObjectPath::from(scope_dir(scope));
+        let listing = self.objects.list_with_delimiter(Some(&prefix)).await?;
+        Ok(listing
+            .objects
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect())
+    }
+
+    /// Deletes the files of a scope that its manifest does not name: what
     /// a crash between writing a file and publishing (or after publishing,
     /// before removing replaced files) leaves behind. Returns how many.
     pub async fn remove_unreferenced(&self, manifest: &Manifest) -> Result<usize, ColdError> {
         let mut removed = 0;
-        for file in self.files(manifest.table_id).await? {
+        for file in self.scope_files(&manifest.scope()).await? {
             let referenced =
                 file.ends_with(MANIFEST) || manifest.segments.iter().any(|s| s.path == file);
             if !referenced {
@@ -281,13 +325,32 @@ impl ColdStore {
         Ok(())
     }
 
-    /// Ids of the tables that have files.
-    pub async fn tables(&self) -> Result<Vec<u64>, ColdError> {
+    /// The scopes that have files: each table's, and each owner's of a
+    /// per-user table.
+    pub async fn scopes(&self) -> Result<Vec<Scope>, ColdError> {
         let listing = self.objects.list_with_delimiter(None).await?;
-        Ok(listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.as_ref().strip_prefix('t')?.parse().ok())
-            .collect())
+        let mut scopes = Vec::new();
+        for table in &listing.common_prefixes {
+            let Some(id) = table
+                .as_ref()
+                .strip_prefix('t')
+                .and_then(|id| id.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            scopes.push(Scope::table(id));
+            let owners = self.objects.list_with_delimiter(Some(table)).await?;
+            for dir in &owners.common_prefixes {
+                let name = dir.filename().unwrap_or_default();
+                let owner = name
+                    .strip_prefix('u')
+                    .map(from_hex)
+                    .and_then(|bytes| String::from_utf8(bytes).ok());
+                if let Some(owner) = owner {
+                    scopes.push(Scope::owned(id, &owner));
+                }
+            }
+        }
+        Ok(scopes)
     }
 }

@@ -16,7 +16,7 @@ pub use cold::{
     ColdError, ColdStore, ColumnStats, Manifest, Segment, SegmentOptions, SegmentWriter, from_hex,
     to_hex,
 };
-pub use keys::{encode_key_value, table_prefix};
+pub use keys::{Scope, encode_key_value, table_prefix};
 pub use row::{StoredRow, Value};
 pub use seq::SeqGenerator;
 pub use tier::{

@@ -1,4 +1,4 @@
-//! Every table's manifest, and the reads that span hot rows and segments.
+//! Every scope's manifest, and the reads that span hot rows and segments.
 //!
 //! Readers hold the `Arc<Manifest>` they started with for as long as they
 //! read. Whoever replaces a manifest (a flush, a compaction) publishes the
@@ -23,6 +23,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::backend::Store;
 use crate::cold::{ColdError, ColdStore, Manifest, Segment};
+use crate::keys::Scope;
 use crate::row::{StoredRow, Value};
 
 /// Segment column holding each version's store key.
@@ -40,7 +41,7 @@ pub fn segment_column(id: u32) -> String {
 /// Rows read from the hot store per call.
 const CHUNK: usize = 8192;
 
-/// The cold state of one table.
+/// The cold state of one scope.
 #[derive(Debug)]
 pub struct TableCold {
     manifest: ArcSwap<Manifest>,
@@ -59,14 +60,14 @@ impl TableCold {
         self.manifest.load_full()
     }
 
-    /// Held by whoever changes this table's segments: one flush or
+    /// Held by whoever changes this scope's segments: one flush or
     /// compaction at a time.
     pub async fn maintenance(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.maintenance.lock().await
     }
 }
 
-/// Row versions a table has taken since its last flush, for flush
+/// Row versions a scope has taken since its last flush, for flush
 /// policies.
 #[derive(Debug, Default)]
 struct Pending {
@@ -76,10 +77,10 @@ struct Pending {
     since_ms: AtomicI64,
 }
 
-/// Hot-row bookkeeping of every table.
+/// Hot-row bookkeeping of every scope.
 #[derive(Debug, Default)]
 pub struct PendingWrites {
-    tables: DashMap<u64, Arc<Pending>>,
+    scopes: DashMap<Scope, Arc<Pending>>,
 }
 
 fn now_ms() -> i64 {
@@ -87,16 +88,19 @@ fn now_ms() -> i64 {
 }
 
 impl PendingWrites {
-    fn entry(&self, table_id: u64) -> Arc<Pending> {
-        self.tables.entry(table_id).or_default().clone()
+    fn entry(&self, scope: &Scope) -> Arc<Pending> {
+        if let Some(pending) = self.scopes.get(scope) {
+            return pending.clone();
+        }
+        self.scopes.entry(scope.clone()).or_default().clone()
     }
 
-    /// Records `rows` row versions written to a table.
-    pub fn note(&self, table_id: u64, rows: u64) {
+    /// Records `rows` row versions written to a scope.
+    pub fn note(&self, scope: &Scope, rows: u64) {
         if rows == 0 {
             return;
         }
-        let pending = self.entry(table_id);
+        let pending = self.entry(scope);
         pending.rows.fetch_add(rows, Ordering::AcqRel);
         let _ = pending
             .since_ms
@@ -104,8 +108,8 @@ impl PendingWrites {
     }
 
     /// Records that a flush moved `rows` versions to cold storage.
-    pub fn flushed(&self, table_id: u64, rows: u64) {
-        let pending = self.entry(table_id);
+    pub fn flushed(&self, scope: &Scope, rows: u64) {
+        let pending = self.entry(scope);
         let before = pending
             .rows
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
@@ -119,8 +123,8 @@ impl PendingWrites {
     }
 
     /// Versions written since the last flush, and when the first was.
-    pub fn get(&self, table_id: u64) -> (u64, i64) {
-        match self.tables.get(&table_id) {
+    pub fn get(&self, scope: &Scope) -> (u64, i64) {
+        match self.scopes.get(scope) {
             Some(p) => (
                 p.rows.load(Ordering::Acquire),
                 p.since_ms.load(Ordering::Acquire),
@@ -129,8 +133,20 @@ impl PendingWrites {
         }
     }
 
+    /// The scopes of a table with versions written since their last
+    /// flush.
+    pub fn scopes_of(&self, table_id: u64) -> Vec<Scope> {
+        self.scopes
+            .iter()
+            .filter(|e| {
+                e.key().table_id() == table_id && e.value().rows.load(Ordering::Acquire) > 0
+            })
+            .map(|e| e.key().clone())
+            .collect()
+    }
+
     pub fn remove(&self, table_id: u64) {
-        self.tables.remove(&table_id);
+        self.scopes.retain(|scope, _| scope.table_id() != table_id);
     }
 }
 
@@ -139,7 +155,7 @@ impl PendingWrites {
 pub struct ColdTables {
     store: Arc<Store>,
     cold: ColdStore,
-    tables: DashMap<u64, Arc<TableCold>>,
+    scopes: DashMap<Scope, Arc<TableCold>>,
     pending: PendingWrites,
 }
 
@@ -155,26 +171,31 @@ pub fn block_on<T: Send>(future: impl Future<Output = T> + Send) -> T {
 }
 
 impl ColdTables {
-    /// Loads every table's manifest and deletes the files no manifest
+    /// Loads every scope's manifest and deletes the files no manifest
     /// names (left by a crash between writing a file and publishing it, or
     /// between publishing and removing replaced files).
     pub fn open(store: Arc<Store>, cold: ColdStore) -> Result<Self, ColdError> {
-        let tables = DashMap::new();
+        let scopes = DashMap::new();
         block_on(async {
-            for id in cold.tables().await? {
-                let manifest = cold.manifest(id).await?;
+            for scope in cold.scopes().await? {
+                let manifest = cold.manifest(&scope).await?;
                 let removed = cold.remove_unreferenced(&manifest).await?;
                 if removed > 0 {
-                    tracing::info!(table = id, removed, "removed unreferenced segment files");
+                    tracing::info!(
+                        table = scope.table_id(),
+                        owner = scope.owner(),
+                        removed,
+                        "removed unreferenced segment files"
+                    );
                 }
-                tables.insert(id, Arc::new(TableCold::new(manifest)));
+                scopes.insert(scope, Arc::new(TableCold::new(manifest)));
             }
             Ok::<_, ColdError>(())
         })?;
         Ok(Self {
             store,
             cold,
-            tables,
+            scopes,
             pending: PendingWrites::default(),
         })
     }
@@ -187,15 +208,15 @@ impl ColdTables {
     /// Deletes the files of every table not in `live` (dropped while the
     /// node was down, before their files were removed).
     pub fn retain(&self, live: &[u64]) -> Result<(), ColdError> {
-        let dropped: Vec<u64> = self
-            .tables
+        let dropped: BTreeSet<u64> = self
+            .scopes
             .iter()
-            .map(|e| *e.key())
+            .map(|e| e.key().table_id())
             .filter(|id| !live.contains(id))
             .collect();
         block_on(async {
             for id in dropped {
-                self.tables.remove(&id);
+                self.scopes.retain(|scope, _| scope.table_id() != id);
                 self.cold.delete_table(id).await?;
             }
             Ok(())
@@ -210,19 +231,28 @@ impl ColdTables {
         &self.cold
     }
 
-    pub fn entry(&self, table_id: u64) -> Arc<TableCold> {
-        self.tables
-            .entry(table_id)
-            .or_insert_with(|| Arc::new(TableCold::new(Manifest::empty(table_id))))
+    pub fn entry(&self, scope: &Scope) -> Arc<TableCold> {
+        self.scopes
+            .entry(scope.clone())
+            .or_insert_with(|| Arc::new(TableCold::new(Manifest::empty(scope))))
             .clone()
     }
 
-    /// The table's current manifest. Hold it while reading the table.
-    pub fn manifest(&self, table_id: u64) -> Arc<Manifest> {
-        match self.tables.get(&table_id) {
+    /// The scope's current manifest. Hold it while reading the scope.
+    pub fn manifest(&self, scope: &Scope) -> Arc<Manifest> {
+        match self.scopes.get(scope) {
             Some(entry) => entry.manifest(),
-            None => Arc::new(Manifest::empty(table_id)),
+            None => Arc::new(Manifest::empty(scope)),
         }
+    }
+
+    /// The scopes of a table that have segments.
+    pub fn scopes_of(&self, table_id: u64) -> Vec<Scope> {
+        self.scopes
+            .iter()
+            .filter(|e| e.key().table_id() == table_id && !e.value().manifest().segments.is_empty())
+            .map(|e| e.key().clone())
+            .collect()
     }
 
     /// Makes `next` the table's manifest, durably then in memory, and
@@ -236,11 +266,30 @@ impl ColdTables {
         Ok(entry.manifest.swap(Arc::new(next)))
     }
 
-    /// Deletes a dropped table's files.
+    /// Deletes a scope's manifest and segments (after its rows have moved
+    /// elsewhere).
+    pub async fn remove_scope(&self, scope: &Scope) -> Result<(), ColdError> {
+        let manifest = self.manifest(scope);
+        self.scopes.remove(scope);
+        for segment in &manifest.segments {
+            self.cold.delete(&segment.path).await?;
+        }
+        self.cold.delete_manifest(scope).await
+    }
+
+    /// Deletes a dropped table's files, every owner's included.
     pub async fn drop_table(&self, table_id: u64) -> Result<(), ColdError> {
         self.pending.remove(table_id);
-        if let Some((_, entry)) = self.tables.remove(&table_id) {
-            let _maintenance = entry.maintenance().await;
+        let scopes: Vec<Scope> = self
+            .scopes
+            .iter()
+            .map(|e| e.key().clone())
+            .filter(|s| s.table_id() == table_id)
+            .collect();
+        for scope in scopes {
+            if let Some((_, entry)) = self.scopes.remove(&scope) {
+                let _maintenance = entry.maintenance().await;
+            }
         }
         self.cold.delete_table(table_id).await
     }
@@ -260,7 +309,7 @@ impl ColdTables {
     /// never written): the hot store first, then segments newest first.
     pub async fn current_rows(
         &self,
-        table_id: u64,
+        scope: &Scope,
         keys: &BTreeSet<Vec<u8>>,
     ) -> Result<HashMap<Vec<u8>, StoredRow>, ColdError> {
         let mut found = HashMap::new();
@@ -276,7 +325,7 @@ impl ColdTables {
                 }
             }
         }
-        let manifest = self.manifest(table_id);
+        let manifest = self.manifest(scope);
         for segment in manifest.segments.iter().rev() {
             if missing.is_empty() {
                 break;
@@ -295,14 +344,14 @@ impl ColdTables {
         Ok(found)
     }
 
-    /// The live rows whose key starts with `prefix`, newest version of
-    /// each, in key order, across hot rows and segments.
+    /// The live rows of `scope` whose key starts with `prefix`, newest
+    /// version of each, in key order, across hot rows and segments.
     pub async fn merged_rows(
         &self,
-        table_id: u64,
+        scope: &Scope,
         prefix: &[u8],
     ) -> Result<Vec<StoredRow>, ColdError> {
-        let manifest = self.manifest(table_id);
+        let manifest = self.manifest(scope);
         let mut newest: BTreeMap<Vec<u8>, StoredRow> = BTreeMap::new();
         for segment in &manifest.segments {
             for (key, row) in self.read_rows(segment, |k| k.starts_with(prefix)).await? {

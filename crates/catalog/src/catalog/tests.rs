@@ -1,5 +1,5 @@
 use quiver_common::ColumnType;
-use quiver_store::StoreOptions;
+use quiver_store::{Scope, StoreOptions};
 
 use super::*;
 use crate::defs::{ColumnDef, TableOptions, TableType};
@@ -280,7 +280,9 @@ fn catalog_records_are_rows_of_the_system_tables() {
         catalog.create_namespace(&app, false).unwrap();
         catalog.create_table(table("app", "t"), false).unwrap();
         let store = catalog.store();
-        let scan = store.scan_rows(tables.id().0, None, 10).unwrap();
+        let scan = store
+            .scan_rows(&Scope::table(tables.id().0), None, 10)
+            .unwrap();
         assert_eq!(scan.rows.len(), 1);
         let table_name = catalog
             .system_table("tables")
@@ -298,7 +300,9 @@ fn catalog_records_are_rows_of_the_system_tables() {
         }
         // A drop writes delete markers, like a DELETE on a user table.
         assert!(catalog.drop_table(&app, &name, false).unwrap());
-        let scan = store.scan_rows(tables.id().0, None, 10).unwrap();
+        let scan = store
+            .scan_rows(&Scope::table(tables.id().0), None, 10)
+            .unwrap();
         assert!(scan.rows.iter().all(|(_, row)| row.deleted));
         assert_eq!(scan.rows.len(), 1);
         catalog.create_table(table("app", "t"), false).unwrap();

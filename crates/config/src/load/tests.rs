@@ -90,6 +90,19 @@ fn zero_limits_are_refused() {
 }
 
 #[test]
+fn rate_and_lockout_settings_are_checked() {
+    let file = write_config("[limits]\nqueries_per_second = 10\nquery_burst = 5\n");
+    let err = load(Some(&file.0), no_env()).unwrap_err().to_string();
+    assert!(err.contains("limits.query_burst"), "{err}");
+    let file = write_config("[auth]\nmax_failed_logins = 3\nlockout_secs = 0\n");
+    let err = load(Some(&file.0), no_env()).unwrap_err().to_string();
+    assert!(err.contains("auth.lockout_secs"), "{err}");
+    let file = write_config("[limits]\nqueries_per_second = 0\nquery_timeout_ms = 0\n");
+    let (config, _) = load(Some(&file.0), no_env()).unwrap();
+    assert_eq!(config.limits.queries_per_second, 0);
+}
+
+#[test]
 fn env_overrides_file_and_defaults() {
     let file = write_config("[server]\nport = 9001\n");
     let (config, _) = load(
@@ -197,5 +210,9 @@ fn settings_list_every_effective_key() {
     let settings = config.settings();
     assert!(settings.contains(&("server.port".to_string(), "9100".to_string())));
     assert!(settings.iter().any(|(k, _)| k == "limits.max_result_rows"));
+    let value = |key: &str| settings.iter().find(|(k, _)| k == key).unwrap().1.clone();
+    assert_eq!(value("auth.jwt_secret"), "********");
+    assert_eq!(value("auth.root_password"), "********");
+    assert_eq!(value("auth.access_token_ttl_secs"), "3600");
     assert!(settings.windows(2).all(|w| w[0].0 < w[1].0));
 }

@@ -53,7 +53,9 @@ fn scans_are_chunked_in_key_order_and_per_table() {
     let mut seen = Vec::new();
     let mut after: Option<Box<[u8]>> = None;
     loop {
-        let scan = store.scan_rows(7, after.as_deref(), 2).unwrap();
+        let scan = store
+            .scan_rows(&Scope::table(7), after.as_deref(), 2)
+            .unwrap();
         seen.extend(scan.rows.iter().map(|(_, r)| r.seq - 100));
         match scan.resume_after {
             Some(k) => after = Some(k),
@@ -74,8 +76,21 @@ fn dropping_a_table_removes_only_its_rows() {
     let mut batch = store.batch();
     batch.delete_table_rows(7);
     store.commit(batch).unwrap();
-    assert!(store.scan_rows(7, None, 10).unwrap().rows.is_empty());
-    assert_eq!(store.scan_rows(8, None, 10).unwrap().rows.len(), 1);
+    assert!(
+        store
+            .scan_rows(&Scope::table(7), None, 10)
+            .unwrap()
+            .rows
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .scan_rows(&Scope::table(8), None, 10)
+            .unwrap()
+            .rows
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -122,5 +137,61 @@ fn prefix_scans_stop_at_the_end_of_the_prefix() {
 
     let all_ones = store.scan_row_prefix(&[0xff; 8], None, 10).unwrap();
     assert!(all_ones.rows.is_empty());
-    assert_eq!(store.scan_rows(1, None, 10).unwrap().rows.len(), 4);
+    assert_eq!(
+        store
+            .scan_rows(&Scope::table(1), None, 10)
+            .unwrap()
+            .rows
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn owner_scopes_hold_their_own_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let mut batch = store.batch();
+    for (owner, id) in [
+        ("bob", 1),
+        ("alice", 2),
+        ("alice", 1),
+        ("al", 9),
+        ("bob", 3),
+    ] {
+        let seq = store.seq().next().0;
+        let key = Scope::owned(5, owner).key(&Value::Int64(id)).unwrap();
+        batch.put_row(&key, &row(seq, owner));
+    }
+    // A neighbouring table's rows stay out of every scope of table 5.
+    let seq = store.seq().next().0;
+    batch.put_row(&key(6, 1), &row(seq, "other"));
+    store.commit(batch).unwrap();
+
+    assert_eq!(store.owners(5).unwrap(), vec!["al", "alice", "bob"]);
+    assert!(store.owners(4).unwrap().is_empty());
+    let alice = Scope::owned(5, "alice");
+    let scan = store.scan_rows(&alice, None, 10).unwrap();
+    assert_eq!(scan.rows.len(), 2);
+    assert!(
+        scan.rows
+            .iter()
+            .all(|(_, r)| r.cells[0].1 == Value::Text("alice".into()))
+    );
+    assert_eq!(
+        store
+            .count_rows(&Scope::owned(5, "bob"), usize::MAX)
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .count_rows(&Scope::owned(5, "carol"), usize::MAX)
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.count_rows(&Scope::table(5), usize::MAX).unwrap(), 5);
+    let (first, last) = store.key_range(&alice).unwrap().unwrap();
+    assert_eq!(&*first, alice.key(&Value::Int64(1)).unwrap().as_slice());
+    assert_eq!(&*last, alice.key(&Value::Int64(2)).unwrap().as_slice());
 }

@@ -1,0 +1,562 @@
+//! `/v1/ws`: live queries over WebSocket, in KalamDB's v1 protocol.
+//!
+//! A connection authenticates (on the upgrade request or with its first
+//! message), then subscribes to queries. Each subscription gets its
+//! snapshot in batches (`next_batch` asks for the next one) and then every
+//! change. Changes that arrive while a snapshot is still being sent wait
+//! until its last batch is out, so the client never sees a row change
+//! before the row. The connection ends on a close frame, a dropped TCP
+//! connection, a missed heartbeat or the node's shutdown, and all of its
+//! subscriptions end with it.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::response::{IntoResponse, Response};
+use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
+use quiver_live::{ConnectionHandle, ConnectionId, Outbound, SubscribeError};
+use quiver_query::{QueryError, Snapshot};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::auth::{Principal, authenticate, token_principal};
+use crate::encode::{schema_json, write_objects};
+use crate::routes::ApiState;
+
+/// Rows per snapshot batch unless the subscription asks otherwise.
+const DEFAULT_BATCH_SIZE: usize = 1000;
+
+/// `GET /v1/ws`: checks credentials sent on the upgrade request, if any,
+/// and hands the socket to [`serve_socket`].
+pub(crate) async fn upgrade(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let principal = if headers.contains_key(AUTHORIZATION) {
+        match authenticate(&state, &headers, peer).await {
+            Ok(principal) => Some(principal),
+            Err(error) => return error.into_response(),
+        }
+    } else {
+        None
+    };
+    let limit = state.websocket.max_message_bytes;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| serve_socket(state, socket, principal))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientMessage {
+    Authenticate {
+        #[serde(default)]
+        method: Option<String>,
+        #[serde(default)]
+        token: Option<String>,
+    },
+    Subscribe {
+        subscription: SubscribeRequest,
+    },
+    NextBatch {
+        subscription_id: String,
+    },
+    Unsubscribe {
+        subscription_id: String,
+    },
+    Ping,
+}
+
+#[derive(Debug, Deserialize)]
+struct SubscribeRequest {
+    id: String,
+    sql: String,
+    #[serde(default)]
+    options: Option<SubscribeOptions>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_rows: Option<usize>,
+    #[serde(
+        default,
+        alias = "from_seq_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    from: Option<Json>,
+}
+
+fn text(value: Json) -> Message {
+    Message::Text(Utf8Bytes::from(value.to_string()))
+}
+
+fn error_message(subscription_id: Option<&str>, code: &str, message: &str) -> Message {
+    let mut value = json!({"type": "error", "code": code, "message": message});
+    if let Some(id) = subscription_id {
+        value["subscription_id"] = json!(id);
+    }
+    text(value)
+}
+
+/// A client message's `_seq`: a JSON number or a string of digits.
+fn seq_of(value: &Json) -> Option<i64> {
+    match value {
+        Json::Number(n) => n.as_i64(),
+        Json::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Waits for an `authenticate` message and checks its token.
+async fn wait_for_auth(state: &ApiState, socket: &mut WebSocket) -> Result<Principal, String> {
+    loop {
+        let message = match socket.recv().await {
+            Some(Ok(message)) => message,
+            _ => return Err("the connection closed before authenticating".to_string()),
+        };
+        let Message::Text(body) = message else {
+            continue;
+        };
+        return match serde_json::from_str::<ClientMessage>(body.as_str()) {
+            Ok(ClientMessage::Authenticate { method, token }) => {
+                if method.as_deref().is_some_and(|m| m != "jwt") {
+                    return Err("only the jwt authentication method is supported".to_string());
+                }
+                let token = token.ok_or("authenticate needs a token")?;
+                token_principal(state, &token).map_err(|e| e.message)
+            }
+            Ok(_) => Err("the first message must be authenticate".to_string()),
+            Err(e) => Err(format!("invalid authenticate message: {e}")),
+        };
+    }
+}
+
+async fn serve_socket(state: ApiState, mut socket: WebSocket, principal: Option<Principal>) {
+    let principal = match principal {
+        Some(principal) => principal,
+        None => {
+            let limit = Duration::from_secs(state.websocket.auth_timeout_secs);
+            let outcome = tokio::time::timeout(limit, wait_for_auth(&state, &mut socket)).await;
+            match outcome {
+                Ok(Ok(principal)) => principal,
+                Ok(Err(reason)) => return refuse(socket, &reason).await,
+                Err(_) => {
+                    let reason = format!(
+                        "no authentication within {} s ([websocket] auth_timeout_secs)",
+                        limit.as_secs()
+                    );
+                    return refuse(socket, &reason).await;
+                }
+            }
+        }
+    };
+    let welcome = json!({
+        "type": "auth_success",
+        "user": principal.user.as_str(),
+        "role": principal.role.as_str(),
+        "protocol": {"serialization": "json", "compression": "none"},
+    });
+    if socket.send(text(welcome)).await.is_err() {
+        return;
+    }
+    let live = state.engine.live().clone();
+    let handle = live.connect(principal.user.clone());
+    let id = handle.id;
+    let mut connection = Connection {
+        state,
+        principal,
+        id,
+        loading: HashMap::new(),
+        last_heard: Instant::now(),
+    };
+    connection.run(socket, handle).await;
+    live.disconnect(id);
+}
+
+async fn refuse(mut socket: WebSocket, reason: &str) {
+    let _ = socket
+        .send(text(json!({"type": "auth_error", "message": reason})))
+        .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::POLICY,
+            reason: Utf8Bytes::from("authentication failed"),
+        })))
+        .await;
+}
+
+/// A subscription whose snapshot is still being sent.
+struct Loading {
+    pages: VecDeque<RecordBatch>,
+    batch_num: usize,
+    /// Changes held back until the last page is out.
+    held: Vec<Outbound>,
+}
+
+struct Connection {
+    state: ApiState,
+    principal: Principal,
+    id: ConnectionId,
+    loading: HashMap<String, Loading>,
+    last_heard: Instant,
+}
+
+/// Why the message loop ended.
+enum End {
+    /// The client closed or the connection broke.
+    Gone,
+    /// The server closes, with this code and reason.
+    Close(u16, &'static str),
+}
+
+impl Connection {
+    async fn run(&mut self, mut socket: WebSocket, mut handle: ConnectionHandle) {
+        let config = self.state.websocket.clone();
+        let mut ping = tokio::time::interval(Duration::from_secs(config.ping_interval_secs));
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let client_timeout = Duration::from_secs(config.client_timeout_secs);
+        let shutdown = self.state.shutdown.clone();
+        let end = loop {
+            let outgoing: Option<Message> = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break End::Close(close_code::AWAY, "server shutting down"),
+                Some(message) = handle.control.recv() => self.outbound(message),
+                _ = ping.tick() => {
+                    if self.last_heard.elapsed() > client_timeout {
+                        break End::Close(close_code::POLICY, "heartbeat timeout");
+                    }
+                    Some(Message::Ping(Default::default()))
+                }
+                received = socket.recv() => match received {
+                    None | Some(Err(_)) => break End::Gone,
+                    Some(Ok(message)) => {
+                        self.last_heard = Instant::now();
+                        match message {
+                            Message::Text(body) => {
+                                for reply in self.handle_text(body.as_str()).await {
+                                    if socket.send(reply).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                None
+                            }
+                            Message::Binary(_) => Some(error_message(
+                                None,
+                                "UNSUPPORTED_DATA",
+                                "binary frames are not supported; send JSON text frames",
+                            )),
+                            Message::Close(_) => break End::Gone,
+                            Message::Ping(_) | Message::Pong(_) => None,
+                        }
+                    }
+                },
+                Some(message) = handle.outbound.recv() => self.outbound(message),
+            };
+            if let Some(message) = outgoing
+                && socket.send(message).await.is_err()
+            {
+                break End::Gone;
+            }
+        };
+        if let End::Close(code, reason) = end {
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from(reason),
+                })))
+                .await;
+        }
+    }
+
+    /// A message for the client, or `None` while its subscription's
+    /// snapshot is still being sent (the message is held until then).
+    fn outbound(&mut self, message: Outbound) -> Option<Message> {
+        let subscription_id = match &message {
+            Outbound::Change {
+                subscription_id, ..
+            } => subscription_id,
+            Outbound::Error {
+                subscription_id, ..
+            } => {
+                // An ended subscription sends nothing more.
+                self.loading.remove(subscription_id);
+                return Some(encode_outbound(&message));
+            }
+        };
+        if let Some(loading) = self.loading.get_mut(subscription_id) {
+            if loading.held.len() < self.state.websocket.queue_capacity {
+                loading.held.push(message);
+                return None;
+            }
+            let id = subscription_id.clone();
+            self.loading.remove(&id);
+            self.state.engine.live().unsubscribe(self.id, &id);
+            return Some(error_message(
+                Some(&id),
+                "SUBSCRIPTION_OVERFLOW",
+                "more changes arrived than the queue holds while the snapshot was being read; \
+                 subscribe again",
+            ));
+        }
+        Some(encode_outbound(&message))
+    }
+
+    async fn handle_text(&mut self, body: &str) -> Vec<Message> {
+        let message = match serde_json::from_str::<ClientMessage>(body) {
+            Ok(message) => message,
+            Err(e) => {
+                return vec![error_message(
+                    None,
+                    "PROTOCOL",
+                    &format!("invalid message: {e}"),
+                )];
+            }
+        };
+        match message {
+            ClientMessage::Ping => Vec::new(),
+            ClientMessage::Authenticate { .. } => Vec::new(),
+            ClientMessage::Unsubscribe { subscription_id } => {
+                self.loading.remove(&subscription_id);
+                self.state
+                    .engine
+                    .live()
+                    .unsubscribe(self.id, &subscription_id);
+                Vec::new()
+            }
+            ClientMessage::NextBatch { subscription_id } => self.next_batch(&subscription_id),
+            ClientMessage::Subscribe { subscription } => self.subscribe(subscription).await,
+        }
+    }
+
+    async fn subscribe(&mut self, request: SubscribeRequest) -> Vec<Message> {
+        let id = request.id.clone();
+        let fail = |code: &str, message: String| vec![error_message(Some(&id), code, &message)];
+        if id.is_empty() || id.len() > 128 {
+            return fail(
+                "INVALID_SUBSCRIPTION_ID",
+                "a subscription id must be 1 to 128 characters".to_string(),
+            );
+        }
+        let live = self.state.engine.live().clone();
+        if let Err(e) = live.check_subscribe(self.id, &id) {
+            let code = match e {
+                SubscribeError::TooMany(_) => "SUBSCRIPTION_LIMIT_EXCEEDED",
+                SubscribeError::DuplicateId(_) => "INVALID_SUBSCRIPTION_ID",
+                SubscribeError::UnknownConnection => "SUBSCRIPTION_FAILED",
+            };
+            return fail(code, e.to_string());
+        }
+        // Without options a subscription gets live changes only.
+        let given = request.options.is_some();
+        let options_text = match &request.options {
+            Some(options) => serde_json::to_string(options).expect("options serialize"),
+            None => "null".to_string(),
+        };
+        let options = request.options.unwrap_or_default();
+        let snapshot = match (given, &options) {
+            (false, _) => Snapshot::None,
+            (
+                true,
+                SubscribeOptions {
+                    from: Some(from), ..
+                },
+            ) => match seq_of(from) {
+                Some(seq) => Snapshot::Since(seq),
+                None => {
+                    return fail(
+                        "PROTOCOL",
+                        format!("\"from\" must be a _seq number, got {from}"),
+                    );
+                }
+            },
+            (
+                true,
+                SubscribeOptions {
+                    last_rows: Some(n), ..
+                },
+            ) => Snapshot::Last(*n),
+            (true, _) => Snapshot::Full,
+        };
+        let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
+        let session =
+            match self
+                .state
+                .engine
+                .session(None, self.principal.user.clone(), self.principal.role)
+            {
+                Ok(session) => session,
+                Err(e) => return fail("SUBSCRIPTION_FAILED", e.to_string()),
+            };
+        let connection = self.id;
+        let sql = request.sql.clone();
+        let sub_id = id.clone();
+        // Planning and the snapshot run where queries run.
+        let task = AbortOnDropHandle::new(self.state.query_runtime.spawn(async move {
+            session
+                .subscribe(connection, &sub_id, &sql, &options_text, snapshot)
+                .await
+        }));
+        let subscribed = match task.await {
+            Ok(Ok(subscribed)) => subscribed,
+            Ok(Err(e)) => return fail(query_error_code(&e), e.to_string()),
+            Err(e) => return fail("SUBSCRIPTION_FAILED", e.to_string()),
+        };
+        let schema = subscribed.subscription.plan.schema.clone();
+        let mut pages: VecDeque<RecordBatch> = VecDeque::new();
+        let mut total = 0;
+        for batch in subscribed.rows {
+            total += batch.num_rows();
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let len = batch_size.min(batch.num_rows() - offset);
+                pages.push_back(batch.slice(offset, len));
+                offset += len;
+            }
+        }
+        let last_seq = pages.back().and_then(last_seq_of);
+        let has_more = pages.len() > 1;
+        let mut ack = json!({
+            "type": "subscription_ack",
+            "subscription_id": id,
+            "total_rows": total,
+            "batch_control": {
+                "batch_num": 0,
+                "has_more": has_more,
+                "status": if has_more { "loading" } else { "ready" },
+            },
+            "schema": schema_json(&schema),
+        });
+        if let Some(seq) = last_seq {
+            ack["batch_control"]["last_seq_id"] = json!(seq.to_string());
+        }
+        let mut loading = Loading {
+            pages,
+            batch_num: 0,
+            held: Vec::new(),
+        };
+        let first = initial_batch(&id, &mut loading);
+        if !loading.pages.is_empty() {
+            self.loading.insert(id, loading);
+        }
+        vec![text(ack), first]
+    }
+
+    fn next_batch(&mut self, id: &str) -> Vec<Message> {
+        let Some(loading) = self.loading.get_mut(id) else {
+            return vec![error_message(
+                Some(id),
+                "INVALID_SUBSCRIPTION_ID",
+                "no snapshot batch is pending for this subscription",
+            )];
+        };
+        loading.batch_num += 1;
+        let mut out = vec![initial_batch(id, loading)];
+        if loading.pages.is_empty() {
+            let done = self.loading.remove(id).expect("present");
+            out.extend(done.held.iter().map(encode_outbound));
+        }
+        out
+    }
+}
+
+/// The next snapshot page as an `initial_data_batch` (empty when there is
+/// none), taken from `loading`.
+fn initial_batch(id: &str, loading: &mut Loading) -> Message {
+    let page = loading.pages.pop_front();
+    let has_more = !loading.pages.is_empty();
+    let status = match (has_more, loading.batch_num) {
+        (false, _) => "ready",
+        (true, 0) => "loading",
+        (true, _) => "loading_batch",
+    };
+    let mut control = json!({
+        "batch_num": loading.batch_num,
+        "has_more": has_more,
+        "status": status,
+    });
+    if let Some(seq) = page.as_ref().and_then(last_seq_of) {
+        control["last_seq_id"] = json!(seq.to_string());
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"type\":\"initial_data_batch\",\"subscription_id\":");
+    serde_json::to_writer(&mut out, id).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b",\"rows\":[");
+    if let Some(page) = &page {
+        write_objects(page, &mut out, true);
+    }
+    out.extend_from_slice(b"],\"batch_control\":");
+    serde_json::to_writer(&mut out, &control).expect("writing to a Vec cannot fail");
+    out.push(b'}');
+    Message::Text(Utf8Bytes::from(
+        String::from_utf8(out).expect("JSON is UTF-8"),
+    ))
+}
+
+/// The `_seq` of a batch's last row (`_seq` is its last column).
+fn last_seq_of(batch: &RecordBatch) -> Option<i64> {
+    let seqs = batch
+        .columns()
+        .last()?
+        .as_any()
+        .downcast_ref::<Int64Array>()?;
+    (!seqs.is_empty()).then(|| seqs.value(seqs.len() - 1))
+}
+
+fn encode_outbound(message: &Outbound) -> Message {
+    match message {
+        Outbound::Error {
+            subscription_id,
+            code,
+            message,
+        } => error_message(Some(subscription_id), code, message),
+        Outbound::Change {
+            subscription_id,
+            kind,
+            rows,
+            old_values,
+        } => {
+            let mut out = Vec::with_capacity(256);
+            out.extend_from_slice(b"{\"type\":\"change\",\"subscription_id\":");
+            serde_json::to_writer(&mut out, subscription_id).expect("writing to a Vec cannot fail");
+            out.extend_from_slice(b",\"change_type\":\"");
+            out.extend_from_slice(kind.as_str().as_bytes());
+            out.push(b'"');
+            for (name, batch) in [("rows", rows), ("old_values", old_values)] {
+                if let Some(batch) = batch {
+                    out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
+                    write_objects(batch, &mut out, true);
+                    out.push(b']');
+                }
+            }
+            out.push(b'}');
+            Message::Text(Utf8Bytes::from(
+                String::from_utf8(out).expect("JSON is UTF-8"),
+            ))
+        }
+    }
+}
+
+/// The socket error code for a failed subscription.
+fn query_error_code(error: &QueryError) -> &'static str {
+    if matches!(error, QueryError::Unsupported(_)) {
+        return "UNSUPPORTED";
+    }
+    match error.code().as_str() {
+        "TABLE_NOT_FOUND" => "NOT_FOUND",
+        "PERMISSION_DENIED" => "UNAUTHORIZED",
+        "INVALID_SQL" => "INVALID_SQL",
+        _ => "SUBSCRIPTION_FAILED",
+    }
+}

@@ -1,0 +1,92 @@
+//! Turning a change set into a subscription's notifications: its filter
+//! is evaluated on the old and on the new version of every row, so rows
+//! that enter the filter arrive as inserts and rows that leave it as
+//! deletes.
+
+use arrow::array::{Array, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use datafusion::error::{DataFusionError, Result};
+
+use crate::{ChangeSet, Outbound, Subscription};
+
+/// How a change looks to one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Insert => "insert",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// Which rows of `batch` pass the filter (NULL does not).
+fn matches(subscription: &Subscription, batch: &RecordBatch) -> Result<Vec<bool>> {
+    let Some(filter) = &subscription.plan.filter else {
+        return Ok(vec![true; batch.num_rows()]);
+    };
+    let result = filter.evaluate(batch)?.into_array(batch.num_rows())?;
+    let result = result
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| DataFusionError::Plan("the WHERE clause is not a condition".into()))?;
+    Ok((0..result.len())
+        .map(|i| result.is_valid(i) && result.value(i))
+        .collect())
+}
+
+/// The notifications `changes` makes for `subscription`, each with the
+/// `_seq` of its last row. Consecutive rows of one kind share a message.
+pub fn classify(subscription: &Subscription, changes: &ChangeSet) -> Result<Vec<(Outbound, i64)>> {
+    let old_match = matches(subscription, &changes.old)?;
+    let new_match = matches(subscription, &changes.new)?;
+    let mut runs: Vec<(ChangeKind, Vec<u32>)> = Vec::new();
+    for i in 0..changes.seqs.len() {
+        if changes.seqs[i] <= subscription.start_seq {
+            continue;
+        }
+        let was = changes.had_old[i] && old_match[i];
+        let is = changes.has_new[i] && new_match[i];
+        let kind = match (was, is) {
+            (false, true) => ChangeKind::Insert,
+            (true, true) => ChangeKind::Update,
+            (true, false) => ChangeKind::Delete,
+            (false, false) => continue,
+        };
+        match runs.last_mut() {
+            Some((last, rows)) if *last == kind => rows.push(i as u32),
+            _ => runs.push((kind, vec![i as u32])),
+        }
+    }
+    let projection = &subscription.plan.projection;
+    let mut out = Vec::with_capacity(runs.len());
+    for (kind, rows) in runs {
+        let last_seq = changes.seqs[*rows.last().expect("runs are not empty") as usize];
+        let indices = UInt32Array::from(rows);
+        let pick = |batch: &RecordBatch| -> Result<RecordBatch> {
+            Ok(take_record_batch(&batch.project(projection)?, &indices)?)
+        };
+        let (rows, old_values) = match kind {
+            ChangeKind::Insert => (Some(pick(&changes.new)?), None),
+            ChangeKind::Update => (Some(pick(&changes.new)?), Some(pick(&changes.old)?)),
+            ChangeKind::Delete => (None, Some(pick(&changes.old)?)),
+        };
+        out.push((
+            Outbound::Change {
+                subscription_id: subscription.subscription_id.clone(),
+                kind,
+                rows,
+                old_values,
+            },
+            last_seq,
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,461 @@
+//! Live queries: the connections of `/v1/ws`, their subscriptions indexed
+//! by table, and the dispatcher that turns committed changes into
+//! notifications.
+//!
+//! Writers hand each statement's changes to the [`LiveQueryManager`]
+//! through an unbounded channel, after their commit and while they still
+//! hold the table's writer lock, so changes arrive in commit order and a
+//! writer never waits on a subscriber. A subscription is registered under
+//! the same lock, after its snapshot is read, with the last `_seq` issued
+//! at that moment: it is sent exactly the changes with a larger `_seq`.
+//! Each connection has a bounded queue; a subscription whose queue is full
+//! is dropped with `SUBSCRIPTION_OVERFLOW` rather than skipped.
+
+mod filter;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use dashmap::DashMap;
+use datafusion::physical_expr::PhysicalExpr;
+use quiver_common::{NodeId, UserId};
+use quiver_store::Scope;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use filter::{ChangeKind, classify};
+
+/// A `/v1/ws` connection's number on this node.
+pub type ConnectionId = u64;
+
+/// The changes one statement committed to one scope of a table, in commit
+/// order. `old` and `new` hold one row per change in the table's full
+/// schema (columns, then `_seq`); `had_old[i]` and `has_new[i]` say
+/// whether row `i` of each is real (an insert has no old row, a delete
+/// no new one; the other side then repeats the real row).
+#[derive(Debug, Clone)]
+pub struct ChangeSet {
+    pub table_id: u64,
+    pub scope: Scope,
+    pub seqs: Vec<i64>,
+    pub had_old: Vec<bool>,
+    pub has_new: Vec<bool>,
+    pub old: RecordBatch,
+    pub new: RecordBatch,
+}
+
+/// A message for a connection's socket.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// Rows entering (`insert`), changing (`update`) or leaving
+    /// (`delete`) a subscription, in the subscription's projection.
+    Change {
+        subscription_id: String,
+        kind: ChangeKind,
+        rows: Option<RecordBatch>,
+        old_values: Option<RecordBatch>,
+    },
+    /// The subscription has ended; the client is told why.
+    Error {
+        subscription_id: String,
+        code: &'static str,
+        message: String,
+    },
+}
+
+/// What a subscription selects, compiled against the table's schema.
+#[derive(Debug, Clone)]
+pub struct LivePlan {
+    pub namespace: String,
+    pub table: String,
+    pub table_id: u64,
+    pub scope: Scope,
+    /// `None` selects every row.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Columns sent, as indices into the table's full schema; `_seq` last.
+    pub projection: Vec<usize>,
+    /// The schema of what is sent.
+    pub schema: SchemaRef,
+}
+
+/// One live subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    pub live_id: String,
+    pub connection: ConnectionId,
+    pub subscription_id: String,
+    pub user: UserId,
+    pub query: String,
+    pub options: String,
+    pub plan: LivePlan,
+    /// Changes up to this `_seq` are in the snapshot; later ones are sent.
+    pub start_seq: i64,
+    pub created_at: i64,
+    last_update: AtomicI64,
+    changes: AtomicU64,
+    /// The `_seq` of the last change queued for the client.
+    last_seq: AtomicI64,
+    outbound: mpsc::Sender<Outbound>,
+    control: mpsc::UnboundedSender<Outbound>,
+}
+
+impl Subscription {
+    /// Microseconds since the epoch of the last change sent; 0 if none.
+    pub fn last_update(&self) -> i64 {
+        self.last_update.load(Ordering::Relaxed)
+    }
+
+    /// Notifications sent so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+}
+
+/// What a registered connection reads its messages from.
+#[derive(Debug)]
+pub struct ConnectionHandle {
+    pub id: ConnectionId,
+    /// Notifications, bounded by the queue size.
+    pub outbound: mpsc::Receiver<Outbound>,
+    /// Subscription errors (overflow, kill), which must get through even
+    /// when the notification queue is full.
+    pub control: mpsc::UnboundedReceiver<Outbound>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    user: UserId,
+    outbound: mpsc::Sender<Outbound>,
+    control: mpsc::UnboundedSender<Outbound>,
+    /// By the client's subscription id.
+    subscriptions: DashMap<String, Arc<Subscription>>,
+}
+
+/// Limits of the live query service.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveLimits {
+    pub max_subscriptions_per_connection: usize,
+    /// Notifications a connection may have waiting to be sent.
+    pub queue_capacity: usize,
+}
+
+/// Why a subscription could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeError {
+    UnknownConnection,
+    DuplicateId(String),
+    TooMany(usize),
+}
+
+impl std::fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownConnection => f.write_str("the connection is closed"),
+            Self::DuplicateId(id) => write!(f, "subscription id {id} is already in use"),
+            Self::TooMany(limit) => write!(
+                f,
+                "a connection may have at most {limit} subscriptions \
+                 ([websocket] max_subscriptions_per_connection)"
+            ),
+        }
+    }
+}
+
+/// Counters of the live query service.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    pub notifications: AtomicU64,
+    pub overflows: AtomicU64,
+}
+
+/// Every connection and subscription of the node.
+#[derive(Debug)]
+pub struct LiveQueryManager {
+    node_id: NodeId,
+    limits: LiveLimits,
+    next_connection: AtomicU64,
+    connections: DashMap<ConnectionId, Arc<Connection>>,
+    /// Subscriptions by table id; a table is present only while watched.
+    tables: DashMap<u64, Vec<Arc<Subscription>>>,
+    /// Every subscription by live id.
+    live: DashMap<String, Arc<Subscription>>,
+    changes: mpsc::UnboundedSender<ChangeSet>,
+    receiver: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<ChangeSet>>>,
+    stats: LiveStats,
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl LiveQueryManager {
+    pub fn new(node_id: NodeId, limits: LiveLimits) -> Self {
+        let (changes, receiver) = mpsc::unbounded_channel();
+        Self {
+            node_id,
+            limits,
+            next_connection: AtomicU64::new(1),
+            connections: DashMap::new(),
+            tables: DashMap::new(),
+            live: DashMap::new(),
+            changes,
+            receiver: parking_lot::Mutex::new(Some(receiver)),
+            stats: LiveStats::default(),
+        }
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    pub fn stats(&self) -> &LiveStats {
+        &self.stats
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Whether any subscription reads the table; writers build change
+    /// sets only then.
+    pub fn watches(&self, table_id: u64) -> bool {
+        self.tables.contains_key(&table_id)
+    }
+
+    /// Hands a statement's changes to the dispatcher. Never blocks.
+    pub fn publish(&self, changes: ChangeSet) {
+        // Fails only once the dispatcher has stopped, at shutdown.
+        let _ = self.changes.send(changes);
+    }
+
+    /// Registers a connection of `user`.
+    pub fn connect(&self, user: UserId) -> ConnectionHandle {
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (outbound, outbound_rx) = mpsc::channel(self.limits.queue_capacity.max(1));
+        let (control, control_rx) = mpsc::unbounded_channel();
+        self.connections.insert(
+            id,
+            Arc::new(Connection {
+                user,
+                outbound,
+                control,
+                subscriptions: DashMap::new(),
+            }),
+        );
+        ConnectionHandle {
+            id,
+            outbound: outbound_rx,
+            control: control_rx,
+        }
+    }
+
+    /// Checks that `connection` may add a subscription named `id`.
+    pub fn check_subscribe(
+        &self,
+        connection: ConnectionId,
+        id: &str,
+    ) -> Result<(), SubscribeError> {
+        let conn = self
+            .connections
+            .get(&connection)
+            .ok_or(SubscribeError::UnknownConnection)?;
+        if conn.subscriptions.contains_key(id) {
+            return Err(SubscribeError::DuplicateId(id.to_string()));
+        }
+        if conn.subscriptions.len() >= self.limits.max_subscriptions_per_connection {
+            return Err(SubscribeError::TooMany(
+                self.limits.max_subscriptions_per_connection,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Registers a subscription. Call with the table's writer lock held,
+    /// after reading the snapshot, with the last `_seq` issued.
+    #[allow(clippy::too_many_arguments)]
+    pub fn subscribe(
+        &self,
+        connection: ConnectionId,
+        subscription_id: &str,
+        query: &str,
+        options: &str,
+        plan: LivePlan,
+        start_seq: i64,
+    ) -> Result<Arc<Subscription>, SubscribeError> {
+        self.check_subscribe(connection, subscription_id)?;
+        let conn = self
+            .connections
+            .get(&connection)
+            .map(|c| c.clone())
+            .ok_or(SubscribeError::UnknownConnection)?;
+        let subscription = Arc::new(Subscription {
+            live_id: format!("{}-{connection}-{subscription_id}", self.node_id),
+            connection,
+            subscription_id: subscription_id.to_string(),
+            user: conn.user.clone(),
+            query: query.to_string(),
+            options: options.to_string(),
+            start_seq,
+            created_at: now_micros(),
+            last_update: AtomicI64::new(0),
+            changes: AtomicU64::new(0),
+            last_seq: AtomicI64::new(start_seq),
+            outbound: conn.outbound.clone(),
+            control: conn.control.clone(),
+            plan,
+        });
+        conn.subscriptions
+            .insert(subscription_id.to_string(), subscription.clone());
+        self.live
+            .insert(subscription.live_id.clone(), subscription.clone());
+        self.tables
+            .entry(subscription.plan.table_id)
+            .or_default()
+            .push(subscription.clone());
+        Ok(subscription)
+    }
+
+    /// Ends one subscription of a connection; `false` if it had none by
+    /// that id.
+    pub fn unsubscribe(&self, connection: ConnectionId, subscription_id: &str) -> bool {
+        let Some(conn) = self.connections.get(&connection).map(|c| c.clone()) else {
+            return false;
+        };
+        match conn.subscriptions.remove(subscription_id) {
+            Some((_, subscription)) => {
+                self.forget(&subscription);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends the subscription `live_id` and tells its client why.
+    pub fn kill(&self, live_id: &str) -> bool {
+        let Some(subscription) = self.live.get(live_id).map(|s| s.clone()) else {
+            return false;
+        };
+        self.end(
+            &subscription,
+            "SUBSCRIPTION_FAILED",
+            format!("live query {live_id} was killed"),
+        );
+        true
+    }
+
+    /// Removes a connection and all of its subscriptions at once.
+    pub fn disconnect(&self, connection: ConnectionId) {
+        if let Some((_, conn)) = self.connections.remove(&connection) {
+            for entry in conn.subscriptions.iter() {
+                self.forget(entry.value());
+            }
+            conn.subscriptions.clear();
+        }
+    }
+
+    /// Every live subscription, oldest first.
+    pub fn subscriptions(&self) -> Vec<Arc<Subscription>> {
+        let mut all: Vec<_> = self.live.iter().map(|e| e.value().clone()).collect();
+        all.sort_by(|a, b| (a.created_at, &a.live_id).cmp(&(b.created_at, &b.live_id)));
+        all
+    }
+
+    /// Drops every subscription of a table (it was dropped or altered).
+    pub fn end_table(&self, table_id: u64, why: &str) {
+        let subscriptions = self.tables.get(&table_id).map(|s| s.clone());
+        for subscription in subscriptions.unwrap_or_default() {
+            self.end(&subscription, "SUBSCRIPTION_FAILED", why.to_string());
+        }
+    }
+
+    fn end(&self, subscription: &Arc<Subscription>, code: &'static str, message: String) {
+        if let Some(conn) = self.connections.get(&subscription.connection) {
+            conn.subscriptions.remove(&subscription.subscription_id);
+        }
+        self.forget(subscription);
+        let _ = subscription.control.send(Outbound::Error {
+            subscription_id: subscription.subscription_id.clone(),
+            code,
+            message,
+        });
+    }
+
+    fn forget(&self, subscription: &Arc<Subscription>) {
+        self.live.remove(&subscription.live_id);
+        let table = subscription.plan.table_id;
+        let emptied = match self.tables.get_mut(&table) {
+            Some(mut subscriptions) => {
+                subscriptions.retain(|s| !Arc::ptr_eq(s, subscription));
+                subscriptions.is_empty()
+            }
+            None => false,
+        };
+        if emptied {
+            self.tables.remove_if(&table, |_, s| s.is_empty());
+        }
+    }
+
+    /// Delivers changes until `shutdown`; the node runs one of these.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(mut receiver) = self.receiver.lock().take() else {
+            tracing::error!("the live query dispatcher is already running");
+            return;
+        };
+        loop {
+            let changes = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changes = receiver.recv() => changes,
+            };
+            match changes {
+                Some(changes) => self.dispatch(&changes),
+                None => return,
+            }
+        }
+    }
+
+    fn dispatch(&self, changes: &ChangeSet) {
+        let Some(subscriptions) = self.tables.get(&changes.table_id).map(|s| s.clone()) else {
+            return;
+        };
+        for subscription in subscriptions
+            .iter()
+            .filter(|s| s.plan.scope == changes.scope)
+        {
+            let messages = match classify(subscription, changes) {
+                Ok(messages) => messages,
+                Err(e) => {
+                    self.end(
+                        subscription,
+                        "SUBSCRIPTION_FAILED",
+                        format!("evaluating the subscription failed: {e}"),
+                    );
+                    continue;
+                }
+            };
+            for (message, last_seq) in messages {
+                if subscription.outbound.try_send(message).is_err() {
+                    self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+                    let delivered = subscription.last_seq.load(Ordering::Relaxed);
+                    self.end(
+                        subscription,
+                        "SUBSCRIPTION_OVERFLOW",
+                        format!(
+                            "the client did not keep up and the subscription was dropped; \
+                             the last change queued has _seq {delivered}: resubscribe with \
+                             \"from\": {delivered}"
+                        ),
+                    );
+                    break;
+                }
+                self.stats.notifications.fetch_add(1, Ordering::Relaxed);
+                subscription.changes.fetch_add(1, Ordering::Relaxed);
+                subscription.last_seq.store(last_seq, Ordering::Relaxed);
+                subscription
+                    .last_update
+                    .store(now_micros(), Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Live queries from the engine's side: compiling a subscription's
+//! `SELECT ... FROM ns.t [WHERE ...]`, reading its snapshot and registering
+//! it while the table's writers are shut out, and handing each statement's
+//! changes to the node's [`quiver_live::LiveQueryManager`].
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::DFSchema;
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor,
+};
+use futures::StreamExt;
+use quiver_catalog::{CachedTableData, SEQ_COLUMN};
+use quiver_live::{ChangeSet, ConnectionId, LivePlan, Subscription};
+use quiver_store::{Scope, StoredRow};
+
+use crate::convert::{OutputColumn, rows_to_batch};
+use crate::dialect::{QuiverStatement, parse};
+use crate::error::{QueryError, Result};
+use crate::executor::{QueryEngine, QuerySession};
+
+/// Which rows a new subscription starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshot {
+    /// None: live changes only.
+    None,
+    /// Every row that matches.
+    Full,
+    /// The matching rows written after this `_seq`.
+    Since(i64),
+    /// The newest matching rows, at most this many.
+    Last(usize),
+}
+
+/// A registered subscription and the rows it starts with.
+#[derive(Debug)]
+pub struct Subscribed {
+    pub subscription: Arc<Subscription>,
+    /// In `_seq` order, in the subscription's projection.
+    pub rows: Vec<RecordBatch>,
+}
+
+struct Compiled {
+    plan: LivePlan,
+    /// The snapshot query without its snapshot-specific parts.
+    select: String,
+    selection: Option<String>,
+}
+
+fn unsupported(what: &str) -> QueryError {
+    QueryError::Unsupported(format!(
+        "{what} in a live query; subscribe to SELECT <columns> FROM ns.t [WHERE ...]"
+    ))
+}
+
+impl QuerySession {
+    fn compile_subscription(&self, sql: &str) -> Result<Compiled> {
+        let mut statements = parse(sql)?;
+        let statement = match (statements.pop(), statements.is_empty()) {
+            (Some(QuiverStatement::Standard(statement)), true) => *statement,
+            _ => return Err(unsupported("anything but one SELECT")),
+        };
+        let Statement::Query(query) = statement else {
+            return Err(unsupported("anything but SELECT"));
+        };
+        if query.with.is_some()
+            || query.order_by.is_some()
+            || query.limit_clause.is_some()
+            || query.fetch.is_some()
+        {
+            return Err(unsupported("WITH, ORDER BY, LIMIT or FETCH"));
+        }
+        let SetExpr::Select(select) = *query.body else {
+            return Err(unsupported("UNION, VALUES or a nested query"));
+        };
+        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+        if select.distinct.is_some()
+            || grouped
+            || select.having.is_some()
+            || select.from.len() != 1
+            || !select.from[0].joins.is_empty()
+        {
+            return Err(unsupported("DISTINCT, GROUP BY, HAVING or a join"));
+        }
+        let TableFactor::Table { name, .. } = &select.from[0].relation else {
+            return Err(unsupported("a table function or subquery"));
+        };
+        let table = self.resolve_table(name)?;
+        self.check_read(table.def())?;
+        let def = table.def();
+        let schema = table.arrow_schema();
+
+        let mut projection: Vec<usize> = Vec::new();
+        for item in &select.projection {
+            match item {
+                SelectItem::Wildcard(_) => projection.extend(0..def.columns.len()),
+                SelectItem::UnnamedExpr(SqlExpr::Identifier(ident)) => {
+                    projection.push(column_index(&schema, &ident.value)?)
+                }
+                SelectItem::UnnamedExpr(SqlExpr::CompoundIdentifier(parts)) => {
+                    let last = parts.last().map(|p| p.value.as_str()).unwrap_or_default();
+                    projection.push(column_index(&schema, last)?)
+                }
+                _ => return Err(unsupported("expressions or aliases in the column list")),
+            }
+        }
+        // Clients key rows by the primary key and resume by `_seq`.
+        let pk = def
+            .primary_key
+            .and_then(|id| def.columns.iter().position(|c| c.id == id));
+        for index in pk.into_iter().chain([def.columns.len()]) {
+            if !projection.contains(&index) {
+                projection.push(index);
+            }
+        }
+        projection.dedup();
+
+        let ctx = self.context();
+        let selection = select.selection.as_ref().map(ToString::to_string);
+        let filter = match &selection {
+            None => None,
+            Some(text) => {
+                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                let expr = ctx.parse_sql_expr(text, &df_schema)?;
+                Some(ctx.create_physical_expr(expr, &df_schema)?)
+            }
+        };
+        let columns: Vec<String> = projection
+            .iter()
+            .map(|&i| format!("\"{}\"", schema.field(i).name()))
+            .collect();
+        let select = format!(
+            "SELECT {} FROM \"{}\".\"{}\"",
+            columns.join(", "),
+            def.namespace,
+            def.name
+        );
+        Ok(Compiled {
+            plan: LivePlan {
+                namespace: def.namespace.to_string(),
+                table: def.name.to_string(),
+                table_id: def.id.0,
+                scope: self.scope(def),
+                filter,
+                schema: Arc::new(schema.project(&projection)?),
+                projection,
+            },
+            select,
+            selection,
+        })
+    }
+
+    /// Subscribes `connection` to `sql`: reads the snapshot and registers
+    /// the subscription with the table's writers shut out, so that every
+    /// change after the snapshot, and none before, is sent.
+    pub async fn subscribe(
+        &self,
+        connection: ConnectionId,
+        subscription_id: &str,
+        sql: &str,
+        options: &str,
+        snapshot: Snapshot,
+    ) -> Result<Subscribed> {
+        let live = self.engine().live().clone();
+        let refused = |e: quiver_live::SubscribeError| QueryError::invalid(e.to_string());
+        live.check_subscribe(connection, subscription_id)
+            .map_err(refused)?;
+        let compiled = self.compile_subscription(sql)?;
+        let table_id = quiver_common::TableId(compiled.plan.table_id);
+        let lock = self.engine().writer_lock(table_id);
+        let _writers = lock.lock().await;
+        let rows = self.snapshot(&compiled, snapshot).await?;
+        let start_seq = self.engine().catalog().store().seq().last();
+        let subscription = live
+            .subscribe(
+                connection,
+                subscription_id,
+                sql,
+                options,
+                compiled.plan,
+                start_seq,
+            )
+            .map_err(refused)?;
+        Ok(Subscribed { subscription, rows })
+    }
+
+    async fn snapshot(&self, compiled: &Compiled, snapshot: Snapshot) -> Result<Vec<RecordBatch>> {
+        let mut conditions: Vec<String> = compiled
+            .selection
+            .iter()
+            .map(|s| format!("({s})"))
+            .collect();
+        let tail = match snapshot {
+            Snapshot::None => return Ok(Vec::new()),
+            Snapshot::Full => " ORDER BY _seq".to_string(),
+            Snapshot::Since(seq) => {
+                conditions.push(format!("{SEQ_COLUMN} > {seq}"));
+                " ORDER BY _seq".to_string()
+            }
+            Snapshot::Last(n) => format!(" ORDER BY _seq DESC LIMIT {n}"),
+        };
+        let mut sql = compiled.select.clone();
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(&tail);
+        let statement = match parse(&sql)?.pop() {
+            Some(QuiverStatement::Standard(statement)) => *statement,
+            _ => return Err(QueryError::Internal("snapshot query".into())),
+        };
+        let limit = self.engine().limits().max_result_rows;
+        let mut stream = self.query(statement).await?;
+        let mut rows = Vec::new();
+        let mut count = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            count += batch.num_rows();
+            if count > limit {
+                return Err(QueryError::ResultTooLarge { limit });
+            }
+            rows.push(batch);
+        }
+        if matches!(snapshot, Snapshot::Last(_)) {
+            // Newest first from the query; oldest first to the client.
+            rows = reverse(&compiled.plan.schema, rows)?;
+        }
+        Ok(rows)
+    }
+}
+
+fn column_index(schema: &SchemaRef, name: &str) -> Result<usize> {
+    schema
+        .fields()
+        .iter()
+        .position(|f| f.name().eq_ignore_ascii_case(name))
+        .ok_or_else(|| QueryError::invalid(format!("column not found: {name}")))
+}
+
+fn reverse(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    let all = datafusion::arrow::compute::concat_batches(schema, &batches)?;
+    let n = all.num_rows() as u32;
+    let indices = datafusion::arrow::array::UInt32Array::from_iter_values((0..n).rev());
+    Ok(vec![datafusion::arrow::compute::take_record_batch(
+        &all, &indices,
+    )?])
+}
+
+/// One row version a statement replaced (`None` for an insert) and the
+/// version it wrote (a delete marker for a delete).
+pub(crate) type RowChange = (Option<StoredRow>, StoredRow);
+
+/// Hands a statement's changes to the live query manager. Call after the
+/// commit, with the table's writer lock still held.
+pub(crate) fn publish(
+    engine: &QueryEngine,
+    table: &CachedTableData,
+    scope: &Scope,
+    changes: &[RowChange],
+) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let def = table.def();
+    let schema = table.arrow_schema();
+    let columns: Vec<OutputColumn> = def
+        .columns
+        .iter()
+        .map(OutputColumn::of)
+        .chain([OutputColumn::Seq])
+        .collect();
+    // A side without a real row repeats the other side's row; the flags
+    // say which rows are real.
+    let old: Vec<&StoredRow> = changes
+        .iter()
+        .map(|(old, new)| old.as_ref().unwrap_or(new))
+        .collect();
+    let new: Vec<&StoredRow> = changes
+        .iter()
+        .map(|(old, new)| match old {
+            Some(old) if new.deleted => old,
+            _ => new,
+        })
+        .collect();
+    engine.live().publish(ChangeSet {
+        table_id: def.id.0,
+        scope: scope.clone(),
+        seqs: changes.iter().map(|(_, new)| new.seq).collect(),
+        had_old: changes.iter().map(|(old, _)| old.is_some()).collect(),
+        has_new: changes.iter().map(|(_, new)| !new.deleted).collect(),
+        old: rows_to_batch(&schema, &columns, &old)?,
+        new: rows_to_batch(&schema, &columns, &new)?,
+    });
+    Ok(())
+}

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use quiver_api::{ApiState, Auth, RequestRate, WeakSecret, router};
 use quiver_catalog::{Catalog, CatalogError, PasswordCost, hash_password, verify_password};
 use quiver_common::{NodeId, UserId};
@@ -200,6 +201,13 @@ pub async fn serve(
         .spawn(context.engine.live().clone().run(shutdown.child_token()));
     let app = router(context.api_state(shutdown.child_token()));
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    // Small answers and notifications go out at once, not after the
+    // peer's delayed acknowledgement.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;

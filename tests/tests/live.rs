@@ -28,7 +28,9 @@ impl Client {
                 .headers_mut()
                 .insert("authorization", authorization.parse().unwrap());
         }
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+            .await
+            .unwrap();
         Self { ws }
     }
 
@@ -391,8 +393,13 @@ async fn dropped_connections_leave_no_subscriptions_behind() {
     wait_for_live_count(&server, 0).await;
     assert_eq!(server.context.engine.live().connection_count(), 0);
 
-    // Many short connections leave nothing either.
-    for i in 0..200 {
+    // Many short connections leave nothing either, and memory stays flat
+    // once warm.
+    let mut warm_rss = 0;
+    for i in 0..1000 {
+        if i == 200 {
+            warm_rss = resident_bytes();
+        }
         let mut client = Client::signed_in(&server, ROOT_BASIC).await;
         client.subscribe("s", "SELECT * FROM app.items", None).await;
         if i % 2 == 0 {
@@ -403,7 +410,19 @@ async fn dropped_connections_leave_no_subscriptions_behind() {
     }
     wait_for_live_count(&server, 0).await;
     assert_eq!(server.context.engine.live().connection_count(), 0);
+    let grown = resident_bytes().saturating_sub(warm_rss);
+    assert!(
+        grown < 32 << 20,
+        "800 connect/subscribe/drop cycles grew memory by {grown} bytes"
+    );
     server.stop().await;
+}
+
+/// Resident memory of this process (the server runs in it).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
 }
 
 #[tokio::test]
@@ -437,6 +456,18 @@ async fn a_subscriber_that_does_not_keep_up_is_dropped_with_overflow() {
         .await;
     let mut client = Client::signed_in(&server, ROOT_BASIC).await;
     client.subscribe("a", "SELECT * FROM t", None).await;
+    // A second client that reads along keeps getting every change.
+    let mut healthy = Client::signed_in(&server, ROOT_BASIC).await;
+    healthy.subscribe("h", "SELECT id FROM t", None).await;
+    let reader = tokio::spawn(async move {
+        let mut rows = 0;
+        while rows < 40_000 {
+            let message = healthy.next().await;
+            assert_eq!(message["change_type"], "insert", "{message}");
+            rows += message["rows"].as_array().unwrap().len();
+        }
+        (rows, healthy)
+    });
     // About 1 MB per change message, 40 MB in all: more than the socket
     // buffers hold.
     for i in 0..40 {
@@ -458,7 +489,9 @@ async fn a_subscriber_that_does_not_keep_up_is_dropped_with_overflow() {
         assert_eq!(message["change_type"], "insert");
     }
     assert!(overflowed, "no SUBSCRIPTION_OVERFLOW");
-    wait_for_live_count(&server, 0).await;
+    let (rows, _healthy) = reader.await.unwrap();
+    assert_eq!(rows, 40_000);
+    wait_for_live_count(&server, 1).await;
     server.stop().await;
 }
 
@@ -466,6 +499,9 @@ async fn a_subscriber_that_does_not_keep_up_is_dropped_with_overflow() {
 async fn limits_and_timeouts_close_or_refuse() {
     let server = TestServer::start_with(|c| {
         c.websocket.max_subscriptions_per_connection = 2;
+        c.websocket.max_subscriptions_per_user = 3;
+        c.websocket.max_messages_per_second = 20;
+        c.websocket.max_message_bytes = 4096;
         c.websocket.auth_timeout_secs = 1;
         c.websocket.ping_interval_secs = 1;
         c.websocket.client_timeout_secs = 2;
@@ -482,6 +518,40 @@ async fn limits_and_timeouts_close_or_refuse() {
         .await;
     let refused = client.next().await;
     assert_eq!(refused["code"], "SUBSCRIPTION_LIMIT_EXCEEDED", "{refused}");
+    // The user's limit counts all of their connections.
+    let mut second = Client::signed_in(&server, ROOT_BASIC).await;
+    second.subscribe("a", "SELECT * FROM t", None).await;
+    second
+        .send(json!({"type": "subscribe", "subscription": {"id": "b", "sql": "SELECT * FROM t"}}))
+        .await;
+    let refused = second.next().await;
+    assert_eq!(refused["code"], "SUBSCRIPTION_LIMIT_EXCEEDED", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("per_user"));
+
+    // Too many messages: the excess is refused, the connection stays.
+    for _ in 0..40 {
+        second
+            .send(json!({"type": "unsubscribe", "subscription_id": "x"}))
+            .await;
+    }
+    let limited = second.next().await;
+    assert_eq!(limited["code"], "RATE_LIMIT_EXCEEDED", "{limited}");
+    // A frame over max_message_bytes ends the connection.
+    second
+        .send(json!({"type": "ping", "pad": "x".repeat(10_000)}))
+        .await;
+    let mut ended = false;
+    for _ in 0..100 {
+        match tokio::time::timeout(Duration::from_secs(5), second.ws.next()).await {
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                ended = true;
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => break,
+        }
+    }
+    assert!(ended, "an oversized frame closes the connection");
 
     // No credentials and no authenticate message: refused after the
     // timeout. Wrong credentials on the upgrade: no upgrade.

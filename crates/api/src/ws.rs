@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
@@ -19,6 +20,7 @@ use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::response::{IntoResponse, Response};
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use quiver_live::{ConnectionHandle, ConnectionId, Outbound, SubscribeError};
 use quiver_query::{QueryError, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -174,12 +176,15 @@ async fn serve_socket(state: ApiState, mut socket: WebSocket, principal: Option<
     let live = state.engine.live().clone();
     let handle = live.connect(principal.user.clone());
     let id = handle.id;
+    let per_second =
+        NonZeroU32::new(state.websocket.max_messages_per_second).unwrap_or(NonZeroU32::MIN);
     let mut connection = Connection {
         state,
         principal,
         id,
         loading: HashMap::new(),
         last_heard: Instant::now(),
+        rate: RateLimiter::direct(Quota::per_second(per_second)),
     };
     connection.run(socket, handle).await;
     live.disconnect(id);
@@ -211,6 +216,8 @@ struct Connection {
     id: ConnectionId,
     loading: HashMap<String, Loading>,
     last_heard: Instant,
+    /// The client's message allowance.
+    rate: DefaultDirectRateLimiter,
 }
 
 /// Why the message loop ended.
@@ -314,6 +321,17 @@ impl Connection {
     }
 
     async fn handle_text(&mut self, body: &str) -> Vec<Message> {
+        if self.rate.check().is_err() {
+            return vec![error_message(
+                None,
+                "RATE_LIMIT_EXCEEDED",
+                &format!(
+                    "more than {} messages per second ([websocket] max_messages_per_second); \
+                     the message was ignored",
+                    self.state.websocket.max_messages_per_second
+                ),
+            )];
+        }
         let message = match serde_json::from_str::<ClientMessage>(body) {
             Ok(message) => message,
             Err(e) => {
@@ -352,7 +370,9 @@ impl Connection {
         let live = self.state.engine.live().clone();
         if let Err(e) = live.check_subscribe(self.id, &id) {
             let code = match e {
-                SubscribeError::TooMany(_) => "SUBSCRIPTION_LIMIT_EXCEEDED",
+                SubscribeError::TooMany(_) | SubscribeError::TooManyForUser(_) => {
+                    "SUBSCRIPTION_LIMIT_EXCEEDED"
+                }
                 SubscribeError::DuplicateId(_) => "INVALID_SUBSCRIPTION_ID",
                 SubscribeError::UnknownConnection => "SUBSCRIPTION_FAILED",
             };

@@ -186,6 +186,14 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
             "websocket.max_subscriptions_per_connection",
             ws.max_subscriptions_per_connection,
         ),
+        (
+            "websocket.max_subscriptions_per_user",
+            ws.max_subscriptions_per_user,
+        ),
+        (
+            "websocket.max_messages_per_second",
+            ws.max_messages_per_second as usize,
+        ),
         ("websocket.queue_capacity", ws.queue_capacity),
         ("websocket.max_message_bytes", ws.max_message_bytes),
     ] {

@@ -204,6 +204,11 @@ pub struct WebSocketConfig {
     pub client_timeout_secs: u64,
     /// Subscriptions one connection may hold.
     pub max_subscriptions_per_connection: usize,
+    /// Subscriptions one user may hold over all their connections.
+    pub max_subscriptions_per_user: usize,
+    /// Messages a client may send per second on one connection; more are
+    /// answered with `RATE_LIMIT_EXCEEDED` and ignored.
+    pub max_messages_per_second: u32,
     /// Notifications a connection may have waiting; a subscription that
     /// would pass it is dropped with `SUBSCRIPTION_OVERFLOW`.
     pub queue_capacity: usize,
@@ -218,6 +223,8 @@ impl Default for WebSocketConfig {
             ping_interval_secs: 15,
             client_timeout_secs: 45,
             max_subscriptions_per_connection: 100,
+            max_subscriptions_per_user: 1000,
+            max_messages_per_second: 200,
             queue_capacity: 1024,
             max_message_bytes: 1024 * 1024,
         }

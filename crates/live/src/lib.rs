@@ -137,6 +137,7 @@ struct Connection {
 #[derive(Debug, Clone, Copy)]
 pub struct LiveLimits {
     pub max_subscriptions_per_connection: usize,
+    pub max_subscriptions_per_user: usize,
     /// Notifications a connection may have waiting to be sent.
     pub queue_capacity: usize,
 }
@@ -147,6 +148,7 @@ pub enum SubscribeError {
     UnknownConnection,
     DuplicateId(String),
     TooMany(usize),
+    TooManyForUser(usize),
 }
 
 impl std::fmt::Display for SubscribeError {
@@ -158,6 +160,11 @@ impl std::fmt::Display for SubscribeError {
                 f,
                 "a connection may have at most {limit} subscriptions \
                  ([websocket] max_subscriptions_per_connection)"
+            ),
+            Self::TooManyForUser(limit) => write!(
+                f,
+                "a user may have at most {limit} subscriptions \
+                 ([websocket] max_subscriptions_per_user)"
             ),
         }
     }
@@ -181,6 +188,8 @@ pub struct LiveQueryManager {
     tables: DashMap<u64, Vec<Arc<Subscription>>>,
     /// Every subscription by live id.
     live: DashMap<String, Arc<Subscription>>,
+    /// Subscriptions per user.
+    per_user: DashMap<UserId, usize>,
     changes: mpsc::UnboundedSender<ChangeSet>,
     receiver: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<ChangeSet>>>,
     stats: LiveStats,
@@ -200,6 +209,7 @@ impl LiveQueryManager {
             connections: DashMap::new(),
             tables: DashMap::new(),
             live: DashMap::new(),
+            per_user: DashMap::new(),
             changes,
             receiver: parking_lot::Mutex::new(Some(receiver)),
             stats: LiveStats::default(),
@@ -269,6 +279,12 @@ impl LiveQueryManager {
                 self.limits.max_subscriptions_per_connection,
             ));
         }
+        let held = self.per_user.get(&conn.user).map_or(0, |n| *n);
+        if held >= self.limits.max_subscriptions_per_user {
+            return Err(SubscribeError::TooManyForUser(
+                self.limits.max_subscriptions_per_user,
+            ));
+        }
         Ok(())
     }
 
@@ -310,6 +326,7 @@ impl LiveQueryManager {
             .insert(subscription_id.to_string(), subscription.clone());
         self.live
             .insert(subscription.live_id.clone(), subscription.clone());
+        *self.per_user.entry(subscription.user.clone()).or_default() += 1;
         self.tables
             .entry(subscription.plan.table_id)
             .or_default()
@@ -383,7 +400,14 @@ impl LiveQueryManager {
     }
 
     fn forget(&self, subscription: &Arc<Subscription>) {
-        self.live.remove(&subscription.live_id);
+        if self.live.remove(&subscription.live_id).is_none() {
+            return;
+        }
+        if let Some(mut held) = self.per_user.get_mut(&subscription.user) {
+            *held = held.saturating_sub(1);
+        }
+        self.per_user
+            .remove_if(&subscription.user, |_, held| *held == 0);
         let table = subscription.plan.table_id;
         let emptied = match self.tables.get_mut(&table) {
             Some(mut subscriptions) => {

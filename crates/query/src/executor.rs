@@ -82,6 +82,7 @@ impl QueryEngine {
             node_id.clone(),
             LiveLimits {
                 max_subscriptions_per_connection: config.websocket.max_subscriptions_per_connection,
+                max_subscriptions_per_user: config.websocket.max_subscriptions_per_user,
                 queue_capacity: config.websocket.queue_capacity,
             },
         ));

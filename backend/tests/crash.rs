@@ -110,7 +110,13 @@ fn next_op(rng: &mut fastrand::Rng, model: &Model, next_id: &mut i64) -> Op {
 /// Checks the table against the model. The write in flight when the
 /// process died may or may not have landed; its rows may show either
 /// state, and the model takes what the table shows.
-fn check(rows: &[(i64, i64)], model: &mut Model, in_flight: Option<&Op>, round: usize) {
+fn check(
+    rows: &[(i64, i64)],
+    model: &mut Model,
+    in_flight: Option<&Op>,
+    round: usize,
+    log: &[String],
+) {
     let mut seen = BTreeMap::new();
     for (id, v) in rows {
         assert!(
@@ -139,7 +145,9 @@ fn check(rows: &[(i64, i64)], model: &mut Model, in_flight: Option<&Op>, round: 
         assert_eq!(
             seen.get(id).copied(),
             *expected,
-            "round {round}: id {id} (None = absent)"
+            "round {round}: id {id} (None = absent); in flight: {in_flight:?}; table: {rows:?}; \
+             writes:\n{}",
+            log.join("\n")
         );
     }
     for id in seen.keys() {
@@ -169,6 +177,7 @@ async fn acknowledged_writes_survive_sigkill_during_flushes_and_compactions() {
     let mut model = Model::new();
     let mut next_id = 1;
     let mut in_flight: Option<Op> = None;
+    let mut log: Vec<String> = Vec::new();
     for round in 0..=ROUNDS {
         let (mut child, address) = start(&config).await;
         let client = Client {
@@ -186,6 +195,7 @@ async fn acknowledged_writes_survive_sigkill_during_flushes_and_compactions() {
             &mut model,
             in_flight.take().as_ref(),
             round,
+            &log,
         );
         if round == ROUNDS {
             let jobs = client
@@ -223,6 +233,11 @@ async fn acknowledged_writes_survive_sigkill_during_flushes_and_compactions() {
             };
             match client.sql(&op.sql).await {
                 Ok(_) => {
+                    log.push(format!(
+                        "round {round} +{} ms: {}",
+                        started.elapsed().as_millis(),
+                        op.sql
+                    ));
                     for (id, v) in &op.after {
                         model.insert(*id, *v);
                     }

@@ -672,3 +672,51 @@ async fn concurrent_writers_and_subscribers_stay_exactly_in_sync() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn equality_filters_are_indexed_and_rows_move_between_values() {
+    let server = items_server().await;
+    let mut client = Client::signed_in(&server, ROOT_BASIC).await;
+    for name in ["a", "b", "c"] {
+        client
+            .subscribe(
+                name,
+                &format!("SELECT id, name FROM app.items WHERE name = '{name}' AND price >= 0"),
+                None,
+            )
+            .await;
+    }
+    client
+        .subscribe("two", "SELECT id, name FROM app.items WHERE 2 = id", None)
+        .await;
+    let live = server.context.engine.live();
+    assert!(
+        live.subscriptions().iter().all(|s| s.plan.key.is_some()),
+        "every one of these filters is indexed"
+    );
+    // b -> c: the "b" subscription sees it leave, "c" sees it arrive, and
+    // "two" sees an update; "a" sees nothing.
+    server
+        .sql_ok("UPDATE app.items SET name = 'c' WHERE id = 2")
+        .await;
+    let mut seen = BTreeMap::new();
+    for _ in 0..3 {
+        let message = client.next().await;
+        seen.insert(
+            message["subscription_id"].as_str().unwrap().to_string(),
+            message["change_type"].as_str().unwrap().to_string(),
+        );
+    }
+    let expected: BTreeMap<String, String> = [("b", "delete"), ("c", "insert"), ("two", "update")]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(seen, expected);
+    server
+        .sql_ok("INSERT INTO app.items VALUES (9, 'a', 1)")
+        .await;
+    let message = client.next().await;
+    assert_eq!(message["subscription_id"], "a", "{message}");
+    assert_eq!(message["change_type"], "insert");
+    server.stop().await;
+}

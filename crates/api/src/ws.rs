@@ -85,8 +85,8 @@ struct SubscribeRequest {
     options: Option<SubscribeOptions>,
 }
 
+/// Unknown options (client-side settings some clients send) are ignored.
 #[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 struct SubscribeOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     batch_size: Option<usize>,
@@ -104,12 +104,15 @@ fn text(value: Json) -> Message {
     Message::Text(Utf8Bytes::from(value.to_string()))
 }
 
+/// An `error` message; `subscription_id` is empty for errors about the
+/// connection rather than one subscription.
 fn error_message(subscription_id: Option<&str>, code: &str, message: &str) -> Message {
-    let mut value = json!({"type": "error", "code": code, "message": message});
-    if let Some(id) = subscription_id {
-        value["subscription_id"] = json!(id);
-    }
-    text(value)
+    text(json!({
+        "type": "error",
+        "subscription_id": subscription_id.unwrap_or_default(),
+        "code": code,
+        "message": message,
+    }))
 }
 
 /// A client message's `_seq`: a JSON number or a string of digits.

@@ -43,17 +43,37 @@ fn matches(subscription: &Subscription, batch: &RecordBatch) -> Result<Vec<bool>
 }
 
 /// The notifications `changes` makes for `subscription`, each with the
-/// `_seq` of its last row. Consecutive rows of one kind share a message.
-pub fn classify(subscription: &Subscription, changes: &ChangeSet) -> Result<Vec<(Outbound, i64)>> {
-    let old_match = matches(subscription, &changes.old)?;
-    let new_match = matches(subscription, &changes.new)?;
+/// `_seq` of its last row, considering only `rows` when given (the rows
+/// an index found for it). Consecutive rows of one kind share a message.
+pub fn classify(
+    subscription: &Subscription,
+    changes: &ChangeSet,
+    rows: Option<&[u32]>,
+) -> Result<Vec<(Outbound, i64)>> {
+    let all: Vec<u32>;
+    let rows = match rows {
+        Some(rows) => rows,
+        None => {
+            all = (0..changes.seqs.len() as u32).collect();
+            &all
+        }
+    };
+    let subset = |batch: &RecordBatch| -> Result<RecordBatch> {
+        if rows.len() == batch.num_rows() {
+            return Ok(batch.clone());
+        }
+        Ok(take_record_batch(batch, &UInt32Array::from(rows.to_vec()))?)
+    };
+    let old_match = matches(subscription, &subset(&changes.old)?)?;
+    let new_match = matches(subscription, &subset(&changes.new)?)?;
     let mut runs: Vec<(ChangeKind, Vec<u32>)> = Vec::new();
-    for i in 0..changes.seqs.len() {
+    for (position, &row) in rows.iter().enumerate() {
+        let i = row as usize;
         if changes.seqs[i] <= subscription.start_seq {
             continue;
         }
-        let was = changes.had_old[i] && old_match[i];
-        let is = changes.has_new[i] && new_match[i];
+        let was = changes.had_old[i] && old_match[position];
+        let is = changes.has_new[i] && new_match[position];
         let kind = match (was, is) {
             (false, true) => ChangeKind::Insert,
             (true, true) => ChangeKind::Update,

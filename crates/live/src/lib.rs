@@ -12,6 +12,7 @@
 //! is dropped with `SUBSCRIPTION_OVERFLOW` rather than skipped.
 
 mod filter;
+mod index;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -26,6 +27,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use filter::{ChangeKind, classify};
+pub use index::EqualityKey;
+use index::TableSubscriptions;
 
 /// A `/v1/ws` connection's number on this node.
 pub type ConnectionId = u64;
@@ -74,6 +77,9 @@ pub struct LivePlan {
     pub scope: Scope,
     /// `None` selects every row.
     pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// A column value the filter requires, if it requires one: changes
+    /// are matched to such subscriptions through an index.
+    pub key: Option<EqualityKey>,
     /// Columns sent, as indices into the table's full schema; `_seq` last.
     pub projection: Vec<usize>,
     /// The schema of what is sent.
@@ -185,7 +191,7 @@ pub struct LiveQueryManager {
     next_connection: AtomicU64,
     connections: DashMap<ConnectionId, Arc<Connection>>,
     /// Subscriptions by table id; a table is present only while watched.
-    tables: DashMap<u64, Vec<Arc<Subscription>>>,
+    tables: DashMap<u64, TableSubscriptions>,
     /// Every subscription by live id.
     live: DashMap<String, Arc<Subscription>>,
     /// Subscriptions per user.
@@ -330,7 +336,7 @@ impl LiveQueryManager {
         self.tables
             .entry(subscription.plan.table_id)
             .or_default()
-            .push(subscription.clone());
+            .insert(subscription.clone());
         Ok(subscription)
     }
 
@@ -381,7 +387,7 @@ impl LiveQueryManager {
 
     /// Drops every subscription of a table (it was dropped or altered).
     pub fn end_table(&self, table_id: u64, why: &str) {
-        let subscriptions = self.tables.get(&table_id).map(|s| s.clone());
+        let subscriptions = self.tables.get(&table_id).map(|s| s.all());
         for subscription in subscriptions.unwrap_or_default() {
             self.end(&subscription, "SUBSCRIPTION_FAILED", why.to_string());
         }
@@ -411,7 +417,7 @@ impl LiveQueryManager {
         let table = subscription.plan.table_id;
         let emptied = match self.tables.get_mut(&table) {
             Some(mut subscriptions) => {
-                subscriptions.retain(|s| !Arc::ptr_eq(s, subscription));
+                subscriptions.remove(subscription);
                 subscriptions.is_empty()
             }
             None => false,
@@ -439,15 +445,19 @@ impl LiveQueryManager {
         }
     }
 
-    fn dispatch(&self, changes: &ChangeSet) {
-        let Some(subscriptions) = self.tables.get(&changes.table_id).map(|s| s.clone()) else {
-            return;
+    /// Turns one change set into notifications, synchronously: only the
+    /// subscriptions an equality index points to, and those without one,
+    /// are evaluated. The run loop calls this for each change set.
+    pub fn dispatch(&self, changes: &ChangeSet) {
+        let candidates = match self.tables.get(&changes.table_id) {
+            Some(table) => table.candidates(changes),
+            None => return,
         };
-        for subscription in subscriptions
+        for (subscription, rows) in candidates
             .iter()
-            .filter(|s| s.plan.scope == changes.scope)
+            .filter(|(s, _)| s.plan.scope == changes.scope)
         {
-            let messages = match classify(subscription, changes) {
+            let messages = match classify(subscription, changes, rows.as_deref()) {
                 Ok(messages) => messages,
                 Err(e) => {
                     self.end(

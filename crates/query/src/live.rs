@@ -6,14 +6,18 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor,
 };
 use futures::StreamExt;
 use quiver_catalog::{CachedTableData, SEQ_COLUMN};
-use quiver_live::{ChangeSet, ConnectionId, LivePlan, Subscription};
+use quiver_live::{ChangeSet, ConnectionId, EqualityKey, LivePlan, Subscription};
 use quiver_store::{Scope, StoredRow};
 
 use crate::convert::{OutputColumn, rows_to_batch};
@@ -137,6 +141,7 @@ impl QuerySession {
             def.namespace,
             def.name
         );
+        let key = filter.as_ref().and_then(|f| equality_key(f, &schema));
         Ok(Compiled {
             plan: LivePlan {
                 namespace: def.namespace.to_string(),
@@ -144,6 +149,7 @@ impl QuerySession {
                 table_id: def.id.0,
                 scope: self.scope(def),
                 filter,
+                key,
                 schema: Arc::new(schema.project(&projection)?),
                 projection,
             },
@@ -228,6 +234,38 @@ impl QuerySession {
             rows = reverse(&compiled.plan.schema, rows)?;
         }
         Ok(rows)
+    }
+}
+
+/// A column value `filter` requires (`col = literal`, alone or in an
+/// `AND`), when the literal has the column's type: the key the live query
+/// manager indexes the subscription by.
+fn equality_key(filter: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<EqualityKey> {
+    let binary = filter.downcast_ref::<BinaryExpr>()?;
+    match binary.op() {
+        Operator::And => {
+            equality_key(binary.left(), schema).or_else(|| equality_key(binary.right(), schema))
+        }
+        Operator::Eq => {
+            let (left, right) = (binary.left(), binary.right());
+            let (column, literal) = match (
+                left.downcast_ref::<Column>(),
+                right.downcast_ref::<Literal>(),
+            ) {
+                (Some(column), Some(literal)) => (column, literal),
+                _ => (
+                    right.downcast_ref::<Column>()?,
+                    left.downcast_ref::<Literal>()?,
+                ),
+            };
+            let value = literal.value();
+            let field = schema.fields().get(column.index())?;
+            (!value.is_null() && &value.data_type() == field.data_type()).then(|| EqualityKey {
+                column: column.index(),
+                value: value.clone(),
+            })
+        }
+        _ => None,
     }
 }
 

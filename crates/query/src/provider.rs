@@ -211,24 +211,16 @@ impl TableProvider for QuiverTable {
         TableType::Base
     }
 
+    /// Every filter is offered to the scan and also applied on top of it.
+    /// The scan uses `pk = literal` for a point lookup in the hot store and
+    /// any filter to prune segments, but it cannot promise exactness: a
+    /// flush may publish segments between planning and the scan, and
+    /// segments are pruned by file, row group and page, not by row.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        if !self.cold.manifest(&self.scope).segments.is_empty() {
-            // Segments prune with any filter, but never exactly.
-            return Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]);
-        }
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if self.key_filter(f).is_some() {
-                    TableProviderFilterPushDown::Exact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     async fn scan(

@@ -720,3 +720,44 @@ async fn equality_filters_are_indexed_and_rows_move_between_values() {
     assert_eq!(message["change_type"], "insert");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_reused_subscription_id_gets_only_its_own_changes() {
+    let server = items_server().await;
+    let mut client = Client::signed_in(&server, ROOT_BASIC).await;
+    // `_seq` named first still comes last, and a column named twice once.
+    let (ack, first) = client
+        .subscribe(
+            "s",
+            "SELECT _seq, name, name FROM app.items",
+            Some(json!({})),
+        )
+        .await;
+    let names: Vec<&str> = ack["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["name", "id", "_seq"]);
+    let last_row_seq = first["rows"][2]["_seq"].as_str().unwrap();
+    assert_eq!(first["batch_control"]["last_seq_id"], last_row_seq);
+
+    client
+        .send(json!({"type": "unsubscribe", "subscription_id": "s"}))
+        .await;
+    server
+        .sql_ok("INSERT INTO app.items VALUES (7, 'g', 70)")
+        .await;
+    let (ack, _) = client
+        .subscribe("s", "SELECT id, name FROM app.items", Some(json!({})))
+        .await;
+    assert_eq!(ack["total_rows"], 4, "the snapshot has row 7: {ack}");
+    server
+        .sql_ok("INSERT INTO app.items VALUES (8, 'h', 80)")
+        .await;
+    let change = client.next().await;
+    assert_eq!(ids(&change["rows"]), ["8:\"h\""], "{change}");
+    assert_eq!(live_count(&server).await, 1);
+    server.stop().await;
+}

@@ -55,34 +55,26 @@ fn field_json(index: usize, field: &Field) -> Json {
 
 /// Appends the rows of `batch` to `out` as comma-separated JSON arrays
 /// (with a leading comma unless `first`).
-pub fn write_rows(batch: &RecordBatch, out: &mut Vec<u8>, mut first: bool) {
-    let schema = batch.schema();
-    let writers: Vec<CellWriter<'_>> = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(array, field)| CellWriter::new(array, field))
-        .collect();
-    for row in 0..batch.num_rows() {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        out.push(b'[');
-        for (i, writer) in writers.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            writer.write(row, out);
-        }
-        out.push(b']');
-    }
+pub fn write_rows(batch: &RecordBatch, out: &mut Vec<u8>, first: bool) {
+    write_each(batch, out, first, None);
 }
 
 /// Appends the rows of `batch` to `out` as comma-separated JSON objects
 /// keyed by column name (with a leading comma unless `first`): the row
 /// format of live query messages.
-pub fn write_objects(batch: &RecordBatch, out: &mut Vec<u8>, mut first: bool) {
+pub fn write_objects(batch: &RecordBatch, out: &mut Vec<u8>, first: bool) {
+    let names: Vec<Vec<u8>> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| serde_json::to_vec(f.name()).expect("names serialize"))
+        .collect();
+    write_each(batch, out, first, Some(&names));
+}
+
+/// Writes each row as an array, or as an object when `names` (the JSON
+/// encoded column names) are given.
+fn write_each(batch: &RecordBatch, out: &mut Vec<u8>, mut first: bool, names: Option<&[Vec<u8>]>) {
     let schema = batch.schema();
     let writers: Vec<CellWriter<'_>> = batch
         .columns()
@@ -90,26 +82,28 @@ pub fn write_objects(batch: &RecordBatch, out: &mut Vec<u8>, mut first: bool) {
         .zip(schema.fields())
         .map(|(array, field)| CellWriter::new(array, field))
         .collect();
-    let names: Vec<Vec<u8>> = schema
-        .fields()
-        .iter()
-        .map(|f| serde_json::to_vec(f.name()).expect("names serialize"))
-        .collect();
+    let (open, close) = if names.is_some() {
+        (b'{', b'}')
+    } else {
+        (b'[', b']')
+    };
     for row in 0..batch.num_rows() {
         if !first {
             out.push(b',');
         }
         first = false;
-        out.push(b'{');
+        out.push(open);
         for (i, writer) in writers.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(&names[i]);
-            out.push(b':');
+            if let Some(names) = names {
+                out.extend_from_slice(&names[i]);
+                out.push(b':');
+            }
             writer.write(row, out);
         }
-        out.push(b'}');
+        out.push(close);
     }
 }
 

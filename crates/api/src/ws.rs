@@ -12,6 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
@@ -185,6 +186,7 @@ async fn serve_socket(state: ApiState, mut socket: WebSocket, principal: Option<
         state,
         principal,
         id,
+        current: HashMap::new(),
         loading: HashMap::new(),
         last_heard: Instant::now(),
         rate: RateLimiter::direct(Quota::per_second(per_second)),
@@ -213,10 +215,21 @@ struct Loading {
     held: Vec<Outbound>,
 }
 
+/// A subscription of this connection as the socket sees it.
+struct Current {
+    /// The registration messages must belong to; older ones are dropped.
+    live_id: Arc<str>,
+    /// The `_seq` up to which the client has everything: the snapshot's
+    /// start, then the last change written to the socket.
+    delivered: i64,
+}
+
 struct Connection {
     state: ApiState,
     principal: Principal,
     id: ConnectionId,
+    /// By subscription id.
+    current: HashMap<String, Current>,
     loading: HashMap<String, Loading>,
     last_heard: Instant,
     /// The client's message allowance.
@@ -238,8 +251,8 @@ impl Connection {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let client_timeout = Duration::from_secs(config.client_timeout_secs);
         let shutdown = self.state.shutdown.clone();
-        let end = loop {
-            let outgoing: Option<Message> = tokio::select! {
+        let end = 'serve: loop {
+            let outgoing: Vec<Message> = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break End::Close(close_code::AWAY, "server shutting down"),
                 Some(message) = handle.control.recv() => self.outbound(message),
@@ -247,37 +260,30 @@ impl Connection {
                     if self.last_heard.elapsed() > client_timeout {
                         break End::Close(close_code::POLICY, "heartbeat timeout");
                     }
-                    Some(Message::Ping(Default::default()))
+                    vec![Message::Ping(Default::default())]
                 }
                 received = socket.recv() => match received {
                     None | Some(Err(_)) => break End::Gone,
                     Some(Ok(message)) => {
                         self.last_heard = Instant::now();
                         match message {
-                            Message::Text(body) => {
-                                for reply in self.handle_text(body.as_str()).await {
-                                    if socket.send(reply).await.is_err() {
-                                        break;
-                                    }
-                                }
-                                None
-                            }
-                            Message::Binary(_) => Some(error_message(
+                            Message::Text(body) => self.handle_text(body.as_str()).await,
+                            Message::Binary(_) => vec![error_message(
                                 None,
                                 "UNSUPPORTED_DATA",
                                 "binary frames are not supported; send JSON text frames",
-                            )),
+                            )],
                             Message::Close(_) => break End::Gone,
-                            Message::Ping(_) | Message::Pong(_) => None,
+                            Message::Ping(_) | Message::Pong(_) => Vec::new(),
                         }
                     }
                 },
                 Some(message) = handle.outbound.recv() => self.outbound(message),
             };
-            if let Some(message) = outgoing
-                && socket.send(message).await.is_err()
-            {
-                break End::Gone;
+            for message in outgoing {
+                if socket.send(message).await.is_err() {
+                    break 'serve End::Gone;
+                }
             }
         };
         if let End::Close(code, reason) = end {
@@ -290,37 +296,89 @@ impl Connection {
         }
     }
 
-    /// A message for the client, or `None` while its subscription's
-    /// snapshot is still being sent (the message is held until then).
-    fn outbound(&mut self, message: Outbound) -> Option<Message> {
-        let subscription_id = match &message {
+    /// What to send for a message of the manager: nothing for a
+    /// registration that has ended or been replaced, nothing yet while its
+    /// snapshot is still being sent (the change is held until then).
+    fn outbound(&mut self, message: Outbound) -> Vec<Message> {
+        match message {
             Outbound::Change {
-                subscription_id, ..
-            } => subscription_id,
-            Outbound::Error {
-                subscription_id, ..
+                ref subscription_id,
+                ref live_id,
+                ..
             } => {
-                // An ended subscription sends nothing more.
-                self.loading.remove(subscription_id);
-                return Some(encode_outbound(&message));
+                let id = subscription_id.clone();
+                if !self.is_current(&id, live_id) {
+                    return Vec::new();
+                }
+                let capacity = self.state.websocket.queue_capacity;
+                let held = self.loading.get(&id).map(|l| l.held.len());
+                match held {
+                    Some(held) if held < capacity => {
+                        if let Some(loading) = self.loading.get_mut(&id) {
+                            loading.held.push(message);
+                        }
+                        Vec::new()
+                    }
+                    Some(_) => {
+                        self.state.engine.live().unsubscribe(self.id, &id);
+                        vec![self.ended(
+                            &id,
+                            "SUBSCRIPTION_OVERFLOW",
+                            "more changes arrived than the queue holds while the snapshot \
+                             was sent",
+                        )]
+                    }
+                    None => vec![self.deliver(&message)],
+                }
             }
-        };
-        if let Some(loading) = self.loading.get_mut(subscription_id) {
-            if loading.held.len() < self.state.websocket.queue_capacity {
-                loading.held.push(message);
-                return None;
+            Outbound::Error {
+                subscription_id,
+                live_id,
+                code,
+                message,
+            } => {
+                if !self.is_current(&subscription_id, &live_id) {
+                    return Vec::new();
+                }
+                vec![self.ended(&subscription_id, code, &message)]
             }
-            let id = subscription_id.clone();
-            self.loading.remove(&id);
-            self.state.engine.live().unsubscribe(self.id, &id);
-            return Some(error_message(
-                Some(&id),
-                "SUBSCRIPTION_OVERFLOW",
-                "more changes arrived than the queue holds while the snapshot was being read; \
-                 subscribe again",
-            ));
         }
-        Some(encode_outbound(&message))
+    }
+
+    fn is_current(&self, subscription_id: &str, live_id: &Arc<str>) -> bool {
+        self.current
+            .get(subscription_id)
+            .is_some_and(|c| c.live_id == *live_id)
+    }
+
+    /// Encodes a change for the socket and records it as delivered.
+    fn deliver(&mut self, message: &Outbound) -> Message {
+        if let Outbound::Change {
+            subscription_id,
+            last_seq,
+            ..
+        } = message
+            && let Some(current) = self.current.get_mut(subscription_id)
+        {
+            current.delivered = current.delivered.max(*last_seq);
+        }
+        encode_outbound(message)
+    }
+
+    /// Forgets an ended subscription and tells the client; an overflow
+    /// names the `_seq` to resume from.
+    fn ended(&mut self, subscription_id: &str, code: &str, message: &str) -> Message {
+        self.loading.remove(subscription_id);
+        let current = self.current.remove(subscription_id);
+        let message = match (code, current) {
+            ("SUBSCRIPTION_OVERFLOW", Some(current)) => format!(
+                "{message}; everything up to _seq {seq} was delivered: subscribe again with \
+                 \"from\": {seq}",
+                seq = current.delivered
+            ),
+            _ => message.to_string(),
+        };
+        error_message(Some(subscription_id), code, &message)
     }
 
     async fn handle_text(&mut self, body: &str) -> Vec<Message> {
@@ -350,6 +408,7 @@ impl Connection {
             ClientMessage::Authenticate { .. } => Vec::new(),
             ClientMessage::Unsubscribe { subscription_id } => {
                 self.loading.remove(&subscription_id);
+                self.current.remove(&subscription_id);
                 self.state
                     .engine
                     .live()
@@ -437,6 +496,13 @@ impl Connection {
             Err(e) => return fail("SUBSCRIPTION_FAILED", e.to_string()),
         };
         let schema = subscribed.subscription.plan.schema.clone();
+        self.current.insert(
+            id.clone(),
+            Current {
+                live_id: subscribed.subscription.live_id.clone(),
+                delivered: subscribed.subscription.start_seq,
+            },
+        );
         let mut pages: VecDeque<RecordBatch> = VecDeque::new();
         let mut total = 0;
         for batch in subscribed.rows {
@@ -488,7 +554,9 @@ impl Connection {
         let mut out = vec![initial_batch(id, loading)];
         if loading.pages.is_empty() {
             let done = self.loading.remove(id).expect("present");
-            out.extend(done.held.iter().map(encode_outbound));
+            for held in &done.held {
+                out.push(self.deliver(held));
+            }
         }
         out
     }
@@ -543,12 +611,14 @@ fn encode_outbound(message: &Outbound) -> Message {
             subscription_id,
             code,
             message,
+            ..
         } => error_message(Some(subscription_id), code, message),
         Outbound::Change {
             subscription_id,
             kind,
             rows,
             old_values,
+            ..
         } => {
             let mut out = Vec::with_capacity(256);
             out.extend_from_slice(b"{\"type\":\"change\",\"subscription_id\":");

@@ -42,14 +42,14 @@ fn matches(subscription: &Subscription, batch: &RecordBatch) -> Result<Vec<bool>
         .collect())
 }
 
-/// The notifications `changes` makes for `subscription`, each with the
-/// `_seq` of its last row, considering only `rows` when given (the rows
-/// an index found for it). Consecutive rows of one kind share a message.
+/// The notifications `changes` makes for `subscription`, considering only
+/// `rows` when given (the rows an index found for it). Consecutive rows of
+/// one kind share a message.
 pub fn classify(
     subscription: &Subscription,
     changes: &ChangeSet,
     rows: Option<&[u32]>,
-) -> Result<Vec<(Outbound, i64)>> {
+) -> Result<Vec<Outbound>> {
     let all: Vec<u32>;
     let rows = match rows {
         Some(rows) => rows,
@@ -98,15 +98,14 @@ pub fn classify(
             ChangeKind::Update => (Some(pick(&changes.new)?), Some(pick(&changes.old)?)),
             ChangeKind::Delete => (None, Some(pick(&changes.old)?)),
         };
-        out.push((
-            Outbound::Change {
-                subscription_id: subscription.subscription_id.clone(),
-                kind,
-                rows,
-                old_values,
-            },
+        out.push(Outbound::Change {
+            subscription_id: subscription.subscription_id.clone(),
+            live_id: subscription.live_id.clone(),
             last_seq,
-        ));
+            kind,
+            rows,
+            old_values,
+        });
     }
     Ok(out)
 }

@@ -15,7 +15,7 @@ mod filter;
 mod index;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -56,13 +56,19 @@ pub enum Outbound {
     /// (`delete`) a subscription, in the subscription's projection.
     Change {
         subscription_id: String,
+        /// Which registration of `subscription_id` this is for: a client
+        /// may unsubscribe and subscribe again under the same id.
+        live_id: Arc<str>,
         kind: ChangeKind,
         rows: Option<RecordBatch>,
         old_values: Option<RecordBatch>,
+        /// The `_seq` of the last row.
+        last_seq: i64,
     },
     /// The subscription has ended; the client is told why.
     Error {
         subscription_id: String,
+        live_id: Arc<str>,
         code: &'static str,
         message: String,
     },
@@ -89,7 +95,7 @@ pub struct LivePlan {
 /// One live subscription.
 #[derive(Debug)]
 pub struct Subscription {
-    pub live_id: String,
+    pub live_id: Arc<str>,
     pub connection: ConnectionId,
     pub subscription_id: String,
     pub user: UserId,
@@ -101,8 +107,8 @@ pub struct Subscription {
     pub created_at: i64,
     last_update: AtomicI64,
     changes: AtomicU64,
-    /// The `_seq` of the last change queued for the client.
-    last_seq: AtomicI64,
+    /// Set once the subscription has ended; nothing more is queued.
+    ended: AtomicBool,
     outbound: mpsc::Sender<Outbound>,
     control: mpsc::UnboundedSender<Outbound>,
 }
@@ -189,11 +195,13 @@ pub struct LiveQueryManager {
     node_id: NodeId,
     limits: LiveLimits,
     next_connection: AtomicU64,
+    /// Numbers subscriptions, so that every live id is new.
+    next_subscription: AtomicU64,
     connections: DashMap<ConnectionId, Arc<Connection>>,
     /// Subscriptions by table id; a table is present only while watched.
     tables: DashMap<u64, TableSubscriptions>,
     /// Every subscription by live id.
-    live: DashMap<String, Arc<Subscription>>,
+    live: DashMap<Arc<str>, Arc<Subscription>>,
     /// Subscriptions per user.
     per_user: DashMap<UserId, usize>,
     changes: mpsc::UnboundedSender<ChangeSet>,
@@ -212,6 +220,7 @@ impl LiveQueryManager {
             node_id,
             limits,
             next_connection: AtomicU64::new(1),
+            next_subscription: AtomicU64::new(1),
             connections: DashMap::new(),
             tables: DashMap::new(),
             live: DashMap::new(),
@@ -312,8 +321,9 @@ impl LiveQueryManager {
             .get(&connection)
             .map(|c| c.clone())
             .ok_or(SubscribeError::UnknownConnection)?;
+        let number = self.next_subscription.fetch_add(1, Ordering::Relaxed);
         let subscription = Arc::new(Subscription {
-            live_id: format!("{}-{connection}-{subscription_id}", self.node_id),
+            live_id: format!("{}-{connection}-{number}", self.node_id).into(),
             connection,
             subscription_id: subscription_id.to_string(),
             user: conn.user.clone(),
@@ -323,7 +333,7 @@ impl LiveQueryManager {
             created_at: now_micros(),
             last_update: AtomicI64::new(0),
             changes: AtomicU64::new(0),
-            last_seq: AtomicI64::new(start_seq),
+            ended: AtomicBool::new(false),
             outbound: conn.outbound.clone(),
             control: conn.control.clone(),
             plan,
@@ -347,10 +357,7 @@ impl LiveQueryManager {
             return false;
         };
         match conn.subscriptions.remove(subscription_id) {
-            Some((_, subscription)) => {
-                self.forget(&subscription);
-                true
-            }
+            Some((_, subscription)) => self.forget(&subscription),
             None => false,
         }
     }
@@ -395,19 +402,29 @@ impl LiveQueryManager {
 
     fn end(&self, subscription: &Arc<Subscription>, code: &'static str, message: String) {
         if let Some(conn) = self.connections.get(&subscription.connection) {
-            conn.subscriptions.remove(&subscription.subscription_id);
+            // Only this registration: the id may be in use again.
+            conn.subscriptions
+                .remove_if(&subscription.subscription_id, |_, s| {
+                    Arc::ptr_eq(s, subscription)
+                });
         }
-        self.forget(subscription);
+        if !self.forget(subscription) {
+            return;
+        }
         let _ = subscription.control.send(Outbound::Error {
             subscription_id: subscription.subscription_id.clone(),
+            live_id: subscription.live_id.clone(),
             code,
             message,
         });
     }
 
-    fn forget(&self, subscription: &Arc<Subscription>) {
+    /// Removes a subscription from every index; `false` if it had ended
+    /// already.
+    fn forget(&self, subscription: &Arc<Subscription>) -> bool {
+        subscription.ended.store(true, Ordering::Release);
         if self.live.remove(&subscription.live_id).is_none() {
-            return;
+            return false;
         }
         if let Some(mut held) = self.per_user.get_mut(&subscription.user) {
             *held = held.saturating_sub(1);
@@ -425,6 +442,7 @@ impl LiveQueryManager {
         if emptied {
             self.tables.remove_if(&table, |_, s| s.is_empty());
         }
+        true
     }
 
     /// Delivers changes until `shutdown`; the node runs one of these.
@@ -457,6 +475,9 @@ impl LiveQueryManager {
             .iter()
             .filter(|(s, _)| s.plan.scope == changes.scope)
         {
+            if subscription.ended.load(Ordering::Acquire) {
+                continue;
+            }
             let messages = match classify(subscription, changes, rows.as_deref()) {
                 Ok(messages) => messages,
                 Err(e) => {
@@ -468,24 +489,19 @@ impl LiveQueryManager {
                     continue;
                 }
             };
-            for (message, last_seq) in messages {
+            for message in messages {
                 if subscription.outbound.try_send(message).is_err() {
                     self.stats.overflows.fetch_add(1, Ordering::Relaxed);
-                    let delivered = subscription.last_seq.load(Ordering::Relaxed);
+                    // The connection names the last change it delivered.
                     self.end(
                         subscription,
                         "SUBSCRIPTION_OVERFLOW",
-                        format!(
-                            "the client did not keep up and the subscription was dropped; \
-                             the last change queued has _seq {delivered}: resubscribe with \
-                             \"from\": {delivered}"
-                        ),
+                        "the client did not keep up and the subscription was dropped".into(),
                     );
                     break;
                 }
                 self.stats.notifications.fetch_add(1, Ordering::Relaxed);
                 subscription.changes.fetch_add(1, Ordering::Relaxed);
-                subscription.last_seq.store(last_seq, Ordering::Relaxed);
                 subscription
                     .last_update
                     .store(now_micros(), Ordering::Relaxed);

@@ -320,7 +320,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     }
     store.commit(batch)?;
     session.engine().cold().pending().note(&scope, count);
-    live::publish(session.engine(), &table, &scope, &changes)?;
+    live::publish(session.engine(), &table, &scope, &changes);
     Ok(done(count, "Inserted"))
 }
 
@@ -624,7 +624,7 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
     store.commit(batch)?;
     let scope = session.scope(def);
     session.engine().cold().pending().note(&scope, count);
-    live::publish(session.engine(), &table, &scope, &changes)?;
+    live::publish(session.engine(), &table, &scope, &changes);
     Ok(done(count, "Updated"))
 }
 
@@ -683,7 +683,7 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
     store.commit(batch)?;
     let scope = session.scope(def);
     session.engine().cold().pending().note(&scope, count);
-    live::publish(session.engine(), &table, &scope, &changes)?;
+    live::publish(session.engine(), &table, &scope, &changes);
     Ok(done(count, "Deleted"))
 }
 
@@ -787,7 +787,7 @@ pub async fn append_batch(
     engine.cold().pending().note(&scope, count);
     if engine.live().watches(def.id.0) {
         let changes: Vec<RowChange> = rows.into_iter().map(|(_, row)| (None, row)).collect();
-        live::publish(engine, &table, &scope, &changes)?;
+        live::publish(engine, &table, &scope, &changes);
     }
     Ok(count)
 }

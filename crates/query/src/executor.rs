@@ -262,7 +262,12 @@ impl QueryEngine {
     /// Removes what the engine keeps for a dropped table, its segment
     /// files included.
     pub(crate) async fn forget_table(&self, table: TableId) -> Result<()> {
-        self.live().end_table(table.0, "the table was dropped");
+        {
+            // A subscription registering now finishes first, then ends.
+            let lock = self.writer_lock(table);
+            let _writers = lock.lock().await;
+            self.live().end_table(table.0, "the table was dropped");
+        }
         self.writers.remove(&table);
         Ok(self.cold.drop_table(table.0).await?)
     }
@@ -655,7 +660,7 @@ impl QuerySession {
                 let owner = live
                     .subscriptions()
                     .into_iter()
-                    .find(|s| s.live_id == live_id)
+                    .find(|s| *s.live_id == *live_id)
                     .map(|s| s.user.clone())
                     .ok_or_else(|| {
                         QueryError::invalid(format!(

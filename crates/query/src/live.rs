@@ -110,16 +110,25 @@ impl QuerySession {
                 _ => return Err(unsupported("expressions or aliases in the column list")),
             }
         }
-        // Clients key rows by the primary key and resume by `_seq`.
+        // Each column once; clients key rows by the primary key and resume
+        // by `_seq`, which comes last.
+        let seq = def.columns.len();
+        let mut columns: Vec<usize> = Vec::with_capacity(projection.len() + 2);
+        for index in projection {
+            if index != seq && !columns.contains(&index) {
+                columns.push(index);
+            }
+        }
         let pk = def
             .primary_key
             .and_then(|id| def.columns.iter().position(|c| c.id == id));
-        for index in pk.into_iter().chain([def.columns.len()]) {
-            if !projection.contains(&index) {
-                projection.push(index);
-            }
+        if let Some(pk) = pk
+            && !columns.contains(&pk)
+        {
+            columns.push(pk);
         }
-        projection.dedup();
+        columns.push(seq);
+        let projection = columns;
 
         let ctx = self.context();
         let selection = select.selection.as_ref().map(ToString::to_string);
@@ -173,10 +182,17 @@ impl QuerySession {
         let refused = |e: quiver_live::SubscribeError| QueryError::invalid(e.to_string());
         live.check_subscribe(connection, subscription_id)
             .map_err(refused)?;
-        let compiled = self.compile_subscription(sql)?;
-        let table_id = quiver_common::TableId(compiled.plan.table_id);
+        let table_id = quiver_common::TableId(self.compile_subscription(sql)?.plan.table_id);
         let lock = self.engine().writer_lock(table_id);
         let _writers = lock.lock().await;
+        // Compiled again with the writers shut out: an ALTER or DROP that
+        // ran while this waited is seen, never registered against.
+        let compiled = self.compile_subscription(sql)?;
+        if compiled.plan.table_id != table_id.0 {
+            return Err(QueryError::invalid(
+                "the table was replaced while subscribing; subscribe again",
+            ));
+        }
         let rows = self.snapshot(&compiled, snapshot).await?;
         let start_seq = self.engine().catalog().store().seq().last();
         let subscription = live
@@ -291,16 +307,29 @@ fn reverse(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBa
 pub(crate) type RowChange = (Option<StoredRow>, StoredRow);
 
 /// Hands a statement's changes to the live query manager. Call after the
-/// commit, with the table's writer lock still held.
+/// commit, with the table's writer lock still held. The statement has
+/// committed whatever happens here: if the changes cannot be encoded, the
+/// table's subscriptions end (their clients are told) rather than miss
+/// them.
 pub(crate) fn publish(
     engine: &QueryEngine,
     table: &CachedTableData,
     scope: &Scope,
     changes: &[RowChange],
-) -> Result<()> {
+) {
     if changes.is_empty() {
-        return Ok(());
+        return;
     }
+    if let Err(e) = change_set(table, scope, changes).map(|set| engine.live().publish(set)) {
+        tracing::error!(error = %e, table = %table.def().qualified_name(), "encoding changes for live queries failed");
+        engine.live().end_table(
+            table.def().id.0,
+            "a change could not be sent; subscribe again",
+        );
+    }
+}
+
+fn change_set(table: &CachedTableData, scope: &Scope, changes: &[RowChange]) -> Result<ChangeSet> {
     let def = table.def();
     let schema = table.arrow_schema();
     let columns: Vec<OutputColumn> = def
@@ -322,7 +351,7 @@ pub(crate) fn publish(
             _ => new,
         })
         .collect();
-    engine.live().publish(ChangeSet {
+    Ok(ChangeSet {
         table_id: def.id.0,
         scope: scope.clone(),
         seqs: changes.iter().map(|(_, new)| new.seq).collect(),
@@ -330,6 +359,5 @@ pub(crate) fn publish(
         has_new: changes.iter().map(|(_, new)| !new.deleted).collect(),
         old: rows_to_batch(&schema, &columns, &old)?,
         new: rows_to_batch(&schema, &columns, &new)?,
-    });
-    Ok(())
+    })
 }

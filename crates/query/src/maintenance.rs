@@ -181,13 +181,17 @@ impl QueryEngine {
     }
 
     /// Deletes the rows of STREAM tables older than their TTL.
-    fn expire_streams(&self) -> Result<()> {
+    async fn expire_streams(&self) -> Result<()> {
         let now = chrono::Utc::now().timestamp_millis();
         for table in self.catalog().tables() {
             let def = table.def();
             let (TableType::Stream, Some(ttl)) = (def.table_type, def.options.ttl_seconds) else {
                 continue;
             };
+            // Writers are shut out, so a row written again after the scan
+            // below is never deleted by it.
+            let lock = self.writer_lock(def.id);
+            let _writers = lock.lock().await;
             let cutoff = SeqId::floor_at(now - (ttl as i64) * 1000).0;
             let store = self.catalog().store();
             let mut batch = store.batch();
@@ -220,7 +224,7 @@ impl QueryEngine {
     /// One pass of the background task: expire streams, flush the tables
     /// their policy says are due, compact those with too many segments.
     async fn maintain(&self, flush: &FlushConfig, compaction: &CompactionConfig) -> Result<()> {
-        self.expire_streams()?;
+        self.expire_streams().await?;
         let now = chrono::Utc::now().timestamp_millis();
         let catalog = self.catalog();
         let tables = catalog.tables();

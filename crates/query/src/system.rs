@@ -237,7 +237,7 @@ impl LiveTable for LiveQueries {
         batch(
             self.schema(),
             vec![
-                strings(&|s| s.live_id.clone()),
+                strings(&|s| s.live_id.to_string()),
                 Arc::new(Int64Array::from_iter_values(
                     all.iter().map(|s| s.connection as i64),
                 )),

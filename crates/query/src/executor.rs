@@ -15,7 +15,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{CreateView, ObjectName, ObjectType, Statement};
-use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableDef, TableType, UserRecord};
+use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableDef, TableType};
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_config::{Config, LimitsConfig};
 
@@ -23,7 +23,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use quiver_live::{LiveLimits, LiveQueryManager};
 use quiver_store::{ColdTables, Scope};
 
-use crate::dialect::{QuiverStatement, StorageTarget, UserChange, bind_params, parse};
+use crate::dialect::{QuiverStatement, StorageTarget, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::merge::COLD_URL;
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
@@ -295,7 +295,7 @@ fn batch_stream(batch: RecordBatch) -> SendableRecordBatchStream {
     ))
 }
 
-fn done(row_count: u64, message: impl Into<String>) -> StatementOutput {
+pub(crate) fn done(row_count: u64, message: impl Into<String>) -> StatementOutput {
     StatementOutput::Done {
         row_count,
         message: message.into(),
@@ -313,6 +313,16 @@ impl QuerySession {
 
     pub fn namespace(&self) -> &NamespaceId {
         &self.namespace
+    }
+
+    /// This session's engine and namespace, as `user` with `role`.
+    pub(crate) fn acting_as(&self, user: UserId, role: Role) -> QuerySession {
+        QuerySession {
+            engine: self.engine.clone(),
+            namespace: self.namespace.clone(),
+            user,
+            role,
+        }
     }
 
     /// The rows of `def` this session reads and writes: the session
@@ -596,118 +606,18 @@ impl QuerySession {
                 email,
                 if_not_exists,
             } => {
-                self.require_admin("CREATE USER")?;
-                let id = UserId::parse(&name)?;
-                if catalog.user(&id).is_some() && if_not_exists {
-                    return Ok(done(0, format!("User {id} already exists")));
-                }
-                let hash = self.engine.hash_password(password).await?;
-                let now = chrono::Utc::now().timestamp_micros();
-                catalog.create_user(UserRecord {
-                    id: id.clone(),
-                    role,
-                    email,
-                    password_hash: Some(hash),
-                    created_at: now,
-                    updated_at: now,
-                })?;
-                Ok(done(0, format!("User {id} created")))
+                self.create_user(&name, password, role, email, if_not_exists)
+                    .await
             }
-            QuiverStatement::AlterUser { name, change } => {
-                let id = UserId::parse(&name)?;
-                let own_password = id == self.user && matches!(change, UserChange::Password(_));
-                if !own_password {
-                    self.require_admin("ALTER USER (other than your own password)")?;
-                }
-                let mut user = catalog
-                    .user(&id)
-                    .map(|u| (*u).clone())
-                    .ok_or_else(|| QueryError::invalid(format!("user not found: {id}")))?;
-                match change {
-                    UserChange::Password(password) => {
-                        user.password_hash = Some(self.engine.hash_password(password).await?);
-                    }
-                    UserChange::Role(role) => {
-                        if id == UserId::root() && role != Role::System {
-                            return Err(QueryError::invalid(
-                                "root keeps the system role".to_string(),
-                            ));
-                        }
-                        user.role = role;
-                    }
-                    UserChange::Email(email) => user.email = Some(email),
-                }
-                user.updated_at = chrono::Utc::now().timestamp_micros();
-                catalog.update_user(user)?;
-                Ok(done(0, format!("User {id} altered")))
-            }
-            QuiverStatement::DropUser { name, if_exists } => {
-                self.require_admin("DROP USER")?;
-                let id = UserId::parse(&name)?;
-                if id == UserId::root() {
-                    return Err(QueryError::invalid("root cannot be dropped".to_string()));
-                }
-                if catalog.drop_user(&id)? {
-                    Ok(done(0, format!("User {id} dropped")))
-                } else if if_exists {
-                    Ok(done(0, format!("User {id} does not exist")))
-                } else {
-                    Err(QueryError::invalid(format!("user not found: {id}")))
-                }
-            }
-            QuiverStatement::KillLiveQuery { live_id } => {
-                let live = self.engine.live();
-                let owner = live
-                    .subscriptions()
-                    .into_iter()
-                    .find(|s| *s.live_id == *live_id)
-                    .map(|s| s.user.clone())
-                    .ok_or_else(|| {
-                        QueryError::invalid(format!(
-                            "live query not found: {live_id} (see system.live_queries)"
-                        ))
-                    })?;
-                if owner != self.user {
-                    self.require_admin("KILL LIVE QUERY of another user's subscription")?;
-                }
-                live.kill(&live_id);
-                Ok(done(0, format!("Live query {live_id} killed")))
-            }
+            QuiverStatement::AlterUser { name, change } => self.alter_user(&name, change).await,
+            QuiverStatement::DropUser { name, if_exists } => self.drop_user(&name, if_exists),
+            QuiverStatement::KillLiveQuery { live_id } => self.kill_live_query(&live_id),
             QuiverStatement::ExecuteAs { user, statement } => {
                 let mut inner = self.impersonate(&user)?;
                 Box::pin(inner.execute(*statement)).await
             }
             QuiverStatement::Standard(statement) => self.execute_standard(*statement).await,
         }
-    }
-
-    /// A session acting as `name` for one statement: service, dba and
-    /// system may act as a user whose role is below their own.
-    fn impersonate(&self, name: &str) -> Result<QuerySession> {
-        if self.role < Role::Service {
-            return Err(QueryError::PermissionDenied(format!(
-                "EXECUTE AS USER needs the service role or above; {} has role {}",
-                self.user, self.role
-            )));
-        }
-        let id = UserId::parse(name)?;
-        let target = self
-            .engine
-            .catalog
-            .user(&id)
-            .ok_or_else(|| QueryError::invalid(format!("user not found: {id}")))?;
-        if target.role >= self.role {
-            return Err(QueryError::PermissionDenied(format!(
-                "EXECUTE AS USER {id} (role {}) needs a role above it; {} has role {}",
-                target.role, self.user, self.role
-            )));
-        }
-        Ok(QuerySession {
-            engine: self.engine.clone(),
-            namespace: self.namespace.clone(),
-            user: id,
-            role: target.role,
-        })
     }
 
     /// The tables a `STORAGE` statement names. `ALL` skips STREAM tables

@@ -16,6 +16,7 @@ mod merge;
 mod provider;
 mod suggest;
 mod system;
+mod users;
 mod views;
 
 pub use dialect::QuiverStatement;

@@ -634,6 +634,12 @@ async fn concurrent_writers_and_subscribers_stay_exactly_in_sync() {
         }
         clients.push((client, rows));
     }
+    // One more client drops its connection during the writes and resumes
+    // from the last `_seq` it saw.
+    let resumer = {
+        let url = server.base_url.clone();
+        tokio::spawn(async move { resume_during_writes(&url, query).await })
+    };
     for writer in writers {
         writer.await.unwrap();
     }
@@ -670,7 +676,97 @@ async fn concurrent_writers_and_subscribers_stay_exactly_in_sync() {
         }
         assert_eq!(*rows, expected);
     }
+    assert_eq!(resumer.await.unwrap(), expected);
     server.stop().await;
+}
+
+/// Applies one `change` to materialized rows; returns whether it carried
+/// the end marker (id 1000). `lenient` allows deletes of rows not held (a
+/// resume's deletes name every row that may have left).
+fn apply_change(
+    rows: &mut BTreeMap<String, Value>,
+    seen: &mut i64,
+    message: &Value,
+    lenient: bool,
+) -> bool {
+    assert_eq!(message["type"], "change", "{message}");
+    let kind = message["change_type"].as_str().unwrap();
+    let mut done = false;
+    let field = if kind == "delete" {
+        "old_values"
+    } else {
+        "rows"
+    };
+    for row in message[field].as_array().unwrap() {
+        let id = row["id"].as_str().unwrap().to_string();
+        if let Some(seq) = row["_seq"].as_str().and_then(|s| s.parse().ok()) {
+            *seen = (*seen).max(seq);
+        }
+        if kind == "delete" {
+            let held = rows.remove(&id).is_some();
+            assert!(held || lenient, "delete of a row not held: {id}");
+        } else {
+            let held = rows.insert(id.clone(), row["v"].clone());
+            assert_eq!(held.is_some(), kind == "update", "{kind} of {id}");
+            done |= id == "1000";
+        }
+    }
+    done
+}
+
+async fn resume_during_writes(base_url: &str, query: &str) -> BTreeMap<String, Value> {
+    let connect = || async {
+        let url = format!("{}/v1/ws", base_url.replace("http://", "ws://"));
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", ROOT_BASIC.parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+            .await
+            .unwrap();
+        let mut client = Client { ws };
+        assert_eq!(client.next().await["type"], "auth_success");
+        client
+    };
+    let mut rows: BTreeMap<String, Value> = BTreeMap::new();
+    let mut seen = i64::MIN;
+    let mut client = connect().await;
+    let (_, first) = client
+        .subscribe("q", query, Some(json!({"batch_size": 1000000})))
+        .await;
+    for row in first["rows"].as_array().unwrap() {
+        rows.insert(row["id"].as_str().unwrap().to_string(), row["v"].clone());
+        seen = seen.max(row["_seq"].as_str().unwrap().parse().unwrap());
+    }
+    for _ in 0..20 {
+        let message = client.next().await;
+        if apply_change(&mut rows, &mut seen, &message, false) {
+            return rows;
+        }
+    }
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut client = connect().await;
+    let (_, first) = client
+        .subscribe(
+            "q",
+            query,
+            Some(json!({"from": seen, "batch_size": 1000000})),
+        )
+        .await;
+    for row in first["rows"].as_array().unwrap() {
+        rows.insert(row["id"].as_str().unwrap().to_string(), row["v"].clone());
+    }
+    // The resume's delete, if any, names rows that may not be held.
+    let mut lenient = true;
+    loop {
+        let message = client.next().await;
+        let is_delete = message["change_type"] == "delete";
+        if apply_change(&mut rows, &mut seen, &message, lenient && is_delete) {
+            return rows;
+        }
+        lenient = false;
+    }
 }
 
 #[tokio::test]
@@ -759,5 +855,70 @@ async fn a_reused_subscription_id_gets_only_its_own_changes() {
     let change = client.next().await;
     assert_eq!(ids(&change["rows"]), ["8:\"h\""], "{change}");
     assert_eq!(live_count(&server).await, 1);
+    server.stop().await;
+}
+
+/// A client that went away resumes with `from`: it gets the rows written
+/// since, and a delete for the rows deleted or moved out of its filter
+/// since, hot or flushed; after a compaction removed such deletes, the
+/// resume is refused rather than inexact.
+#[tokio::test]
+async fn a_resume_from_a_seq_replays_rows_and_deletes_since() {
+    let server = items_server().await;
+    let query = "SELECT id, name FROM app.items WHERE price > 10";
+    let mut client = Client::signed_in(&server, ROOT_BASIC).await;
+    let (_, first) = client.subscribe("r", query, Some(json!({}))).await;
+    let mut held: BTreeMap<String, Value> = BTreeMap::new();
+    for row in first["rows"].as_array().unwrap() {
+        held.insert(row["id"].as_str().unwrap().to_string(), row["name"].clone());
+    }
+    let from = first["batch_control"]["last_seq_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(client);
+
+    server
+        .sql_ok(
+            "UPDATE app.items SET price = 0 WHERE id = 2; \
+             STORAGE FLUSH TABLE app.items; \
+             DELETE FROM app.items WHERE id = 3; \
+             INSERT INTO app.items VALUES (4, 'd', 40); \
+             UPDATE app.items SET name = 'x' WHERE id = 1",
+        )
+        .await;
+    let mut client = Client::signed_in(&server, ROOT_BASIC).await;
+    let (_, first) = client
+        .subscribe("r", query, Some(json!({"from": from})))
+        .await;
+    for row in first["rows"].as_array().unwrap() {
+        held.insert(row["id"].as_str().unwrap().to_string(), row["name"].clone());
+    }
+    let removed = client.next().await;
+    assert_eq!(removed["change_type"], "delete", "{removed}");
+    for row in removed["old_values"].as_array().unwrap() {
+        held.remove(row["id"].as_str().unwrap());
+    }
+    let expected: BTreeMap<String, Value> = server
+        .sql_ok(query)
+        .await
+        .rows(0)
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].clone()))
+        .collect();
+    assert_eq!(held, expected);
+    assert_eq!(held.keys().collect::<Vec<_>>(), ["4"]);
+
+    // Once a compaction has dropped the delete of 3, resuming from before
+    // it is refused.
+    server
+        .sql_ok("STORAGE FLUSH TABLE app.items; STORAGE COMPACT TABLE app.items")
+        .await;
+    client
+        .send(json!({"type": "subscribe", "subscription": {"id": "old", "sql": query, "options": {"from": from}}}))
+        .await;
+    let refused = client.next().await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("compaction"));
     server.stop().await;
 }

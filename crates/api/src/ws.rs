@@ -22,7 +22,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::response::{IntoResponse, Response};
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use quiver_live::{ConnectionHandle, ConnectionId, Outbound, SubscribeError};
+use quiver_live::{ChangeKind, ConnectionHandle, ConnectionId, Outbound, SubscribeError};
 use quiver_query::{QueryError, Snapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
@@ -536,10 +536,27 @@ impl Connection {
             held: Vec::new(),
         };
         let first = initial_batch(&id, &mut loading);
+        let mut out = vec![text(ack), first];
+        // On a resume, the rows that went away follow the rows.
+        if let Some(removed) = subscribed.removed {
+            let left = Outbound::Change {
+                subscription_id: id.clone(),
+                live_id: subscribed.subscription.live_id.clone(),
+                kind: ChangeKind::Delete,
+                rows: None,
+                last_seq: subscribed.subscription.start_seq,
+                old_values: Some(removed),
+            };
+            if loading.pages.is_empty() {
+                out.push(self.deliver(&left));
+            } else {
+                loading.held.push(left);
+            }
+        }
         if !loading.pages.is_empty() {
             self.loading.insert(id, loading);
         }
-        vec![text(ack), first]
+        out
     }
 
     fn next_batch(&mut self, id: &str) -> Vec<Message> {

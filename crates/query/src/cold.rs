@@ -138,6 +138,11 @@ pub async fn compact(
             }
         }
     }
+    let purged = newest
+        .values()
+        .filter(|row| row.deleted)
+        .map(|row| row.seq)
+        .max();
     let rows: Vec<(Box<[u8]>, StoredRow)> = newest
         .into_iter()
         .filter(|(_, row)| !row.deleted)
@@ -146,6 +151,7 @@ pub async fn compact(
     let version = current.version + 1;
     let mut next = (*current).clone();
     next.version = version;
+    next.purged_seq = next.purged_seq.max(purged.unwrap_or(i64::MIN));
     next.segments.clear();
     let mut outcome = Outcome::default();
     if !rows.is_empty() {

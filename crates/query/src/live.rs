@@ -3,9 +3,10 @@
 //! it while the table's writers are shut out, and handing each statement's
 //! changes to the node's [`quiver_live::LiveQueryManager`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
@@ -44,9 +45,14 @@ pub struct Subscribed {
     pub subscription: Arc<Subscription>,
     /// In `_seq` order, in the subscription's projection.
     pub rows: Vec<RecordBatch>,
+    /// On a resume (`from`): the primary keys (and `_seq`) of rows deleted
+    /// or moved out of the filter since, to send as a delete once the rows
+    /// are out.
+    pub removed: Option<RecordBatch>,
 }
 
 struct Compiled {
+    table: Arc<CachedTableData>,
     plan: LivePlan,
     /// The snapshot query without its snapshot-specific parts.
     select: String,
@@ -152,6 +158,7 @@ impl QuerySession {
         );
         let key = filter.as_ref().and_then(|f| equality_key(f, &schema));
         Ok(Compiled {
+            table: table.clone(),
             plan: LivePlan {
                 namespace: def.namespace.to_string(),
                 table: def.name.to_string(),
@@ -193,7 +200,10 @@ impl QuerySession {
                 "the table was replaced while subscribing; subscribe again",
             ));
         }
-        let rows = self.snapshot(&compiled, snapshot).await?;
+        let (rows, removed) = match snapshot {
+            Snapshot::Since(from) => self.changed_since(&compiled, from).await?,
+            other => (self.snapshot(&compiled, other).await?, None),
+        };
         let start_seq = self.engine().catalog().store().seq().last();
         let subscription = live
             .subscribe(
@@ -205,7 +215,11 @@ impl QuerySession {
                 start_seq,
             )
             .map_err(refused)?;
-        Ok(Subscribed { subscription, rows })
+        Ok(Subscribed {
+            subscription,
+            rows,
+            removed,
+        })
     }
 
     async fn snapshot(&self, compiled: &Compiled, snapshot: Snapshot) -> Result<Vec<RecordBatch>> {
@@ -282,6 +296,114 @@ fn equality_key(filter: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Equal
             })
         }
         _ => None,
+    }
+}
+
+impl QuerySession {
+    /// A resume after `from`: the newest version of every row of the
+    /// subscription's scope written after it, hot or cold, delete markers
+    /// included. Those that match the filter are sent as rows; the others
+    /// (deleted, or changed to no longer match) as one delete of their
+    /// primary keys, since the client may hold an older version.
+    async fn changed_since(
+        &self,
+        compiled: &Compiled,
+        from: i64,
+    ) -> Result<(Vec<RecordBatch>, Option<RecordBatch>)> {
+        let tier = self.engine().cold();
+        let scope = &compiled.plan.scope;
+        let manifest = tier.manifest(scope);
+        if from < manifest.purged_seq {
+            return Err(QueryError::invalid(format!(
+                "cannot resume from _seq {from}: a compaction has since removed deletes made \
+                 after it; subscribe again with a full snapshot ({{}})"
+            )));
+        }
+        let mut newest: BTreeMap<Vec<u8>, StoredRow> = BTreeMap::new();
+        let mut keep = |key: Vec<u8>, row: StoredRow| {
+            if newest.get(&key).is_none_or(|held| held.seq < row.seq) {
+                newest.insert(key, row);
+            }
+        };
+        for segment in manifest.segments.iter().filter(|s| s.max_seq > from) {
+            for (key, row) in tier.read_rows(segment, |_| true).await? {
+                keep(key, row);
+            }
+        }
+        let store = tier.store();
+        let mut after: Option<Box<[u8]>> = None;
+        loop {
+            let chunk = store.scan_rows(scope, after.as_deref(), 8192)?;
+            for (key, row) in chunk.rows {
+                keep(key.into_vec(), row);
+            }
+            match chunk.resume_after {
+                Some(key) => after = Some(key),
+                None => break,
+            }
+        }
+        drop(manifest);
+        let mut changed: Vec<StoredRow> =
+            newest.into_values().filter(|row| row.seq > from).collect();
+        changed.sort_by_key(|row| row.seq);
+        let (live, deleted): (Vec<&StoredRow>, Vec<&StoredRow>) =
+            changed.iter().partition(|row| !row.deleted);
+
+        let table = &compiled.table;
+        let def = table.def();
+        let schema = table.arrow_schema();
+        let columns: Vec<OutputColumn> = def
+            .columns
+            .iter()
+            .map(OutputColumn::of)
+            .chain([OutputColumn::Seq])
+            .collect();
+        let all = rows_to_batch(&schema, &columns, &live)?;
+        let matches: Vec<bool> = match &compiled.plan.filter {
+            None => vec![true; all.num_rows()],
+            Some(filter) => {
+                let result = filter.evaluate(&all)?.into_array(all.num_rows())?;
+                let result = result
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                    .ok_or_else(|| QueryError::invalid("the WHERE clause is not a condition"))?;
+                (0..result.len())
+                    .map(|i| result.is_valid(i) && result.value(i))
+                    .collect()
+            }
+        };
+        let picked = |want: bool| -> Vec<u32> {
+            (0..matches.len() as u32)
+                .filter(|&i| matches[i as usize] == want)
+                .collect()
+        };
+        let take = |batch: &RecordBatch, rows: Vec<u32>| -> Result<RecordBatch> {
+            Ok(datafusion::arrow::compute::take_record_batch(
+                batch,
+                &datafusion::arrow::array::UInt32Array::from(rows),
+            )?)
+        };
+        let rows = take(&all.project(&compiled.plan.projection)?, picked(true))?;
+
+        // The rows that left: only their primary key (or `_seq`) and `_seq`.
+        let key_columns: Vec<usize> = def
+            .primary_key
+            .and_then(|id| def.columns.iter().position(|c| c.id == id))
+            .into_iter()
+            .chain([def.columns.len()])
+            .collect();
+        let key_schema = Arc::new(schema.project(&key_columns)?);
+        let key_outputs: Vec<OutputColumn> =
+            key_columns.iter().map(|&i| columns[i].clone()).collect();
+        let left: Vec<&StoredRow> = picked(false)
+            .into_iter()
+            .map(|i| live[i as usize])
+            .chain(deleted)
+            .collect();
+        let removed = (!left.is_empty())
+            .then(|| rows_to_batch(&key_schema, &key_outputs, &left))
+            .transpose()?;
+        Ok((vec![rows], removed))
     }
 }
 

@@ -96,6 +96,10 @@ pub struct Manifest {
     /// Increases with every published change; numbers new segments.
     pub version: u64,
     pub segments: Vec<Segment>,
+    /// The largest `_seq` of a delete marker a compaction dropped: what
+    /// changed before it can no longer be told apart from what never was.
+    #[serde(default)]
+    pub purged_seq: i64,
 }
 
 impl ColdError {

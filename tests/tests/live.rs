@@ -922,3 +922,38 @@ async fn a_resume_from_a_seq_replays_rows_and_deletes_since() {
     assert!(refused["message"].as_str().unwrap().contains("compaction"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn expired_stream_rows_arrive_as_deletes() {
+    let server = TestServer::start_with(|c| c.flush.check_interval_ms = 20).await;
+    server
+        .sql_ok(
+            "CREATE STREAM TABLE ticks (n INT) WITH (TTL_SECONDS = 1); \
+             CREATE STREAM TABLE keyed (id BIGINT PRIMARY KEY, n INT) WITH (TTL_SECONDS = 1)",
+        )
+        .await;
+    let mut client = Client::signed_in(&server, ROOT_BASIC).await;
+    client.subscribe("t", "SELECT n FROM ticks", None).await;
+    client.subscribe("k", "SELECT id, n FROM keyed", None).await;
+    server
+        .sql_ok("INSERT INTO ticks VALUES (1), (2); INSERT INTO keyed VALUES (7, 70)")
+        .await;
+    let mut inserted = 0;
+    let mut deleted = BTreeMap::new();
+    while deleted.len() < 2 {
+        let message = client.next().await;
+        let id = message["subscription_id"].as_str().unwrap().to_string();
+        match message["change_type"].as_str().unwrap() {
+            "insert" => inserted += message["rows"].as_array().unwrap().len(),
+            "delete" => {
+                let rows = message["old_values"].as_array().unwrap().len();
+                deleted.insert(id, rows);
+            }
+            other => panic!("unexpected {other}: {message}"),
+        }
+    }
+    assert_eq!(inserted, 3);
+    let expected: BTreeMap<String, usize> = [("k".to_string(), 1), ("t".to_string(), 2)].into();
+    assert_eq!(deleted, expected);
+    server.stop().await;
+}

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use quiver_catalog::{FlushPolicy, JobRecord, JobStatus, SYSTEM_NAMESPACE, TableDef, TableType};
 use quiver_common::SeqId;
 use quiver_config::{CompactionConfig, FlushConfig};
-use quiver_store::{Scope, Store, Value};
+use quiver_store::{Scope, Store, StoredRow, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::cold::{self, Outcome};
 use crate::error::{QueryError, Result};
 use crate::executor::QueryEngine;
+use crate::live::RowChange;
 
 /// Whether a table is due for a flush under `policy`.
 fn due(policy: &FlushPolicy, rows: u64, since_ms: i64, now: i64) -> bool {
@@ -194,29 +195,60 @@ impl QueryEngine {
             let _writers = lock.lock().await;
             let cutoff = SeqId::floor_at(now - (ttl as i64) * 1000).0;
             let store = self.catalog().store();
+            // Live queries see expired rows as deletes, at one new `_seq`.
+            let watched = self.live().watches(def.id.0);
+            let expired_at = if watched { store.seq().next().0 } else { 0 };
             let mut batch = store.batch();
+            let mut expired: Vec<(Scope, Vec<RowChange>)> = Vec::new();
             for scope in hot_scopes(store, def)? {
-                if def.primary_key.is_none() {
-                    // Keyed by first `_seq`: the expired rows are one range.
-                    let end = scope.key(&Value::Int64(cutoff)).expect("integers are keys");
-                    batch.delete_row_range(&scope.prefix(), &end);
-                    continue;
-                }
+                // Keyed by first `_seq` when there is no primary key: the
+                // expired rows are one range.
+                let end = def
+                    .primary_key
+                    .is_none()
+                    .then(|| scope.key(&Value::Int64(cutoff)).expect("integers are keys"));
+                let mut changes = Vec::new();
                 let mut after: Option<Box<[u8]>> = None;
-                loop {
+                // Rows are read only where they must be: to find expired
+                // ones by `_seq`, or to tell subscribers about them.
+                while watched || end.is_none() {
                     let chunk = store.scan_rows(&scope, after.as_deref(), 8192)?;
-                    for (key, row) in &chunk.rows {
-                        if row.seq < cutoff {
-                            batch.delete_row(key);
+                    for (key, row) in chunk.rows {
+                        let gone = match &end {
+                            Some(end) => *key < **end,
+                            None => row.seq < cutoff,
+                        };
+                        if !gone {
+                            continue;
+                        }
+                        if end.is_none() {
+                            batch.delete_row(&key);
+                        }
+                        if watched && !row.deleted {
+                            let marker = StoredRow {
+                                seq: expired_at,
+                                deleted: true,
+                                cells: Vec::new(),
+                            };
+                            changes.push((Some(row), marker));
                         }
                     }
                     match chunk.resume_after {
-                        Some(key) => after = Some(key),
-                        None => break,
+                        Some(key) if end.as_ref().is_none_or(|end| *key < **end) => {
+                            after = Some(key)
+                        }
+                        _ => break,
                     }
                 }
+                if let Some(end) = &end {
+                    batch.delete_row_range(&scope.prefix(), end);
+                }
+                expired.push((scope, changes));
             }
             store.commit(batch)?;
+            for (scope, changes) in &expired {
+                crate::live::publish(self, &table, scope, changes);
+            }
         }
         Ok(())
     }

@@ -21,7 +21,12 @@ impl Client {
     /// Connects with `authorization` on the upgrade request (none when
     /// empty).
     async fn connect(server: &TestServer, authorization: &str) -> Self {
-        let url = format!("{}/v1/ws", server.base_url.replace("http://", "ws://"));
+        Self::connect_to(&server.base_url, authorization).await
+    }
+
+    /// Connects to the node at `base_url` (`http://...`).
+    async fn connect_to(base_url: &str, authorization: &str) -> Self {
+        let url = format!("{}/v1/ws", base_url.replace("http://", "ws://"));
         let mut request = url.into_client_request().unwrap();
         if !authorization.is_empty() {
             request
@@ -716,15 +721,7 @@ fn apply_change(
 
 async fn resume_during_writes(base_url: &str, query: &str) -> BTreeMap<String, Value> {
     let connect = || async {
-        let url = format!("{}/v1/ws", base_url.replace("http://", "ws://"));
-        let mut request = url.into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", ROOT_BASIC.parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
-            .await
-            .unwrap();
-        let mut client = Client { ws };
+        let mut client = Client::connect_to(base_url, ROOT_BASIC).await;
         assert_eq!(client.next().await["type"], "auth_success");
         client
     };

@@ -7,7 +7,7 @@ use arrow::array::{Array, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use datafusion::error::{DataFusionError, Result};
 
-use crate::{ChangeSet, Outbound, Subscription};
+use crate::{ChangeSet, LivePlan, Outbound, Subscription};
 
 /// How a change looks to one subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,19 +27,22 @@ impl ChangeKind {
     }
 }
 
-/// Which rows of `batch` pass the filter (NULL does not).
-fn matches(subscription: &Subscription, batch: &RecordBatch) -> Result<Vec<bool>> {
-    let Some(filter) = &subscription.plan.filter else {
-        return Ok(vec![true; batch.num_rows()]);
-    };
-    let result = filter.evaluate(batch)?.into_array(batch.num_rows())?;
-    let result = result
-        .as_any()
-        .downcast_ref::<BooleanArray>()
-        .ok_or_else(|| DataFusionError::Plan("the WHERE clause is not a condition".into()))?;
-    Ok((0..result.len())
-        .map(|i| result.is_valid(i) && result.value(i))
-        .collect())
+impl LivePlan {
+    /// Which rows of `batch` (in the table's full schema) pass the filter;
+    /// NULL does not.
+    pub fn matches(&self, batch: &RecordBatch) -> Result<Vec<bool>> {
+        let Some(filter) = &self.filter else {
+            return Ok(vec![true; batch.num_rows()]);
+        };
+        let result = filter.evaluate(batch)?.into_array(batch.num_rows())?;
+        let result = result
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| DataFusionError::Plan("the WHERE clause is not a condition".into()))?;
+        Ok((0..result.len())
+            .map(|i| result.is_valid(i) && result.value(i))
+            .collect())
+    }
 }
 
 /// The notifications `changes` makes for `subscription`, considering only
@@ -64,8 +67,8 @@ pub fn classify(
         }
         Ok(take_record_batch(batch, &UInt32Array::from(rows.to_vec()))?)
     };
-    let old_match = matches(subscription, &subset(&changes.old)?)?;
-    let new_match = matches(subscription, &subset(&changes.new)?)?;
+    let old_match = subscription.plan.matches(&subset(&changes.old)?)?;
+    let new_match = subscription.plan.matches(&subset(&changes.new)?)?;
     let mut runs: Vec<(ChangeKind, Vec<u32>)> = Vec::new();
     for (position, &row) in rows.iter().enumerate() {
         let i = row as usize;

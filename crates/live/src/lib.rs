@@ -182,13 +182,6 @@ impl std::fmt::Display for SubscribeError {
     }
 }
 
-/// Counters of the live query service.
-#[derive(Debug, Default)]
-pub struct LiveStats {
-    pub notifications: AtomicU64,
-    pub overflows: AtomicU64,
-}
-
 /// Every connection and subscription of the node.
 #[derive(Debug)]
 pub struct LiveQueryManager {
@@ -206,7 +199,6 @@ pub struct LiveQueryManager {
     per_user: DashMap<UserId, usize>,
     changes: mpsc::UnboundedSender<ChangeSet>,
     receiver: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<ChangeSet>>>,
-    stats: LiveStats,
 }
 
 fn now_micros() -> i64 {
@@ -227,16 +219,11 @@ impl LiveQueryManager {
             per_user: DashMap::new(),
             changes,
             receiver: parking_lot::Mutex::new(Some(receiver)),
-            stats: LiveStats::default(),
         }
     }
 
     pub fn node_id(&self) -> &NodeId {
         &self.node_id
-    }
-
-    pub fn stats(&self) -> &LiveStats {
-        &self.stats
     }
 
     pub fn connection_count(&self) -> usize {
@@ -491,7 +478,6 @@ impl LiveQueryManager {
             };
             for message in messages {
                 if subscription.outbound.try_send(message).is_err() {
-                    self.stats.overflows.fetch_add(1, Ordering::Relaxed);
                     // The connection names the last change it delivered.
                     self.end(
                         subscription,
@@ -500,7 +486,6 @@ impl LiveQueryManager {
                     );
                     break;
                 }
-                self.stats.notifications.fetch_add(1, Ordering::Relaxed);
                 subscription.changes.fetch_add(1, Ordering::Relaxed);
                 subscription
                     .last_update

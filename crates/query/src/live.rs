@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor,
 };
 use futures::StreamExt;
-use quiver_catalog::{CachedTableData, SEQ_COLUMN};
+use quiver_catalog::CachedTableData;
 use quiver_live::{ChangeSet, ConnectionId, EqualityKey, LivePlan, Subscription};
 use quiver_store::{Scope, StoredRow};
 
@@ -185,10 +185,6 @@ impl QuerySession {
         options: &str,
         snapshot: Snapshot,
     ) -> Result<Subscribed> {
-        let live = self.engine().live().clone();
-        let refused = |e: quiver_live::SubscribeError| QueryError::invalid(e.to_string());
-        live.check_subscribe(connection, subscription_id)
-            .map_err(refused)?;
         let table_id = quiver_common::TableId(self.compile_subscription(sql)?.plan.table_id);
         let lock = self.engine().writer_lock(table_id);
         let _writers = lock.lock().await;
@@ -200,12 +196,11 @@ impl QuerySession {
                 "the table was replaced while subscribing; subscribe again",
             ));
         }
-        let (rows, removed) = match snapshot {
-            Snapshot::Since(from) => self.changed_since(&compiled, from).await?,
-            other => (self.snapshot(&compiled, other).await?, None),
-        };
+        let (rows, removed) = self.snapshot(&compiled, snapshot).await?;
         let start_seq = self.engine().catalog().store().seq().last();
-        let subscription = live
+        let subscription = self
+            .engine()
+            .live()
             .subscribe(
                 connection,
                 subscription_id,
@@ -214,7 +209,7 @@ impl QuerySession {
                 compiled.plan,
                 start_seq,
             )
-            .map_err(refused)?;
+            .map_err(|e| QueryError::invalid(e.to_string()))?;
         Ok(Subscribed {
             subscription,
             rows,
@@ -222,25 +217,23 @@ impl QuerySession {
         })
     }
 
-    async fn snapshot(&self, compiled: &Compiled, snapshot: Snapshot) -> Result<Vec<RecordBatch>> {
-        let mut conditions: Vec<String> = compiled
-            .selection
-            .iter()
-            .map(|s| format!("({s})"))
-            .collect();
+    /// The rows a subscription starts with, and on a resume the rows that
+    /// went away. Full and `last_rows` snapshots run through SQL; a resume
+    /// reads stored versions (`changed_since`).
+    async fn snapshot(
+        &self,
+        compiled: &Compiled,
+        snapshot: Snapshot,
+    ) -> Result<(Vec<RecordBatch>, Option<RecordBatch>)> {
         let tail = match snapshot {
-            Snapshot::None => return Ok(Vec::new()),
+            Snapshot::None => return Ok((Vec::new(), None)),
+            Snapshot::Since(from) => return self.changed_since(compiled, from).await,
             Snapshot::Full => " ORDER BY _seq".to_string(),
-            Snapshot::Since(seq) => {
-                conditions.push(format!("{SEQ_COLUMN} > {seq}"));
-                " ORDER BY _seq".to_string()
-            }
             Snapshot::Last(n) => format!(" ORDER BY _seq DESC LIMIT {n}"),
         };
         let mut sql = compiled.select.clone();
-        if !conditions.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conditions.join(" AND "));
+        if let Some(selection) = &compiled.selection {
+            sql.push_str(&format!(" WHERE {selection}"));
         }
         sql.push_str(&tail);
         let statement = match parse(&sql)?.pop() {
@@ -263,7 +256,7 @@ impl QuerySession {
             // Newest first from the query; oldest first to the client.
             rows = reverse(&compiled.plan.schema, rows)?;
         }
-        Ok(rows)
+        Ok((rows, None))
     }
 }
 
@@ -352,26 +345,9 @@ impl QuerySession {
         let table = &compiled.table;
         let def = table.def();
         let schema = table.arrow_schema();
-        let columns: Vec<OutputColumn> = def
-            .columns
-            .iter()
-            .map(OutputColumn::of)
-            .chain([OutputColumn::Seq])
-            .collect();
+        let columns = full_row(table);
         let all = rows_to_batch(&schema, &columns, &live)?;
-        let matches: Vec<bool> = match &compiled.plan.filter {
-            None => vec![true; all.num_rows()],
-            Some(filter) => {
-                let result = filter.evaluate(&all)?.into_array(all.num_rows())?;
-                let result = result
-                    .as_any()
-                    .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-                    .ok_or_else(|| QueryError::invalid("the WHERE clause is not a condition"))?;
-                (0..result.len())
-                    .map(|i| result.is_valid(i) && result.value(i))
-                    .collect()
-            }
-        };
+        let matches = compiled.plan.matches(&all)?;
         let picked = |want: bool| -> Vec<u32> {
             (0..matches.len() as u32)
                 .filter(|&i| matches[i as usize] == want)
@@ -451,15 +427,22 @@ pub(crate) fn publish(
     }
 }
 
-fn change_set(table: &CachedTableData, scope: &Scope, changes: &[RowChange]) -> Result<ChangeSet> {
-    let def = table.def();
-    let schema = table.arrow_schema();
-    let columns: Vec<OutputColumn> = def
+/// How a table's rows are laid out for live queries: every column, then
+/// `_seq` (the table's Arrow schema).
+fn full_row(table: &CachedTableData) -> Vec<OutputColumn> {
+    table
+        .def()
         .columns
         .iter()
         .map(OutputColumn::of)
         .chain([OutputColumn::Seq])
-        .collect();
+        .collect()
+}
+
+fn change_set(table: &CachedTableData, scope: &Scope, changes: &[RowChange]) -> Result<ChangeSet> {
+    let def = table.def();
+    let schema = table.arrow_schema();
+    let columns = full_row(table);
     // A side without a real row repeats the other side's row; the flags
     // say which rows are real.
     let old: Vec<&StoredRow> = changes

@@ -3,6 +3,7 @@
 //! the background task that applies each table's flush policy, the
 //! compaction policy and STREAM tables' TTL.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -258,6 +259,14 @@ impl QueryEngine {
     async fn maintain(&self, flush: &FlushConfig, compaction: &CompactionConfig) -> Result<()> {
         self.expire_streams().await?;
         let now = chrono::Utc::now().timestamp_millis();
+        // One pass over every scope, grouped by table.
+        let mut written: HashMap<u64, Vec<(Scope, u64, i64)>> = HashMap::new();
+        for (scope, rows, since) in self.cold().pending().all() {
+            written
+                .entry(scope.table_id())
+                .or_default()
+                .push((scope, rows, since));
+        }
         let catalog = self.catalog();
         let tables = catalog.tables();
         for table in tables.iter().chain(catalog.system_tables()) {
@@ -266,31 +275,28 @@ impl QueryEngine {
                 continue;
             }
             let policy = flush_policy(def, flush);
-            let pending = self.cold().pending();
-            let due_scopes: Vec<Scope> = pending
-                .scopes_of(def.id.0)
+            let due_scopes: Vec<Scope> = written
+                .remove(&def.id.0)
+                .unwrap_or_default()
                 .into_iter()
-                .filter(|scope| {
-                    let (rows, since) = pending.get(scope);
-                    due(&policy, rows, since, now)
-                })
+                .filter(|(_, rows, since)| due(&policy, *rows, *since, now))
+                .map(|(scope, _, _)| scope)
                 .collect();
             if !due_scopes.is_empty() {
                 self.flush_scopes(def, due_scopes).await?;
             }
-            if compaction.max_segments == 0 {
-                continue;
-            }
-            let crowded: Vec<Scope> = self
-                .cold()
-                .scopes_of(def.id.0)
-                .into_iter()
-                .filter(|scope| {
-                    self.cold().manifest(scope).segments.len() >= compaction.max_segments
-                })
-                .collect();
-            if !crowded.is_empty() {
-                self.compact_scopes(def, crowded).await?;
+        }
+        if compaction.max_segments == 0 {
+            return Ok(());
+        }
+        // After the flushes, which may have added the segment that counts.
+        let mut crowded: HashMap<u64, Vec<Scope>> = HashMap::new();
+        for scope in self.cold().crowded(compaction.max_segments) {
+            crowded.entry(scope.table_id()).or_default().push(scope);
+        }
+        for table in tables.iter().chain(catalog.system_tables()) {
+            if let Some(scopes) = crowded.remove(&table.def().id.0) {
+                self.compact_scopes(table.def(), scopes).await?;
             }
         }
         Ok(())

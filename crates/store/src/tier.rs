@@ -133,15 +133,16 @@ impl PendingWrites {
         }
     }
 
-    /// The scopes of a table with versions written since their last
-    /// flush.
-    pub fn scopes_of(&self, table_id: u64) -> Vec<Scope> {
+    /// Every scope with versions written since its last flush: the
+    /// versions, and when the first was written (one pass over all scopes).
+    pub fn all(&self) -> Vec<(Scope, u64, i64)> {
         self.scopes
             .iter()
-            .filter(|e| {
-                e.key().table_id() == table_id && e.value().rows.load(Ordering::Acquire) > 0
+            .filter_map(|e| {
+                let rows = e.value().rows.load(Ordering::Acquire);
+                let since = e.value().since_ms.load(Ordering::Acquire);
+                (rows > 0).then(|| (e.key().clone(), rows, since))
             })
-            .map(|e| e.key().clone())
             .collect()
     }
 
@@ -244,6 +245,15 @@ impl ColdTables {
             Some(entry) => entry.manifest(),
             None => Arc::new(Manifest::empty(scope)),
         }
+    }
+
+    /// Every scope with at least `segments` segments (one pass).
+    pub fn crowded(&self, segments: usize) -> Vec<Scope> {
+        self.scopes
+            .iter()
+            .filter(|e| e.value().manifest().segments.len() >= segments.max(1))
+            .map(|e| e.key().clone())
+            .collect()
     }
 
     /// The scopes of a table that have segments.

@@ -2,14 +2,18 @@
 //! once from the configuration, in dependency order, and [`serve`] runs the
 //! HTTP API until its cancellation token fires.
 
+pub mod logging;
+mod reload;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use quiver_api::{ApiState, Auth, RequestRate, WeakSecret, router};
+use quiver_api::{ApiState, Auth, Metrics, RequestRate, WeakSecret, router};
 use quiver_catalog::{Catalog, CatalogError, PasswordCost, hash_password, verify_password};
 use quiver_common::{NodeId, UserId};
-use quiver_config::Config;
+use quiver_config::{Config, ConfigError, Reload, SharedConfig};
 use quiver_query::{QueryEngine, QueryError, run_maintenance};
 use quiver_store::{ColdError, ColdStore, ColdTables, Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
@@ -80,9 +84,10 @@ impl Drop for QueryRuntime {
 
 /// Everything a node runs on, built once from its configuration. Holds no
 /// globals, so one process can run several nodes (as tests do).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppContext {
-    pub config: Arc<Config>,
+    /// The configuration in effect; see [`AppContext::reload`].
+    pub config: Arc<SharedConfig>,
     pub node_id: Arc<NodeId>,
     pub store: Arc<Store>,
     pub catalog: Arc<Catalog>,
@@ -91,10 +96,33 @@ pub struct AppContext {
     /// Each user's allowance of SQL requests.
     pub request_rate: Arc<RequestRate>,
     pub query_runtime: Arc<QueryRuntime>,
+    pub metrics: Arc<Metrics>,
+    /// Applies a new `[logging] level`; set by the binary, which owns the
+    /// log subscriber.
+    pub log_level: Option<Arc<LevelSetter>>,
+}
+
+/// Puts a `tracing` filter into effect, or says why it is invalid.
+pub type LevelSetter = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for AppContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppContext")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppContext {
+    /// Builds a node from a configuration made in code.
     pub fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_shared(Arc::new(SharedConfig::fixed(config)))
+    }
+
+    /// Builds a node that can reload its configuration from where `shared`
+    /// came from.
+    pub fn build_shared(shared: Arc<SharedConfig>) -> Result<Self, StartError> {
+        let config = shared.get();
         let node_id = Arc::new(NodeId::new(&config.server.node_id)?);
         let store = Arc::new(Store::open(
             &config.storage.data_path.join("rocksdb"),
@@ -108,15 +136,16 @@ impl AppContext {
         let auth = Arc::new(Auth::new(&config.auth, &config.server.host)?);
         let engine = Arc::new(QueryEngine::new(
             catalog.clone(),
-            &config,
+            shared.clone(),
             (*node_id).clone(),
         )?);
         set_root_password(&catalog, &config)?;
         let query_runtime =
             Arc::new(QueryRuntime::new(config.server.query_threads).map_err(StartError::Runtime)?);
         let request_rate = Arc::new(RequestRate::new(&config.limits));
+        let metrics = Arc::new(Metrics::new(engine.clone()));
         Ok(Self {
-            config: Arc::new(config),
+            config: shared,
             node_id,
             store,
             catalog,
@@ -124,7 +153,54 @@ impl AppContext {
             auth,
             request_rate,
             query_runtime,
+            metrics,
+            log_level: None,
         })
+    }
+
+    /// Reads the configuration's source again and puts its reloadable
+    /// settings into effect; an invalid file changes nothing. Logs what
+    /// changed, what waits for a restart, or why nothing did.
+    pub fn reload(&self, trigger: &str) -> Result<Reload, ConfigError> {
+        let report = match self.config.reload() {
+            Ok(report) => report,
+            Err(e) => {
+                // One log line, whatever the parser's message looks like.
+                let error = e
+                    .to_string()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::error!(%trigger, %error, "configuration not reloaded; the running settings stay");
+                return Err(e);
+            }
+        };
+        if !report.needs_restart.is_empty() {
+            tracing::warn!(
+                %trigger,
+                keys = %report.needs_restart.join(", "),
+                "changed settings need a restart to take effect"
+            );
+        }
+        if report.applied.is_empty() {
+            tracing::info!(%trigger, "configuration reloaded; nothing to apply");
+            return Ok(report);
+        }
+        self.engine.reconfigure();
+        if report.applied.iter().any(|k| k == "logging.level")
+            && let Some(set_level) = &self.log_level
+            && let Err(e) = set_level(&self.config.get().logging.level)
+        {
+            tracing::error!(error = %e, "invalid logging.level; the previous level stays");
+        }
+        tracing::info!(
+            %trigger,
+            keys = %report.applied.join(", "),
+            "configuration reloaded"
+        );
+        Ok(report)
     }
 
     /// What the HTTP handlers share; `shutdown` ends WebSocket connections.
@@ -134,8 +210,8 @@ impl AppContext {
             auth: self.auth.clone(),
             request_rate: self.request_rate.clone(),
             query_runtime: self.query_runtime.handle(),
-            max_body_bytes: self.config.limits.max_body_bytes,
-            websocket: self.config.websocket.clone(),
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
             shutdown,
         }
     }
@@ -188,11 +264,15 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let address: SocketAddr = listener.local_addr()?;
+    let triggers = reload::Triggers::install(&context);
     tracing::info!(node_id = %context.node_id, %address, "quiver listening");
     let maintenance = context.query_runtime.handle().spawn(run_maintenance(
         context.engine.clone(),
-        context.config.flush.clone(),
-        context.config.compaction.clone(),
+        shutdown.child_token(),
+    ));
+    let reloader = tokio::spawn(reload::run(
+        context.clone(),
+        triggers,
         shutdown.child_token(),
     ));
     let live = context
@@ -208,10 +288,31 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app)
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+        .into_future();
+    let mut server = std::pin::pin!(server);
+    let served = tokio::select! {
+        served = &mut server => served,
+        _ = shutdown.cancelled() => {
+            // No new connections; in-flight requests get a bounded time.
+            let grace = Duration::from_secs(context.config.get().server.shutdown_timeout_secs);
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!(
+                        seconds = grace.as_secs(),
+                        "requests still running after [server] shutdown_timeout_secs; stopping them"
+                    );
+                    Ok(())
+                }
+            }
+        }
+    };
     shutdown.cancel();
+    if let Err(e) = reloader.await {
+        tracing::error!(error = %e, "the configuration reloader stopped abnormally");
+    }
     if let Err(e) = maintenance.await {
         tracing::error!(error = %e, "storage maintenance stopped abnormally");
     }

@@ -1,12 +1,12 @@
 //! The `quiver` server binary.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use quiver_config::{Config, LogFormat};
+use quiver_config::SharedConfig;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 /// Quiver: an embedded analytical database server.
 #[derive(Debug, Parser)]
@@ -18,61 +18,72 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.logging.level)
-        .with_context(|| format!("invalid logging.level {:?}", config.logging.level))?;
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
-    match config.logging.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (config, source) = quiver_config::load(args.config.as_deref(), std::env::vars())?;
-    init_logging(&config)?;
-    let span = tracing::info_span!("node", node_id = %config.server.node_id);
-    run(config, source).instrument(span).await
-}
-
-async fn run(config: Config, source: quiver_config::ConfigSource) -> anyhow::Result<()> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (config, source) = quiver_config::load(args.config.as_deref(), env.iter().cloned())?;
+    let set_level = quiver::logging::init(&config.logging, &config.server.node_id, std::io::stdout)
+        .map_err(anyhow::Error::msg)
+        .context("starting the log")?;
     tracing::info!(config = %source, data_path = %config.storage.data_path.display(), "starting");
-    let context = quiver::AppContext::build(config)?;
-    let listener = quiver::bind(&context.config).await?;
+    let shared = Arc::new(SharedConfig::new(config, source, env));
+    let mut context = quiver::AppContext::build_shared(shared)?;
+    context.log_level = Some(set_level);
+    let listener = quiver::bind(&context.config.get()).await?;
     let shutdown = CancellationToken::new();
-    let signals = shutdown.clone();
-    let signal_task = tokio::spawn(
-        async move {
-            wait_for_signal().await;
-            tracing::info!("shutdown requested");
-            signals.cancel();
-        }
-        .in_current_span(),
-    );
-    quiver::serve(context, listener, shutdown).await?;
-    signal_task.abort();
+    let signals = tokio::spawn(watch_signals(Signals::install()?, shutdown.clone()));
+    let served = quiver::serve(context, listener, shutdown).await;
+    signals.abort();
+    served?;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT, taken over before the node announces that it
+/// listens.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("handling SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("handling SIGINT")?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {})
+    }
+
+    #[cfg(unix)]
+    async fn next(&mut self) {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
         }
     }
+
     #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+    async fn next(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The first SIGTERM or SIGINT starts a graceful shutdown; a second one
+/// ends the process at once.
+async fn watch_signals(mut signals: Signals, shutdown: CancellationToken) {
+    signals.next().await;
+    tracing::info!("shutdown requested; a second signal stops at once");
+    shutdown.cancel();
+    signals.next().await;
+    tracing::warn!("second shutdown signal; exiting without waiting");
+    std::process::exit(130);
 }

@@ -84,6 +84,7 @@ fn segment_file(node: &BenchNode, table: &str) -> std::path::PathBuf {
     assert_eq!(manifest.segments.len(), 1, "one segment after the flush");
     node.context
         .config
+        .get()
         .storage
         .data_path
         .join("cold")

@@ -88,7 +88,7 @@ impl TestServer {
     pub async fn start_config(config: Config) -> Self {
         let data_dir = config.storage.data_path.clone();
         let context = AppContext::build(config).expect("node builds");
-        let listener = quiver::bind(&context.config).await.expect("bind");
+        let listener = quiver::bind(&context.config.get()).await.expect("bind");
         let address = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(quiver::serve(context.clone(), listener, shutdown.clone()));
@@ -105,7 +105,7 @@ impl TestServer {
 
     /// Stops the node and starts a new one on the same data directory.
     pub async fn restart(self) -> Self {
-        let config = (*self.context.config).clone();
+        let config = (*self.context.config.get()).clone();
         let temp = self.stop().await;
         let mut server = Self::start_config(config).await;
         server._temp = temp;

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -29,38 +30,94 @@ pub fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
 
 /// Starts the binary and returns it with the address it logged.
 pub async fn start(config: &Path) -> (Child, String) {
+    let (child, address, _) = start_logged(config).await;
+    (child, address)
+}
+
+/// The lines a server has logged so far.
+#[derive(Debug, Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits up to 10 s for a line containing every one of `parts`.
+    pub async fn wait_for(&self, parts: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self
+                .lines()
+                .into_iter()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with {parts:?} in:\n{}",
+                self.lines().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Starts the binary; returns it, the address it logged, and its log.
+pub async fn start_logged(config: &Path) -> (Child, String, Log) {
     let mut command = quiver();
     command.arg("--config").arg(config);
     let mut child = command.spawn().expect("starts");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let log = Log::default();
     let address = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
+            log.0.lock().unwrap().push(line.clone());
             if line.contains("quiver listening") {
                 assert!(
-                    line.contains("node_id="),
+                    line.contains("node_id=") || line.contains("\"node_id\":"),
                     "node id missing from log: {line}"
                 );
-                let address = line.split("address=").nth(1).unwrap();
-                return address.split_whitespace().next().unwrap().to_string();
+                return listening_address(&line);
             }
         }
         panic!("server exited before listening");
     })
     .await
     .expect("listens within a minute");
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, address)
+    // Keep reading the log so the server never blocks on a full pipe.
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.0.lock().unwrap().push(line);
+        }
+    });
+    (child, address, log)
 }
 
-pub async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+fn listening_address(line: &str) -> String {
+    if line.starts_with('{') {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        return event["fields"]["address"].as_str().unwrap().to_string();
+    }
+    let address = line.split("address=").nth(1).unwrap();
+    address.split_whitespace().next().unwrap().to_string()
+}
+
+/// Sends `signal` (`TERM`, `HUP`, `INT`) to the process.
+pub fn signal(child: &Child, signal: &str) {
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([&format!("-{signal}"), &pid])
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+pub async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    signal(child, "TERM");
     tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("stops within 30 s")

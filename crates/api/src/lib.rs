@@ -6,6 +6,7 @@ mod auth;
 mod encode;
 mod error;
 mod limits;
+mod metrics;
 mod routes;
 mod ws;
 
@@ -13,4 +14,5 @@ pub use auth::{Auth, MIN_SECRET_BYTES, Principal, WeakSecret, is_loopback_host};
 pub use encode::{schema_json, write_rows};
 pub use error::ApiError;
 pub use limits::RequestRate;
+pub use metrics::Metrics;
 pub use routes::{ApiState, router};

@@ -3,8 +3,10 @@
 //! password checks.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use quiver_common::{ErrorCode, UserId};
@@ -12,22 +14,30 @@ use quiver_config::{AuthConfig, LimitsConfig};
 
 use crate::error::ApiError;
 
-/// How many SQL requests each user may make: a token bucket per user.
+/// How many SQL requests each user may make: a token bucket per user,
+/// rebuilt (full) when `[limits]` changes.
+#[derive(Debug)]
 pub struct RequestRate {
-    limiter: Option<DefaultKeyedRateLimiter<UserId>>,
-    per_second: u32,
+    buckets: ArcSwap<Buckets>,
 }
 
-impl std::fmt::Debug for RequestRate {
+struct Buckets {
+    per_second: u32,
+    burst: u32,
+    limiter: Option<DefaultKeyedRateLimiter<UserId>>,
+}
+
+impl std::fmt::Debug for Buckets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestRate")
+        f.debug_struct("Buckets")
             .field("per_second", &self.per_second)
+            .field("burst", &self.burst)
             .finish_non_exhaustive()
     }
 }
 
-impl RequestRate {
-    pub fn new(limits: &LimitsConfig) -> Self {
+impl Buckets {
+    fn new(limits: &LimitsConfig) -> Self {
         let limiter = NonZeroU32::new(limits.queries_per_second).map(|rate| {
             let burst = NonZeroU32::new(limits.query_burst)
                 .unwrap_or(rate)
@@ -35,14 +45,29 @@ impl RequestRate {
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
         Self {
-            limiter,
             per_second: limits.queries_per_second,
+            burst: limits.query_burst,
+            limiter,
+        }
+    }
+}
+
+impl RequestRate {
+    pub fn new(limits: &LimitsConfig) -> Self {
+        Self {
+            buckets: ArcSwap::from_pointee(Buckets::new(limits)),
         }
     }
 
-    /// Takes one request from `user`'s allowance, or refuses it.
-    pub fn check(&self, user: &UserId) -> Result<(), ApiError> {
-        let Some(limiter) = &self.limiter else {
+    /// Takes one request from `user`'s allowance under `limits`, or
+    /// refuses it.
+    pub fn check(&self, user: &UserId, limits: &LimitsConfig) -> Result<(), ApiError> {
+        let mut buckets = self.buckets.load_full();
+        if (buckets.per_second, buckets.burst) != (limits.queries_per_second, limits.query_burst) {
+            buckets = Arc::new(Buckets::new(limits));
+            self.buckets.store(buckets.clone());
+        }
+        let Some(limiter) = &buckets.limiter else {
             return Ok(());
         };
         limiter.check_key(user).map_err(|_| {
@@ -51,7 +76,7 @@ impl RequestRate {
                 format!(
                     "user {user} sent more than {} SQL requests per second \
                      ([limits] queries_per_second); retry shortly",
-                    self.per_second
+                    buckets.per_second
                 ),
             )
         })
@@ -156,24 +181,30 @@ mod tests {
 
     #[test]
     fn rate_allows_the_burst_then_refuses_per_user() {
-        let rate = RequestRate::new(&LimitsConfig {
+        let limits = LimitsConfig {
             queries_per_second: 1,
             query_burst: 3,
             ..LimitsConfig::default()
-        });
+        };
+        let rate = RequestRate::new(&limits);
         let alice = UserId::parse("alice").unwrap();
         for _ in 0..3 {
-            rate.check(&alice).unwrap();
+            rate.check(&alice, &limits).unwrap();
         }
-        let err = rate.check(&alice).unwrap_err();
+        let err = rate.check(&alice, &limits).unwrap_err();
         assert_eq!(err.code, ErrorCode::RateLimitExceeded);
-        rate.check(&UserId::parse("bob").unwrap()).unwrap();
-        let unlimited = RequestRate::new(&LimitsConfig {
+        rate.check(&UserId::parse("bob").unwrap(), &limits).unwrap();
+        let unlimited = LimitsConfig {
             queries_per_second: 0,
             ..LimitsConfig::default()
-        });
+        };
         for _ in 0..10_000 {
-            unlimited.check(&alice).unwrap();
+            rate.check(&alice, &unlimited).unwrap();
         }
+        // Back to a limit: the buckets start full again.
+        for _ in 0..3 {
+            rate.check(&alice, &limits).unwrap();
+        }
+        assert!(rate.check(&alice, &limits).is_err());
     }
 }

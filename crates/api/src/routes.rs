@@ -5,17 +5,21 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
+use http_body_util::Limited;
 use quiver_common::ErrorCode;
-use quiver_config::WebSocketConfig;
+use quiver_config::{Config, SharedConfig};
 use quiver_query::{QueryEngine, QueryError, StatementOutput};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -23,6 +27,7 @@ use crate::auth::{self, Auth, Principal, authenticate};
 use crate::encode::{schema_json, write_rows};
 use crate::error::ApiError;
 use crate::limits::RequestRate;
+use crate::metrics::{self, Metrics};
 use crate::ws;
 
 /// What the handlers share: built once by the node's composition root.
@@ -33,15 +38,16 @@ pub struct ApiState {
     pub request_rate: Arc<RequestRate>,
     /// Where queries run, apart from the threads serving HTTP.
     pub query_runtime: tokio::runtime::Handle,
-    pub max_body_bytes: usize,
-    pub websocket: WebSocketConfig,
+    /// The configuration in effect; reloads take effect on the next
+    /// request or connection.
+    pub config: Arc<SharedConfig>,
+    pub metrics: Arc<Metrics>,
     /// Cancelled when the node stops: WebSocket connections close.
     pub shutdown: CancellationToken,
 }
 
 /// The v1 HTTP API.
 pub fn router(state: ApiState) -> Router {
-    let body_limit = state.max_body_bytes;
     Router::new()
         .route("/v1/api/sql", post(sql))
         .route("/v1/ws", get(ws::upgrade))
@@ -52,10 +58,24 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/api/auth/setup", post(auth::setup))
         .route("/health", get(health))
         .route("/v1/api/healthcheck", get(health))
+        .route("/metrics", get(metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .with_state(state)
+}
+
+/// Caps request bodies at `[limits] max_body_bytes` as configured now;
+/// extractors reading past it answer 413.
+async fn limit_body(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let limit = state.config.get().limits.max_body_bytes;
+    next.run(request.map(|body| Body::new(Limited::new(body, limit))))
+        .await
 }
 
 async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
@@ -104,13 +124,15 @@ async fn sql(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let start = Instant::now();
-    let timeout_ms = state.engine.limits().query_timeout_ms;
+    let config = state.config.get();
+    let timeout_ms = config.limits.query_timeout_ms;
+    let metrics = state.metrics.clone();
     // Aborted if the client goes away or the time limit passes: a
     // statement either committed before that or wrote nothing.
     let task = AbortOnDropHandle::new(state.query_runtime.clone().spawn(async move {
         let principal = authenticate(&state, &headers, peer).await?;
-        state.request_rate.check(&principal.user)?;
-        run_sql(&state, &principal, body).await
+        state.request_rate.check(&principal.user, &config.limits)?;
+        run_sql(&state, &config, &principal, body, start).await
     }));
     let joined = if timeout_ms == 0 {
         Ok(task.await)
@@ -134,6 +156,7 @@ async fn sql(
             ),
         )),
     };
+    metrics.observe_query(start.elapsed().as_secs_f64());
     match outcome {
         Ok(body) => (
             StatusCode::OK,
@@ -153,8 +176,10 @@ fn finish_body(mut body: Vec<u8>, took_ms: f64) -> Vec<u8> {
 
 async fn run_sql(
     state: &ApiState,
+    config: &Config,
     principal: &Principal,
     body: Result<Bytes, BytesRejection>,
+    start: Instant,
 ) -> Result<Vec<u8>, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -162,7 +187,7 @@ async fn run_sql(
                 ErrorCode::PayloadTooLarge,
                 format!(
                     "request body is larger than {} bytes ([limits] max_body_bytes)",
-                    state.max_body_bytes
+                    config.limits.max_body_bytes
                 ),
             )
         } else {
@@ -187,10 +212,98 @@ async fn run_sql(
     }
     let request: SqlRequest =
         serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
-    let params = request.params.unwrap_or_default();
+    let params = request.params.as_deref().unwrap_or_default();
+    let result = run_statements(state, config, principal, &request, params).await;
+    log_if_slow(config, principal, &request.sql, start, &result);
+    result
+}
+
+/// Logs a request that took at least `[logging] slow_query_ms`.
+fn log_if_slow(
+    config: &Config,
+    principal: &Principal,
+    sql: &str,
+    start: Instant,
+    result: &Result<Vec<u8>, ApiError>,
+) {
+    let threshold = config.logging.slow_query_ms;
+    let took = start.elapsed();
+    if threshold < 0 || took.as_millis() < threshold as u128 {
+        return;
+    }
+    tracing::warn!(
+        target: "quiver::slow_query",
+        user = %principal.user,
+        duration_ms = took.as_secs_f64() * 1000.0,
+        failed = result.is_err(),
+        sql = %mask_passwords(sql),
+        "slow query"
+    );
+}
+
+/// `sql` with the string literal after each `PASSWORD` keyword replaced by
+/// `'********'`, for logs.
+pub(crate) fn mask_passwords(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut word = String::new();
+    let mut last_word = String::new();
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            out.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            last_word = std::mem::take(&mut word);
+        }
+        if c != '\'' {
+            if !c.is_whitespace() {
+                last_word.clear();
+            }
+            out.push(c);
+            continue;
+        }
+        let secret = last_word.eq_ignore_ascii_case("password");
+        last_word.clear();
+        out.push('\'');
+        // To the closing quote; '' is an escaped quote.
+        loop {
+            match chars.next() {
+                None => break,
+                Some('\'') if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    if !secret {
+                        out.push_str("''");
+                    }
+                }
+                Some('\'') => break,
+                Some(c) => {
+                    if !secret {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        if secret {
+            out.push_str("********");
+        }
+        out.push('\'');
+    }
+    out
+}
+
+async fn run_statements(
+    state: &ApiState,
+    config: &Config,
+    principal: &Principal,
+    request: &SqlRequest,
+    params: &[serde_json::Value],
+) -> Result<Vec<u8>, ApiError> {
     let engine = &state.engine;
+    let counters = &engine.node().counters;
     let statements = engine
-        .prepare(&request.sql, &params)
+        .prepare(&request.sql, params)
         .map_err(|e| ApiError::from_query(e, None))?;
     let user = principal.user.clone();
     let mut session = engine
@@ -200,7 +313,7 @@ async fn run_sql(
             principal.role,
         )
         .map_err(|e| ApiError::from_query(e, None))?;
-    let max_rows = engine.limits().max_result_rows;
+    let max_rows = config.limits.max_result_rows;
 
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"{\"status\":\"success\",\"results\":[");
@@ -234,6 +347,7 @@ async fn run_sql(
                     write_rows(&batch, &mut out, rows == 0);
                     rows += batch.num_rows();
                 }
+                counters.rows_read.fetch_add(rows as u64, Ordering::Relaxed);
                 out.extend_from_slice(b"],\"row_count\":");
                 out.extend_from_slice(rows.to_string().as_bytes());
                 out.extend_from_slice(b",\"as_user\":");

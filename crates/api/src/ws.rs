@@ -22,6 +22,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::response::{IntoResponse, Response};
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use quiver_config::WebSocketConfig;
 use quiver_live::{ChangeKind, ConnectionHandle, ConnectionId, Outbound, SubscribeError};
 use quiver_query::{QueryError, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -51,7 +52,7 @@ pub(crate) async fn upgrade(
     } else {
         None
     };
-    let limit = state.websocket.max_message_bytes;
+    let limit = state.config.get().websocket.max_message_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| serve_socket(state, socket, principal))
@@ -150,10 +151,12 @@ async fn wait_for_auth(state: &ApiState, socket: &mut WebSocket) -> Result<Princ
 }
 
 async fn serve_socket(state: ApiState, mut socket: WebSocket, principal: Option<Principal>) {
+    // A connection keeps the settings it started with.
+    let websocket = state.config.get().websocket;
     let principal = match principal {
         Some(principal) => principal,
         None => {
-            let limit = Duration::from_secs(state.websocket.auth_timeout_secs);
+            let limit = Duration::from_secs(websocket.auth_timeout_secs);
             let outcome = tokio::time::timeout(limit, wait_for_auth(&state, &mut socket)).await;
             match outcome {
                 Ok(Ok(principal)) => principal,
@@ -180,10 +183,10 @@ async fn serve_socket(state: ApiState, mut socket: WebSocket, principal: Option<
     let live = state.engine.live().clone();
     let handle = live.connect(principal.user.clone());
     let id = handle.id;
-    let per_second =
-        NonZeroU32::new(state.websocket.max_messages_per_second).unwrap_or(NonZeroU32::MIN);
+    let per_second = NonZeroU32::new(websocket.max_messages_per_second).unwrap_or(NonZeroU32::MIN);
     let mut connection = Connection {
         state,
+        websocket,
         principal,
         id,
         current: HashMap::new(),
@@ -226,6 +229,7 @@ struct Current {
 
 struct Connection {
     state: ApiState,
+    websocket: WebSocketConfig,
     principal: Principal,
     id: ConnectionId,
     /// By subscription id.
@@ -246,7 +250,7 @@ enum End {
 
 impl Connection {
     async fn run(&mut self, mut socket: WebSocket, mut handle: ConnectionHandle) {
-        let config = self.state.websocket.clone();
+        let config = self.websocket;
         let mut ping = tokio::time::interval(Duration::from_secs(config.ping_interval_secs));
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let client_timeout = Duration::from_secs(config.client_timeout_secs);
@@ -310,7 +314,7 @@ impl Connection {
                 if !self.is_current(&id, live_id) {
                     return Vec::new();
                 }
-                let capacity = self.state.websocket.queue_capacity;
+                let capacity = self.websocket.queue_capacity;
                 let held = self.loading.get(&id).map(|l| l.held.len());
                 match held {
                     Some(held) if held < capacity => {
@@ -389,7 +393,7 @@ impl Connection {
                 &format!(
                     "more than {} messages per second ([websocket] max_messages_per_second); \
                      the message was ignored",
-                    self.state.websocket.max_messages_per_second
+                    self.websocket.max_messages_per_second
                 ),
             )];
         }

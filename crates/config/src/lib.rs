@@ -5,9 +5,11 @@
 
 mod load;
 mod model;
+mod shared;
 
-pub use load::{ConfigError, ConfigSource, ENV_PREFIX, load};
+pub use load::{ConfigError, ConfigSource, ENV_PREFIX, load, load_from};
 pub use model::{
     AuthConfig, CompactionConfig, Config, DataFusionConfig, FlushConfig, LimitsConfig, LogFormat,
     LoggingConfig, ServerConfig, StorageConfig, WebSocketConfig,
 };
+pub use shared::{Reload, SharedConfig, reloadable};

@@ -58,7 +58,17 @@ pub fn load(
         None if Path::new("config.toml").is_file() => ConfigSource::File("config.toml".into()),
         None => ConfigSource::Defaults,
     };
-    let mut table = match &source {
+    let config = load_from(&source, env)?;
+    Ok((config, source))
+}
+
+/// Loads the configuration from `source`, applies `QUIVER_...` overrides
+/// from `env` and validates the result.
+pub fn load_from(
+    source: &ConfigSource,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut table = match source {
         ConfigSource::Defaults => toml::Table::new(),
         ConfigSource::File(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -88,8 +98,8 @@ pub fn load(
         path: PathBuf::from(source.to_string()),
         message: e.message().to_string(),
     })?;
-    validate(&config, &source)?;
-    Ok((config, source))
+    validate(&config, source)?;
+    Ok(config)
 }
 
 /// Parses and type-checks a file's text, so that errors carry its line and column.
@@ -240,6 +250,12 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
     }
     if config.logging.level.trim().is_empty() {
         return Err(bad("logging.level", "must not be empty".to_string()));
+    }
+    if config.logging.slow_query_ms < -1 {
+        return Err(bad(
+            "logging.slow_query_ms",
+            "must be -1 (off), 0 (every request) or a number of milliseconds".to_string(),
+        ));
     }
     Ok(())
 }

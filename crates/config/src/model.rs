@@ -23,10 +23,8 @@ impl Config {
     /// Every effective setting as `(section.key, value)`, sorted, with
     /// secrets (keys ending in `secret` or `password`) masked.
     pub fn settings(&self) -> Vec<(String, String)> {
-        let table = toml::Table::try_from(self).expect("the config model serializes");
-        let mut out = BTreeMap::new();
-        flatten("", &table, &mut out);
-        out.into_iter()
+        self.entries()
+            .into_iter()
             .map(|(key, value)| {
                 let secret = key.ends_with("secret") || key.ends_with("password");
                 (
@@ -39,6 +37,14 @@ impl Config {
                 )
             })
             .collect()
+    }
+
+    /// Every effective setting as `section.key -> value`, unmasked.
+    pub(crate) fn entries(&self) -> BTreeMap<String, String> {
+        let table = toml::Table::try_from(self).expect("the config model serializes");
+        let mut out = BTreeMap::new();
+        flatten("", &table, &mut out);
+        out
     }
 }
 
@@ -54,6 +60,12 @@ pub struct ServerConfig {
     /// Threads of the runtime that plans and executes queries, apart from
     /// the threads serving HTTP; 0 means one per CPU core.
     pub query_threads: usize,
+    /// Seconds in-flight requests get to finish after a shutdown signal;
+    /// then the node stops anyway.
+    pub shutdown_timeout_secs: u64,
+    /// Reload the configuration file when it changes (it is also reloaded
+    /// on SIGHUP).
+    pub watch_config: bool,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +75,8 @@ impl Default for ServerConfig {
             host: "127.0.0.1".to_string(),
             port: 8080,
             query_threads: 0,
+            shutdown_timeout_secs: 30,
+            watch_config: true,
         }
     }
 }
@@ -87,7 +101,7 @@ impl Default for StorageConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest accepted HTTP request body, in bytes.
@@ -127,7 +141,7 @@ impl Default for LimitsConfig {
 
 /// When hot rows move to Parquet, for tables without a `FLUSH_POLICY` of
 /// their own; a table's policy replaces both parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FlushConfig {
     /// Flush a table once it has this many hot rows (0: never by count).
@@ -192,7 +206,7 @@ impl Default for AuthConfig {
 }
 
 /// Live queries over `/v1/ws`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebSocketConfig {
     /// Seconds a new connection has to authenticate.
@@ -232,7 +246,7 @@ impl Default for WebSocketConfig {
 }
 
 /// When a table's segments are merged into one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompactionConfig {
     /// Compact a table automatically once it has this many segments
@@ -260,6 +274,9 @@ pub struct LoggingConfig {
     /// `tracing` filter: a level (`info`) or directives (`info,quiver_query=debug`).
     pub level: String,
     pub format: LogFormat,
+    /// Requests that run at least this many milliseconds are logged with
+    /// their SQL (passwords masked); 0 logs every request, -1 none.
+    pub slow_query_ms: i64,
 }
 
 impl Default for LoggingConfig {
@@ -267,6 +284,7 @@ impl Default for LoggingConfig {
         Self {
             level: "info".to_string(),
             format: LogFormat::Text,
+            slow_query_ms: 1000,
         }
     }
 }

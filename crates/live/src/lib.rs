@@ -17,6 +17,7 @@ mod index;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use dashmap::DashMap;
@@ -154,6 +155,15 @@ pub struct LiveLimits {
     pub queue_capacity: usize,
 }
 
+/// Counts of the live query service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveStats {
+    pub connections: u64,
+    pub subscriptions: u64,
+    pub notifications: u64,
+    pub overflows: u64,
+}
+
 /// Why a subscription could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscribeError {
@@ -186,7 +196,12 @@ impl std::fmt::Display for SubscribeError {
 #[derive(Debug)]
 pub struct LiveQueryManager {
     node_id: NodeId,
-    limits: LiveLimits,
+    /// Replaced when the configuration is reloaded.
+    limits: ArcSwap<LiveLimits>,
+    /// Notifications queued for clients since start.
+    notifications: AtomicU64,
+    /// Subscriptions ended because their client fell behind.
+    overflows: AtomicU64,
     next_connection: AtomicU64,
     /// Numbers subscriptions, so that every live id is new.
     next_subscription: AtomicU64,
@@ -210,7 +225,9 @@ impl LiveQueryManager {
         let (changes, receiver) = mpsc::unbounded_channel();
         Self {
             node_id,
-            limits,
+            limits: ArcSwap::from_pointee(limits),
+            notifications: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
             next_connection: AtomicU64::new(1),
             next_subscription: AtomicU64::new(1),
             connections: DashMap::new(),
@@ -230,6 +247,20 @@ impl LiveQueryManager {
         self.connections.len()
     }
 
+    /// Limits for new connections and subscriptions from now on.
+    pub fn set_limits(&self, limits: LiveLimits) {
+        self.limits.store(Arc::new(limits));
+    }
+
+    pub fn stats(&self) -> LiveStats {
+        LiveStats {
+            connections: self.connections.len() as u64,
+            subscriptions: self.live.len() as u64,
+            notifications: self.notifications.load(Ordering::Relaxed),
+            overflows: self.overflows.load(Ordering::Relaxed),
+        }
+    }
+
     /// Whether any subscription reads the table; writers build change
     /// sets only then.
     pub fn watches(&self, table_id: u64) -> bool {
@@ -245,7 +276,8 @@ impl LiveQueryManager {
     /// Registers a connection of `user`.
     pub fn connect(&self, user: UserId) -> ConnectionHandle {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        let (outbound, outbound_rx) = mpsc::channel(self.limits.queue_capacity.max(1));
+        let capacity = self.limits.load().queue_capacity;
+        let (outbound, outbound_rx) = mpsc::channel(capacity.max(1));
         let (control, control_rx) = mpsc::unbounded_channel();
         self.connections.insert(
             id,
@@ -276,15 +308,16 @@ impl LiveQueryManager {
         if conn.subscriptions.contains_key(id) {
             return Err(SubscribeError::DuplicateId(id.to_string()));
         }
-        if conn.subscriptions.len() >= self.limits.max_subscriptions_per_connection {
+        let limits = **self.limits.load();
+        if conn.subscriptions.len() >= limits.max_subscriptions_per_connection {
             return Err(SubscribeError::TooMany(
-                self.limits.max_subscriptions_per_connection,
+                limits.max_subscriptions_per_connection,
             ));
         }
         let held = self.per_user.get(&conn.user).map_or(0, |n| *n);
-        if held >= self.limits.max_subscriptions_per_user {
+        if held >= limits.max_subscriptions_per_user {
             return Err(SubscribeError::TooManyForUser(
-                self.limits.max_subscriptions_per_user,
+                limits.max_subscriptions_per_user,
             ));
         }
         Ok(())
@@ -478,6 +511,7 @@ impl LiveQueryManager {
             };
             for message in messages {
                 if subscription.outbound.try_send(message).is_err() {
+                    self.overflows.fetch_add(1, Ordering::Relaxed);
                     // The connection names the last change it delivered.
                     self.end(
                         subscription,
@@ -487,6 +521,7 @@ impl LiveQueryManager {
                     break;
                 }
                 subscription.changes.fetch_add(1, Ordering::Relaxed);
+                self.notifications.fetch_add(1, Ordering::Relaxed);
                 subscription
                     .last_update
                     .store(now_micros(), Ordering::Relaxed);

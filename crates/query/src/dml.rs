@@ -319,7 +319,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         }
     }
     store.commit(batch)?;
-    session.engine().cold().pending().note(&scope, count);
+    session.engine().committed(&scope, count);
     live::publish(session.engine(), &table, &scope, &changes);
     Ok(done(count, "Inserted"))
 }
@@ -623,7 +623,7 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
     }
     store.commit(batch)?;
     let scope = session.scope(def);
-    session.engine().cold().pending().note(&scope, count);
+    session.engine().committed(&scope, count);
     live::publish(session.engine(), &table, &scope, &changes);
     Ok(done(count, "Updated"))
 }
@@ -682,7 +682,7 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
     }
     store.commit(batch)?;
     let scope = session.scope(def);
-    session.engine().cold().pending().note(&scope, count);
+    session.engine().committed(&scope, count);
     live::publish(session.engine(), &table, &scope, &changes);
     Ok(done(count, "Deleted"))
 }
@@ -784,7 +784,7 @@ pub async fn append_batch(
     }
     store.commit(write)?;
     let count = rows.len() as u64;
-    engine.cold().pending().note(&scope, count);
+    engine.committed(&scope, count);
     if engine.live().watches(def.id.0) {
         let changes: Vec<RowChange> = rows.into_iter().map(|(_, row)| (None, row)).collect();
         live::publish(engine, &table, &scope, &changes);

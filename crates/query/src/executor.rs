@@ -17,7 +17,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{CreateView, ObjectName, ObjectType, Statement};
 use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableDef, TableType};
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
-use quiver_config::{Config, LimitsConfig};
+use quiver_config::{Config, LimitsConfig, SharedConfig, WebSocketConfig};
 
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use quiver_live::{LiveLimits, LiveQueryManager};
@@ -27,7 +27,7 @@ use crate::dialect::{QuiverStatement, StorageTarget, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::merge::COLD_URL;
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
-use crate::system::{self, NodeInfo, SYSTEM_NAMESPACE};
+use crate::system::{self, NodeCounters, NodeInfo, SYSTEM_NAMESPACE};
 use crate::{ddl, dml, suggest, views};
 
 /// What one statement produced.
@@ -52,15 +52,21 @@ impl std::fmt::Debug for StatementOutput {
 pub struct QueryEngine {
     catalog: Arc<Catalog>,
     cold: Arc<ColdTables>,
-    row_group_rows: usize,
     password_cost: PasswordCost,
     node: Arc<NodeInfo>,
     base_state: SessionState,
-    limits: LimitsConfig,
     /// Serializes writers of one table (check-then-write of primary keys).
     /// An async mutex: writers hold it while DataFusion evaluates their
     /// `WHERE`, which awaits.
     writers: DashMap<TableId, Arc<tokio::sync::Mutex<()>>>,
+}
+
+fn live_limits(websocket: &WebSocketConfig) -> LiveLimits {
+    LiveLimits {
+        max_subscriptions_per_connection: websocket.max_subscriptions_per_connection,
+        max_subscriptions_per_user: websocket.max_subscriptions_per_user,
+        queue_capacity: websocket.queue_capacity,
+    }
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -73,24 +79,20 @@ impl QueryEngine {
     /// Builds the engine; `datafusion_options` are `(datafusion.<key>,
     /// value)` pairs applied to every session, rejected here if unknown or
     /// invalid.
-    pub fn new(catalog: Arc<Catalog>, config: &Config, node_id: NodeId) -> Result<Self> {
+    pub fn new(catalog: Arc<Catalog>, shared: Arc<SharedConfig>, node_id: NodeId) -> Result<Self> {
+        let config = shared.get();
         let datafusion_options = config.datafusion.options();
-        let limits = config.limits.clone();
-        let flush = config.flush.clone();
         let auth = config.auth.clone();
         let live = Arc::new(LiveQueryManager::new(
             node_id.clone(),
-            LiveLimits {
-                max_subscriptions_per_connection: config.websocket.max_subscriptions_per_connection,
-                max_subscriptions_per_user: config.websocket.max_subscriptions_per_user,
-                queue_capacity: config.websocket.queue_capacity,
-            },
+            live_limits(&config.websocket),
         ));
         let node = Arc::new(NodeInfo {
             node_id,
             started_at: std::time::Instant::now(),
-            settings: config.settings(),
+            config: shared,
             live,
+            counters: NodeCounters::default(),
         });
         let mut config = SessionConfig::new()
             .with_information_schema(true)
@@ -126,14 +128,12 @@ impl QueryEngine {
         Ok(Self {
             catalog,
             cold,
-            row_group_rows: flush.row_group_rows,
             password_cost: PasswordCost {
                 memory_kib: auth.password_memory_kib,
                 iterations: auth.password_iterations,
             },
             node,
             base_state,
-            limits,
             writers: DashMap::new(),
         })
     }
@@ -172,9 +172,19 @@ impl QueryEngine {
             .map_err(|e| QueryError::Internal(e.to_string()))
     }
 
+    /// Counts `rows` written to `scope` by a committed statement, toward
+    /// its flush policy and the node's totals.
+    pub(crate) fn committed(&self, scope: &Scope, rows: u64) {
+        self.cold.pending().note(scope, rows);
+        self.node
+            .counters
+            .rows_written
+            .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Rows per row group of new segments.
     pub(crate) fn row_group_rows(&self) -> usize {
-        self.row_group_rows
+        self.config().flush.row_group_rows
     }
 
     /// The node this engine serves: identity, start time, settings.
@@ -187,34 +197,47 @@ impl QueryEngine {
         &self.node.live
     }
 
-    pub fn limits(&self) -> &LimitsConfig {
-        &self.limits
+    /// The configuration in effect now.
+    pub fn config(&self) -> Arc<Config> {
+        self.node.config.get()
+    }
+
+    pub fn limits(&self) -> LimitsConfig {
+        self.config().limits
+    }
+
+    /// Puts settings that are pushed rather than read on each use into
+    /// effect, after the configuration was reloaded.
+    pub fn reconfigure(&self) {
+        self.live()
+            .set_limits(live_limits(&self.config().websocket));
     }
 
     /// Checks a request's size limits, splits and parses its statements and
     /// binds `params` (only allowed with a single statement).
     pub fn prepare(&self, sql: &str, params: &[serde_json::Value]) -> Result<Vec<QuiverStatement>> {
-        if sql.len() > self.limits.max_sql_bytes {
+        let limits = self.limits();
+        if sql.len() > limits.max_sql_bytes {
             return Err(QueryError::SqlTooLong {
                 len: sql.len(),
-                limit: self.limits.max_sql_bytes,
+                limit: limits.max_sql_bytes,
             });
         }
-        if params.len() > self.limits.max_params {
+        if params.len() > limits.max_params {
             return Err(QueryError::InvalidParameter(format!(
                 "{} parameters given, more than the limit of {} ([limits] max_params)",
                 params.len(),
-                self.limits.max_params
+                limits.max_params
             )));
         }
         let mut statements = parse(sql)?;
         if statements.is_empty() {
             return Err(QueryError::EmptySql);
         }
-        if statements.len() > self.limits.max_statements {
+        if statements.len() > limits.max_statements {
             return Err(QueryError::TooManyStatements {
                 count: statements.len(),
-                limit: self.limits.max_statements,
+                limit: limits.max_statements,
             });
         }
         if statements.len() > 1 && !params.is_empty() {

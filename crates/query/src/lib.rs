@@ -25,4 +25,4 @@ pub use executor::{QueryEngine, QuerySession, StatementOutput};
 pub use live::{Snapshot, Subscribed};
 pub use maintenance::run_maintenance;
 pub use provider::CATALOG_NAME;
-pub use system::NodeInfo;
+pub use system::{NodeCounters, NodeInfo, NodeStats};

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use quiver_catalog::{FlushPolicy, JobRecord, JobStatus, SYSTEM_NAMESPACE, TableDef, TableType};
@@ -81,7 +82,18 @@ impl QueryEngine {
         let started = Instant::now();
         let result = work.await;
         job.finished_at = Some(chrono::Utc::now().timestamp_micros());
-        job.duration_ms = Some(started.elapsed().as_millis() as i64);
+        let elapsed = started.elapsed();
+        job.duration_ms = Some(elapsed.as_millis() as i64);
+        let counters = &self.node().counters;
+        let totals = match job_type {
+            "flush" => Some((&counters.flushes, &counters.flush_micros)),
+            "compact" => Some((&counters.compactions, &counters.compaction_micros)),
+            _ => None,
+        };
+        if let Some((count, micros)) = totals {
+            count.fetch_add(1, Ordering::Relaxed);
+            micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        }
         match &result {
             Ok(outcome) => {
                 job.status = JobStatus::Completed;
@@ -256,7 +268,12 @@ impl QueryEngine {
 
     /// One pass of the background task: expire streams, flush the tables
     /// their policy says are due, compact those with too many segments.
-    async fn maintain(&self, flush: &FlushConfig, compaction: &CompactionConfig) -> Result<()> {
+    async fn maintain(
+        &self,
+        flush: &FlushConfig,
+        compaction: &CompactionConfig,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
         self.expire_streams().await?;
         let now = chrono::Utc::now().timestamp_millis();
         // One pass over every scope, grouped by table.
@@ -282,6 +299,9 @@ impl QueryEngine {
                 .filter(|(_, rows, since)| due(&policy, *rows, *since, now))
                 .map(|(scope, _, _)| scope)
                 .collect();
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
             if !due_scopes.is_empty() {
                 self.flush_scopes(def, due_scopes).await?;
             }
@@ -295,6 +315,9 @@ impl QueryEngine {
             crowded.entry(scope.table_id()).or_default().push(scope);
         }
         for table in tables.iter().chain(catalog.system_tables()) {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
             if let Some(scopes) = crowded.remove(&table.def().id.0) {
                 self.compact_scopes(table.def(), scopes).await?;
             }
@@ -304,29 +327,24 @@ impl QueryEngine {
 }
 
 /// Runs storage maintenance every `[flush] check_interval_ms` until
-/// `shutdown` is cancelled. A failed pass is logged and retried on the next
-/// tick.
-pub async fn run_maintenance(
-    engine: Arc<QueryEngine>,
-    flush: FlushConfig,
-    compaction: CompactionConfig,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_millis(flush.check_interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// `shutdown` is cancelled, with the settings in effect at each pass. A
+/// failed pass is logged and retried on the next one. A pass stops between
+/// jobs at shutdown; a job itself always finishes or leaves no trace.
+pub async fn run_maintenance(engine: Arc<QueryEngine>, shutdown: CancellationToken) {
     loop {
+        let config = engine.config();
+        let pause = Duration::from_millis(config.flush.check_interval_ms);
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(pause) => {}
         }
-        let pass = engine.maintain(&flush, &compaction);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            result = pass => {
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "storage maintenance failed; retrying");
-                }
-            }
+        // A pass in progress finishes its current job even at shutdown,
+        // so that no segment is left half-written.
+        if let Err(e) = engine
+            .maintain(&config.flush, &config.compaction, &shutdown)
+            .await
+        {
+            tracing::warn!(error = %e, "storage maintenance failed; retrying");
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
@@ -19,10 +19,12 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use quiver_catalog::{Catalog, SystemTable, arrow_type};
 use quiver_common::{ColumnType, NodeId};
+use quiver_config::SharedConfig;
 use quiver_live::LiveQueryManager;
 
 use crate::provider::QuiverTable;
@@ -35,10 +37,74 @@ pub use quiver_catalog::SYSTEM_NAMESPACE;
 pub struct NodeInfo {
     pub node_id: NodeId,
     pub started_at: Instant,
-    /// The effective configuration, secrets masked.
-    pub settings: Vec<(String, String)>,
+    /// The configuration in effect.
+    pub config: Arc<SharedConfig>,
     /// The node's live queries.
     pub live: Arc<LiveQueryManager>,
+    pub counters: NodeCounters,
+}
+
+/// Totals since the node started.
+#[derive(Debug, Default)]
+pub struct NodeCounters {
+    /// Rows returned to clients.
+    pub rows_read: AtomicU64,
+    /// Rows inserted, updated or deleted.
+    pub rows_written: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_micros: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_micros: AtomicU64,
+}
+
+/// The node's gauges and counters at one moment: what `system.stats`
+/// shows and `/metrics` exports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeStats {
+    pub uptime_seconds: u64,
+    pub namespaces: u64,
+    pub tables: u64,
+    pub views: u64,
+    /// Approximate bytes of hot rows (RocksDB files and memtables).
+    pub hot_bytes: u64,
+    /// Bytes of current Parquet segments.
+    pub cold_bytes: u64,
+    pub websocket_connections: u64,
+    pub live_subscriptions: u64,
+    pub notifications_sent: u64,
+    pub notifications_overflowed: u64,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub flushes: u64,
+    pub flush_seconds: f64,
+    pub compactions: u64,
+    pub compaction_seconds: f64,
+}
+
+impl NodeInfo {
+    pub fn stats(&self, catalog: &Catalog) -> NodeStats {
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let seconds = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e6;
+        let live = self.live.stats();
+        NodeStats {
+            uptime_seconds: self.started_at.elapsed().as_secs(),
+            namespaces: catalog.namespaces().len() as u64,
+            tables: catalog.registry().len() as u64,
+            views: catalog.views().len() as u64,
+            hot_bytes: catalog.store().approximate_row_bytes(),
+            cold_bytes: catalog.tier().cold_bytes(),
+            websocket_connections: live.connections,
+            live_subscriptions: live.subscriptions,
+            notifications_sent: live.notifications,
+            notifications_overflowed: live.overflows,
+            rows_read: count(&self.counters.rows_read),
+            rows_written: count(&self.counters.rows_written),
+            flushes: count(&self.counters.flushes),
+            flush_seconds: seconds(&self.counters.flush_micros),
+            compactions: count(&self.counters.compactions),
+            compaction_seconds: seconds(&self.counters.compaction_micros),
+        }
+    }
 }
 
 /// A system table computed at scan time: its schema, and its rows as of
@@ -191,14 +257,15 @@ impl LiveTable for Settings {
     }
 
     fn rows(&self, _catalog: &Catalog, node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
+        let settings = node.config.get().settings();
         batch(
             self.schema(),
             vec![
                 Arc::new(StringArray::from_iter_values(
-                    node.settings.iter().map(|(k, _)| k.as_str()),
+                    settings.iter().map(|(k, _)| k.as_str()),
                 )),
                 Arc::new(StringArray::from_iter_values(
-                    node.settings.iter().map(|(_, v)| v.as_str()),
+                    settings.iter().map(|(_, v)| v.as_str()),
                 )),
             ],
         )
@@ -267,29 +334,53 @@ struct Stats;
 
 impl LiveTable for Stats {
     fn schema(&self) -> SchemaRef {
+        let int = |name: &str| Field::new(name, DataType::Int64, false);
+        let float = |name: &str| Field::new(name, DataType::Float64, false);
         Arc::new(Schema::new(vec![
             text("node_id", false),
-            Field::new("uptime_seconds", DataType::Int64, false),
-            Field::new("namespace_count", DataType::Int64, false),
-            Field::new("table_count", DataType::Int64, false),
-            Field::new("view_count", DataType::Int64, false),
-            Field::new("hot_bytes", DataType::Int64, false),
+            int("uptime_seconds"),
+            int("namespace_count"),
+            int("table_count"),
+            int("view_count"),
+            int("hot_bytes"),
+            int("cold_bytes"),
+            int("websocket_connections"),
+            int("live_subscriptions"),
+            int("notifications_sent"),
+            int("notifications_overflowed"),
+            int("rows_read"),
+            int("rows_written"),
+            int("flushes"),
+            float("flush_seconds"),
+            int("compactions"),
+            float("compaction_seconds"),
         ]))
     }
 
     fn rows(&self, catalog: &Catalog, node: &NodeInfo) -> datafusion::error::Result<RecordBatch> {
-        let namespaces = catalog.namespaces();
-
-        let one = |v: i64| Arc::new(Int64Array::from(vec![v])) as ArrayRef;
+        let stats = node.stats(catalog);
+        let int = |v: u64| Arc::new(Int64Array::from(vec![v as i64])) as ArrayRef;
+        let float = |v: f64| Arc::new(Float64Array::from(vec![v])) as ArrayRef;
         batch(
             self.schema(),
             vec![
                 Arc::new(StringArray::from(vec![node.node_id.as_str()])),
-                one(node.started_at.elapsed().as_secs() as i64),
-                one(namespaces.len() as i64),
-                one(catalog.registry().len() as i64),
-                one(catalog.views().len() as i64),
-                one(catalog.store().approximate_row_bytes() as i64),
+                int(stats.uptime_seconds),
+                int(stats.namespaces),
+                int(stats.tables),
+                int(stats.views),
+                int(stats.hot_bytes),
+                int(stats.cold_bytes),
+                int(stats.websocket_connections),
+                int(stats.live_subscriptions),
+                int(stats.notifications_sent),
+                int(stats.notifications_overflowed),
+                int(stats.rows_read),
+                int(stats.rows_written),
+                int(stats.flushes),
+                float(stats.flush_seconds),
+                int(stats.compactions),
+                float(stats.compaction_seconds),
             ],
         )
     }

@@ -247,6 +247,21 @@ impl ColdTables {
         }
     }
 
+    /// Bytes of every current segment.
+    pub fn cold_bytes(&self) -> u64 {
+        self.scopes
+            .iter()
+            .map(|e| {
+                e.value()
+                    .manifest()
+                    .segments
+                    .iter()
+                    .map(|s| s.bytes)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
     /// Every scope with at least `segments` segments (one pass).
     pub fn crowded(&self, segments: usize) -> Vec<Scope> {
         self.scopes

@@ -1,0 +1,221 @@
+//! `GET /metrics`: the node's counters in the OpenMetrics text format that
+//! Prometheus scrapes. Request counts and query latencies are recorded as
+//! requests finish; everything `system.stats` shows is read at scrape time
+//! from the same [`NodeStats`].
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use quiver_query::{NodeStats, QueryEngine};
+
+use crate::routes::ApiState;
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// The route's pattern (`/v1/api/sql`), or `unmatched`.
+    endpoint: String,
+    status: u16,
+}
+
+/// The node's metric registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    query_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new(engine: Arc<QueryEngine>) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "quiver_http_requests",
+            "HTTP requests answered, by endpoint and status",
+            requests.clone(),
+        );
+        // 0.1 ms to about 26 s.
+        let query_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 19));
+        registry.register_with_unit(
+            "quiver_query_duration",
+            "Time to answer a SQL request, from arrival to the last byte of its result",
+            Unit::Seconds,
+            query_seconds.clone(),
+        );
+        registry.register_collector(Box::new(NodeCollector { engine }));
+        Self {
+            registry,
+            requests,
+            query_seconds,
+        }
+    }
+
+    pub(crate) fn observe_query(&self, seconds: f64) {
+        self.query_seconds.observe(seconds);
+    }
+
+    /// The whole registry in the text format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Counts every answered request by its route and status.
+pub(crate) async fn count_requests(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            endpoint,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// `GET /metrics`.
+pub(crate) async fn scrape(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Reads [`NodeStats`] at each scrape.
+#[derive(Debug)]
+struct NodeCollector {
+    engine: Arc<QueryEngine>,
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let NodeStats {
+            uptime_seconds,
+            namespaces,
+            tables,
+            views,
+            hot_bytes,
+            cold_bytes,
+            websocket_connections,
+            live_subscriptions,
+            notifications_sent,
+            notifications_overflowed,
+            rows_read,
+            rows_written,
+            flushes,
+            flush_seconds,
+            compactions,
+            compaction_seconds,
+        } = self.engine.node().stats(self.engine.catalog());
+        let gauges: [(&str, &str, u64); 8] = [
+            (
+                "quiver_uptime_seconds",
+                "Seconds since the node started",
+                uptime_seconds,
+            ),
+            ("quiver_namespaces", "Namespaces", namespaces),
+            ("quiver_tables", "Tables", tables),
+            ("quiver_views", "Views", views),
+            (
+                "quiver_hot_bytes",
+                "Approximate bytes of hot (RocksDB) rows",
+                hot_bytes,
+            ),
+            ("quiver_cold_bytes", "Bytes of Parquet segments", cold_bytes),
+            (
+                "quiver_websocket_connections",
+                "Open WebSocket connections",
+                websocket_connections,
+            ),
+            (
+                "quiver_live_subscriptions",
+                "Live query subscriptions",
+                live_subscriptions,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value as i64);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let counters: [(&str, &str, u64); 6] = [
+            (
+                "quiver_notifications",
+                "Live query notifications queued for clients",
+                notifications_sent,
+            ),
+            (
+                "quiver_notifications_overflowed",
+                "Subscriptions ended because their client fell behind",
+                notifications_overflowed,
+            ),
+            (
+                "quiver_rows_read",
+                "Rows returned to SQL clients",
+                rows_read,
+            ),
+            (
+                "quiver_rows_written",
+                "Rows inserted, updated or deleted",
+                rows_written,
+            ),
+            ("quiver_flushes", "Flush jobs run", flushes),
+            ("quiver_compactions", "Compaction jobs run", compactions),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        for (name, help, value) in [
+            (
+                "quiver_flush_seconds",
+                "Time spent in flush jobs",
+                flush_seconds,
+            ),
+            (
+                "quiver_compaction_seconds",
+                "Time spent in compaction jobs",
+                compaction_seconds,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}

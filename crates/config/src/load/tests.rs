@@ -216,3 +216,23 @@ fn settings_list_every_effective_key() {
     assert_eq!(value("auth.access_token_ttl_secs"), "3600");
     assert!(settings.windows(2).all(|w| w[0].0 < w[1].0));
 }
+
+#[test]
+fn the_configuration_doc_lists_every_key_and_whether_it_reloads() {
+    let doc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let text = std::fs::read_to_string(&doc).unwrap();
+    let defaults = toml::Table::try_from(Config::default()).unwrap();
+    let mut expected = Vec::new();
+    keys("", &defaults, &mut expected);
+    for key in expected {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{key}` |")))
+            .unwrap_or_else(|| panic!("docs/configuration.md lacks {key}"));
+        let reload = row.split(" | ").nth(3).unwrap();
+        let marker = if crate::reloadable(&key) { "live" } else { "restart" };
+        assert_eq!(reload, marker, "{key}");
+        let env = format!("QUIVER_{}", key.to_uppercase().replace('.', "__"));
+        assert!(row.contains(&env), "{key} row lacks {env}");
+    }
+}

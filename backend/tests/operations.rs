@@ -294,8 +294,22 @@ async fn sighup_applies_reloadable_settings_and_refuses_the_rest() {
     assert_eq!(node.setting("limits.max_result_rows").await, "60");
     assert_eq!(node.setting("server.node_id").await, "ops-node");
 
+    // The log level reloads too: at `warn`, shutdown's INFO lines vanish.
+    node.rewrite_config("watch_config = false\n[logging]\nlevel = \"warn\"");
+    signal(&node.child, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.setting("logging.level").await != "warn" {
+        assert!(Instant::now() < deadline, "the level never changed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     signal(&node.child, "TERM");
     assert!(node.wait().await.success());
+    let lines = node.log.lines();
+    assert!(lines.iter().any(|l| l.contains("configuration reloaded")));
+    assert!(
+        !lines.iter().any(|l| l.contains("quiver stopped")),
+        "INFO logged at level warn: {lines:#?}"
+    );
 }
 
 /// Reads one sample from the metrics text.

@@ -230,7 +230,11 @@ fn the_configuration_doc_lists_every_key_and_whether_it_reloads() {
             .find(|l| l.starts_with(&format!("| `{key}` |")))
             .unwrap_or_else(|| panic!("docs/configuration.md lacks {key}"));
         let reload = row.split(" | ").nth(3).unwrap();
-        let marker = if crate::reloadable(&key) { "live" } else { "restart" };
+        let marker = if crate::reloadable(&key) {
+            "live"
+        } else {
+            "restart"
+        };
         assert_eq!(reload, marker, "{key}");
         let env = format!("QUIVER_{}", key.to_uppercase().replace('.', "__"));
         assert!(row.contains(&env), "{key} row lacks {env}");

@@ -163,6 +163,15 @@ impl Collector for NodeCollector {
             let gauge = ConstGauge::new(value as i64);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
+        if let Some(bytes) = resident_bytes() {
+            let gauge = ConstGauge::new(bytes as i64);
+            gauge.encode(encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory of the server process",
+                None,
+                gauge.metric_type(),
+            )?)?;
+        }
         let counters: [(&str, &str, u64); 6] = [
             (
                 "quiver_notifications",
@@ -218,4 +227,12 @@ impl Collector for NodeCollector {
         }
         Ok(())
     }
+}
+
+/// The process's resident set size, where the OS tells it (Linux).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -162,7 +162,15 @@ impl AppContext {
     /// settings into effect; an invalid file changes nothing. Logs what
     /// changed, what waits for a restart, or why nothing did.
     pub fn reload(&self, trigger: &str) -> Result<Reload, ConfigError> {
-        let report = match self.config.reload() {
+        let source = self.config.source().to_string();
+        let checked = self.config.reload_checked(|next| {
+            logging::check_level(&next.logging.level).map_err(|message| ConfigError::Value {
+                key: "logging.level",
+                source_name: source,
+                message,
+            })
+        });
+        let report = match checked {
             Ok(report) => report,
             Err(e) => {
                 // One log line, whatever the parser's message looks like.
@@ -193,7 +201,7 @@ impl AppContext {
             && let Some(set_level) = &self.log_level
             && let Err(e) = set_level(&self.config.get().logging.level)
         {
-            tracing::error!(error = %e, "invalid logging.level; the previous level stays");
+            tracing::error!(error = %e, "cannot apply logging.level");
         }
         tracing::info!(
             %trigger,
@@ -302,7 +310,8 @@ pub async fn serve(
                 Err(_) => {
                     tracing::warn!(
                         seconds = grace.as_secs(),
-                        "requests still running after [server] shutdown_timeout_secs; stopping them"
+                        "requests still running after [server] shutdown_timeout_secs; \
+                         they end with the process, unanswered"
                     );
                     Ok(())
                 }

@@ -50,6 +50,11 @@ where
     }))
 }
 
+/// Whether `level` is a valid `[logging] level`.
+pub(crate) fn check_level(level: &str) -> Result<(), String> {
+    parse_filter(level).map(drop)
+}
+
 fn parse_filter(level: &str) -> Result<EnvFilter, String> {
     EnvFilter::try_new(level).map_err(|e| format!("invalid logging.level {level:?}: {e}"))
 }

@@ -1,25 +1,25 @@
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use std::net::SocketAddr;
-
-use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use futures::StreamExt;
 use http_body_util::Limited;
-use quiver_common::ErrorCode;
+use quiver_common::{ErrorCode, UserId};
 use quiver_config::{Config, SharedConfig};
 use quiver_query::{QueryEngine, QueryError, StatementOutput};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -127,12 +127,20 @@ async fn sql(
     let config = state.config.get();
     let timeout_ms = config.limits.query_timeout_ms;
     let metrics = state.metrics.clone();
+    // Who sent what, for the slow-query log, which also covers requests
+    // cancelled at the time limit.
+    let seen: Arc<OnceLock<(UserId, String)>> = Arc::new(OnceLock::new());
+    let slow_ms = config.logging.slow_query_ms;
+    let noted = (slow_ms >= 0).then(|| seen.clone());
     // Aborted if the client goes away or the time limit passes: a
     // statement either committed before that or wrote nothing.
     let task = AbortOnDropHandle::new(state.query_runtime.clone().spawn(async move {
         let principal = authenticate(&state, &headers, peer).await?;
-        state.request_rate.check(&principal.user, &config.limits)?;
-        run_sql(&state, &config, &principal, body, start).await
+        // The rate in force now, not when the request arrived.
+        state
+            .request_rate
+            .check(&principal.user, &state.config.get().limits)?;
+        run_sql(&state, &config, &principal, body, noted).await
     }));
     let joined = if timeout_ms == 0 {
         Ok(task.await)
@@ -141,6 +149,12 @@ async fn sql(
     };
     let outcome = match joined {
         Ok(Ok(outcome)) => outcome,
+        // The query runtime stopped under it: the node is shutting down.
+        Ok(Err(e)) if e.is_cancelled() => Err(ApiError::new(
+            ErrorCode::ShuttingDown,
+            "the server stopped before the request finished; statements that had finished \
+             stay committed",
+        )),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "query task failed");
             Err(ApiError::new(
@@ -157,6 +171,9 @@ async fn sql(
         )),
     };
     metrics.observe_query(start.elapsed().as_secs_f64());
+    if let Some((user, sql)) = seen.get() {
+        log_if_slow(slow_ms, user, sql, start, &outcome);
+    }
     match outcome {
         Ok(body) => (
             StatusCode::OK,
@@ -179,7 +196,7 @@ async fn run_sql(
     config: &Config,
     principal: &Principal,
     body: Result<Bytes, BytesRejection>,
-    start: Instant,
+    noted: Option<Arc<OnceLock<(UserId, String)>>>,
 ) -> Result<Vec<u8>, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -213,27 +230,27 @@ async fn run_sql(
     let request: SqlRequest =
         serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
     let params = request.params.as_deref().unwrap_or_default();
-    let result = run_statements(state, config, principal, &request, params).await;
-    log_if_slow(config, principal, &request.sql, start, &result);
-    result
+    if let Some(noted) = noted {
+        let _ = noted.set((principal.user.clone(), request.sql.clone()));
+    }
+    run_statements(state, config, principal, &request, params).await
 }
 
 /// Logs a request that took at least `[logging] slow_query_ms`.
 fn log_if_slow(
-    config: &Config,
-    principal: &Principal,
+    threshold: i64,
+    user: &UserId,
     sql: &str,
     start: Instant,
     result: &Result<Vec<u8>, ApiError>,
 ) {
-    let threshold = config.logging.slow_query_ms;
     let took = start.elapsed();
     if threshold < 0 || took.as_millis() < threshold as u128 {
         return;
     }
     tracing::warn!(
         target: "quiver::slow_query",
-        user = %principal.user,
+        %user,
         duration_ms = took.as_secs_f64() * 1000.0,
         failed = result.is_err(),
         sql = %mask_passwords(sql),
@@ -241,54 +258,26 @@ fn log_if_slow(
     );
 }
 
-/// `sql` with the string literal after each `PASSWORD` keyword replaced by
-/// `'********'`, for logs.
+/// `sql` for logs: the token after each `PASSWORD` keyword (past
+/// comments and `=`) is replaced by `'********'`. Text that does not
+/// tokenize is not logged at all.
 pub(crate) fn mask_passwords(sql: &str) -> String {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return "<SQL not shown: it does not tokenize>".to_string();
+    };
     let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    let mut word = String::new();
-    let mut last_word = String::new();
-    while let Some(c) = chars.next() {
-        if c.is_alphanumeric() || c == '_' {
-            word.push(c);
-            out.push(c);
+    let mut after_password = false;
+    for token in tokens {
+        let skipped = matches!(token, Token::Whitespace(_) | Token::Eq);
+        if after_password && !skipped {
+            out.push_str("'********'");
+            after_password = false;
             continue;
         }
-        if !word.is_empty() {
-            last_word = std::mem::take(&mut word);
+        if let Token::Word(word) = &token {
+            after_password = word.value.eq_ignore_ascii_case("password");
         }
-        if c != '\'' {
-            if !c.is_whitespace() {
-                last_word.clear();
-            }
-            out.push(c);
-            continue;
-        }
-        let secret = last_word.eq_ignore_ascii_case("password");
-        last_word.clear();
-        out.push('\'');
-        // To the closing quote; '' is an escaped quote.
-        loop {
-            match chars.next() {
-                None => break,
-                Some('\'') if chars.peek() == Some(&'\'') => {
-                    chars.next();
-                    if !secret {
-                        out.push_str("''");
-                    }
-                }
-                Some('\'') => break,
-                Some(c) => {
-                    if !secret {
-                        out.push(c);
-                    }
-                }
-            }
-        }
-        if secret {
-            out.push_str("********");
-        }
-        out.push('\'');
+        out.push_str(&token.to_string());
     }
     out
 }
@@ -301,7 +290,7 @@ async fn run_statements(
     params: &[serde_json::Value],
 ) -> Result<Vec<u8>, ApiError> {
     let engine = &state.engine;
-    let counters = &engine.node().counters;
+    let mut rows_read = 0u64;
     let statements = engine
         .prepare(&request.sql, params)
         .map_err(|e| ApiError::from_query(e, None))?;
@@ -347,7 +336,7 @@ async fn run_statements(
                     write_rows(&batch, &mut out, rows == 0);
                     rows += batch.num_rows();
                 }
-                counters.rows_read.fetch_add(rows as u64, Ordering::Relaxed);
+                rows_read += rows as u64;
                 out.extend_from_slice(b"],\"row_count\":");
                 out.extend_from_slice(rows.to_string().as_bytes());
                 out.extend_from_slice(b",\"as_user\":");
@@ -356,5 +345,39 @@ async fn run_statements(
             }
         }
     }
+    engine
+        .node()
+        .counters
+        .rows_read
+        .fetch_add(rows_read, Ordering::Relaxed);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_passwords;
+
+    #[test]
+    fn passwords_are_masked_wherever_the_parser_finds_them() {
+        for sql in [
+            "CREATE USER 'bob' WITH PASSWORD 'hunter2' ROLE user",
+            "alter user bob set password 'hunter2'",
+            "-- bob's\nCREATE USER 'bob' WITH PASSWORD 'hunter2'",
+            "CREATE USER 'bob' WITH PASSWORD /* it's */ 'hunter2'",
+            "CREATE USER 'bob' WITH PASSWORD -- x\n 'hunter2'",
+            "CREATE USER 'bob' WITH PASSWORD = 'hunter2'",
+            "CREATE USER 'bob' WITH PASSWORD \"hunter2\"",
+            "CREATE USER 'bob' WITH PASSWORD $$hunter2$$",
+            "CREATE USER 'bob' WITH PASSWORD E'hunt\\'er2'",
+            "CREATE USER 'bob' WITH PASSWORD 'hun''ter2'",
+        ] {
+            let masked = mask_passwords(sql);
+            assert!(!masked.contains("hunter2"), "{sql} -> {masked}");
+            assert!(!masked.contains("hunt"), "{sql} -> {masked}");
+        }
+        // Other literals stay (as the tokenizer writes them back).
+        let plain = mask_passwords("SELECT 'its', \"col\" FROM t WHERE x = 'password'");
+        assert_eq!(plain, "SELECT 'its', \"col\" FROM t WHERE x = 'password'");
+        assert!(!mask_passwords("ALTER USER b SET PASSWORD 'hunter2").contains("hunter2"));
+    }
 }

@@ -325,6 +325,7 @@ impl Connection {
                     }
                     Some(_) => {
                         self.state.engine.live().unsubscribe(self.id, &id);
+                        self.state.engine.live().note_overflow();
                         vec![self.ended(
                             &id,
                             "SUBSCRIPTION_OVERFLOW",

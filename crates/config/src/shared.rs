@@ -62,7 +62,17 @@ impl SharedConfig {
     /// Reads the source again and applies it. An invalid file changes
     /// nothing.
     pub fn reload(&self) -> Result<Reload, ConfigError> {
+        self.reload_checked(|_| Ok(()))
+    }
+
+    /// [`reload`](Self::reload), with `check` as a last validation of
+    /// the new configuration (for what only the caller can validate).
+    pub fn reload_checked(
+        &self,
+        check: impl FnOnce(&Config) -> Result<(), ConfigError>,
+    ) -> Result<Reload, ConfigError> {
         let config = load_from(&self.source, self.env.iter().cloned())?;
+        check(&config)?;
         Ok(self.apply(config))
     }
 

@@ -247,6 +247,12 @@ impl LiveQueryManager {
         self.connections.len()
     }
 
+    /// Counts a subscription ended because its client fell behind while
+    /// its snapshot was still being sent.
+    pub fn note_overflow(&self) {
+        self.overflows.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Limits for new connections and subscriptions from now on.
     pub fn set_limits(&self, limits: LiveLimits) {
         self.limits.store(Arc::new(limits));

@@ -6,6 +6,8 @@
 //! quiver-bench --url http://127.0.0.1:8080 --user root --password '' --quick --out target/bench
 //! ```
 
+mod soak;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +48,10 @@ struct Args {
     /// Only these workloads (comma-separated names); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Instead of the workloads, hold a mixed load for this many seconds
+    /// and check that nothing failed, was lost or leaked.
+    #[arg(long)]
+    soak: Option<u64>,
     /// Directory for `results.json` and `results.md`.
     #[arg(long, default_value = "target/quiver-bench")]
     out: PathBuf,
@@ -703,8 +709,12 @@ async fn main() -> anyhow::Result<()> {
     });
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let run_started = Instant::now();
-    setup(&bench).await?;
     let mut reports = Vec::new();
+    if let Some(seconds) = args.soak {
+        reports.push(soak::run(&bench, seconds).await?);
+        return write_results(&args, &bench, &reports, run_started);
+    }
+    setup(&bench).await?;
     let mut next_id = 0usize;
     eprintln!(
         "quiver-bench against {} ({} mode)",
@@ -743,8 +753,17 @@ async fn main() -> anyhow::Result<()> {
         reports.push(connection_storm(&bench).await?);
     }
 
+    write_results(&args, &bench, &reports, run_started)
+}
+
+fn write_results(
+    args: &Args,
+    bench: &Bench,
+    reports: &[Report],
+    run_started: Instant,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
-    let table = markdown(&reports);
+    let table = markdown(reports);
     std::fs::write(args.out.join("results.md"), &table)?;
     std::fs::write(
         args.out.join("results.json"),

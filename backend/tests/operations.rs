@@ -66,6 +66,19 @@ impl Node {
         (status, response.json().await.expect("a JSON body"))
     }
 
+    /// Sends `sql` from a task; the task gives back the answer, if any.
+    fn send_in_background(
+        &self,
+        sql: &'static str,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let request = self
+            .http
+            .post(format!("http://{}/v1/api/sql", self.address))
+            .header("authorization", ROOT)
+            .json(&json!({ "sql": sql }));
+        tokio::spawn(request.send())
+    }
+
     async fn setting(&self, name: &str) -> String {
         let (status, body) = self
             .sql(&format!(
@@ -167,15 +180,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_closes_websockets() {
 async fn shutdown_waits_no_longer_than_its_timeout_and_a_second_signal_forces_exit() {
     let long = "SELECT count(*) FROM generate_series(1, 2000000000)";
     let mut node = Node::start("shutdown_timeout_secs = 1\n[limits]\nquery_timeout_ms = 0").await;
-    let http = node.http.clone();
-    let url = format!("http://{}/v1/api/sql", node.address);
-    let running = tokio::spawn(async move {
-        http.post(url)
-            .header("authorization", ROOT)
-            .json(&json!({ "sql": long }))
-            .send()
-            .await
-    });
+    let running = node.send_in_background(long);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let signalled = Instant::now();
     signal(&node.child, "TERM");
@@ -198,15 +203,7 @@ async fn shutdown_waits_no_longer_than_its_timeout_and_a_second_signal_forces_ex
     }
 
     let mut node = Node::start("shutdown_timeout_secs = 600\n[limits]\nquery_timeout_ms = 0").await;
-    let http = node.http.clone();
-    let url = format!("http://{}/v1/api/sql", node.address);
-    let _running = tokio::spawn(async move {
-        http.post(url)
-            .header("authorization", ROOT)
-            .json(&json!({ "sql": long }))
-            .send()
-            .await
-    });
+    let _running = node.send_in_background(long);
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(&node.child, "TERM");
     node.log.wait_for(&["shutdown requested"]).await;

@@ -197,36 +197,35 @@ impl Collector for NodeCollector {
             ("quiver_compactions", "Compaction jobs run", compactions),
         ];
         for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
+            encode_counter(&mut encoder, name, help, value)?;
         }
-        for (name, help, value) in [
-            (
-                "quiver_flush_seconds",
-                "Time spent in flush jobs",
-                flush_seconds,
-            ),
-            (
-                "quiver_compaction_seconds",
-                "Time spent in compaction jobs",
-                compaction_seconds,
-            ),
-        ] {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
+        encode_counter(
+            &mut encoder,
+            "quiver_flush_seconds",
+            "Time spent in flush jobs",
+            flush_seconds,
+        )?;
+        encode_counter(
+            &mut encoder,
+            "quiver_compaction_seconds",
+            "Time spent in compaction jobs",
+            compaction_seconds,
+        )?;
         Ok(())
     }
+}
+
+fn encode_counter<N>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: N,
+) -> Result<(), std::fmt::Error>
+where
+    ConstCounter<N>: EncodeMetric,
+{
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
 }
 
 /// The process's resident set size, where the OS tells it (Linux).

@@ -44,6 +44,22 @@ impl Ledger {
     }
 }
 
+/// Requests made and failed.
+#[derive(Default)]
+struct Counts {
+    requests: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Counts {
+    fn note(&self, ok: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 fn value_id(row: &Value) -> Option<i64> {
     match &row["id"] {
         Value::String(s) => s.parse().ok(),
@@ -63,8 +79,7 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
     let stop = CancellationToken::new();
     // Subscribers stop after every writer has finished.
     let drained = CancellationToken::new();
-    let failed = Arc::new(AtomicU64::new(0));
-    let requests = Arc::new(AtomicU64::new(0));
+    let counts = Arc::new(Counts::default());
     let ledger = Arc::new(Mutex::new(Ledger::default()));
 
     // One subscriber per key; what each was told.
@@ -118,22 +133,11 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
         }));
     }
 
-    let count = |ok: bool, requests: &AtomicU64, failed: &AtomicU64| {
-        requests.fetch_add(1, Ordering::Relaxed);
-        if !ok {
-            failed.fetch_add(1, Ordering::Relaxed);
-        }
-    };
     let mut tasks = Vec::new();
     // Writers: each owns its ids, so the ledger order per row is exact.
     for w in 0..2i64 {
-        let (bench, stop, ledger, requests, failed) = (
-            bench.clone(),
-            stop.clone(),
-            ledger.clone(),
-            requests.clone(),
-            failed.clone(),
-        );
+        let (bench, stop, ledger, counts) =
+            (bench.clone(), stop.clone(), ledger.clone(), counts.clone());
         tasks.push(tokio::spawn(async move {
             let mut next = w;
             let mut mine: Vec<i64> = Vec::new();
@@ -154,7 +158,7 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                         )
                         .await
                         .is_ok();
-                    count(ok, &requests, &failed);
+                    counts.note(ok);
                     if ok {
                         let mut l = ledger.lock().await;
                         l.record(k, id, "insert");
@@ -170,7 +174,7 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                         )
                         .await
                         .is_ok();
-                    count(ok, &requests, &failed);
+                    counts.note(ok);
                     if ok {
                         let mut l = ledger.lock().await;
                         let k = l.live[&id];
@@ -182,7 +186,7 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                         .sql("DELETE FROM bench.soak WHERE id = $1", &[json!(id)])
                         .await
                         .is_ok();
-                    count(ok, &requests, &failed);
+                    counts.note(ok);
                     if ok {
                         let mut l = ledger.lock().await;
                         let k = l.live.remove(&id).expect("a live row");
@@ -194,12 +198,7 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
     }
     // A reader.
     {
-        let (bench, stop, requests, failed) = (
-            bench.clone(),
-            stop.clone(),
-            requests.clone(),
-            failed.clone(),
-        );
+        let (bench, stop, counts) = (bench.clone(), stop.clone(), counts.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = 0i64;
             while !stop.is_cancelled() {
@@ -215,18 +214,13 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                     vec![json!(i % 1000)]
                 };
                 let ok = bench.sql(sql, &params).await.is_ok();
-                count(ok, &requests, &failed);
+                counts.note(ok);
             }
         }));
     }
     // Flushes, compactions, and connections that come and go.
     {
-        let (bench, stop, requests, failed) = (
-            bench.clone(),
-            stop.clone(),
-            requests.clone(),
-            failed.clone(),
-        );
+        let (bench, stop, counts) = (bench.clone(), stop.clone(), counts.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
             while !stop.is_cancelled() {
@@ -237,7 +231,7 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                     "STORAGE FLUSH TABLE bench.soak"
                 };
                 let ok = bench.sql(sql, &[]).await.is_ok();
-                count(ok, &requests, &failed);
+                counts.note(ok);
                 // A connection that subscribes and drops away.
                 let churn = async {
                     let mut ws = bench.connect().await?;
@@ -252,7 +246,7 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                     ws.close(None).await?;
                     anyhow::Ok(())
                 };
-                count(churn.await.is_ok(), &requests, &failed);
+                counts.note(churn.await.is_ok());
                 tokio::select! {
                     _ = stop.cancelled() => {}
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -275,7 +269,7 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
         eprint!(
             "\r  soak: {:>4}/{seconds} s, {} requests   ",
             started.elapsed().as_secs(),
-            requests.load(Ordering::Relaxed)
+            counts.requests.load(Ordering::Relaxed)
         );
     }
     eprintln!();
@@ -290,8 +284,8 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
         seen_all.push(subscriber.await??);
     }
 
-    let failed = failed.load(Ordering::Relaxed);
-    let requests = requests.load(Ordering::Relaxed);
+    let failed = counts.failed.load(Ordering::Relaxed);
+    let requests = counts.requests.load(Ordering::Relaxed);
     ensure!(failed == 0, "{failed} of {requests} requests failed");
     let ledger = ledger.lock().await;
     let mut notifications = 0;

@@ -66,6 +66,20 @@ impl Node {
         (status, response.json().await.expect("a JSON body"))
     }
 
+    /// A WebSocket connection authenticated as root by header.
+    async fn connect_ws(&self) -> Socket {
+        let mut request = format!("ws://{}/v1/ws", self.address)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", ROOT.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let welcome = next_text(&mut ws).await;
+        assert!(welcome.contains("auth_success"), "{welcome}");
+        ws
+    }
+
     /// Sends `sql` from a task; the task gives back the answer, if any.
     fn send_in_background(
         &self,
@@ -127,31 +141,9 @@ const SLOW_COUNT: &str = "SELECT count(*) FROM generate_series(1, 60000000)";
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_and_closes_websockets() {
     let mut node = Node::start("").await;
-    let mut request = format!("ws://{}/v1/ws", node.address)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", ROOT.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let welcome = next_text(&mut ws).await;
-    assert!(welcome.contains("auth_success"), "{welcome}");
+    let mut ws = node.connect_ws().await;
 
-    let slow = {
-        let http = node.http.clone();
-        let url = format!("http://{}/v1/api/sql", node.address);
-        tokio::spawn(async move {
-            let response = http
-                .post(url)
-                .header("authorization", ROOT)
-                .json(&json!({ "sql": SLOW_COUNT }))
-                .send()
-                .await
-                .expect("an answer, not a dropped connection");
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        })
-    };
+    let slow = node.send_in_background(SLOW_COUNT);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!slow.is_finished(), "the query finished before the signal");
     signal(&node.child, "TERM");
@@ -169,7 +161,12 @@ async fn sigterm_lets_in_flight_requests_finish_and_closes_websockets() {
     .expect("a close frame");
     assert_eq!(u16::from(closed.expect("a close code").code), 1001);
 
-    let (status, body) = slow.await.unwrap();
+    let response = slow
+        .await
+        .unwrap()
+        .expect("an answer, not a dropped connection");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"][0]["rows"][0][0], "60000000");
     assert!(node.wait().await.success());
@@ -338,14 +335,7 @@ async fn metrics_and_system_stats_count_the_same_things() {
     let (status, _) = node.sql("SELECT * FROM default.m").await;
     assert_eq!(status, 200);
 
-    let mut request = format!("ws://{}/v1/ws", node.address)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", ROOT.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    next_text(&mut ws).await;
+    let mut ws = node.connect_ws().await;
     let subscribe = json!({
         "type": "subscribe",
         "subscription": {"id": "s1", "sql": "SELECT * FROM default.m"}

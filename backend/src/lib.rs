@@ -218,7 +218,6 @@ impl AppContext {
             auth: self.auth.clone(),
             request_rate: self.request_rate.clone(),
             query_runtime: self.query_runtime.handle(),
-            config: self.config.clone(),
             metrics: self.metrics.clone(),
             shutdown,
         }

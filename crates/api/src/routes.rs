@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use futures::StreamExt;
 use http_body_util::Limited;
 use quiver_common::{ErrorCode, UserId};
-use quiver_config::{Config, SharedConfig};
+use quiver_config::Config;
 use quiver_query::{QueryEngine, QueryError, StatementOutput};
 use serde::Deserialize;
 use serde_json::json;
@@ -38,9 +38,6 @@ pub struct ApiState {
     pub request_rate: Arc<RequestRate>,
     /// Where queries run, apart from the threads serving HTTP.
     pub query_runtime: tokio::runtime::Handle,
-    /// The configuration in effect; reloads take effect on the next
-    /// request or connection.
-    pub config: Arc<SharedConfig>,
     pub metrics: Arc<Metrics>,
     /// Cancelled when the node stops: WebSocket connections close.
     pub shutdown: CancellationToken,
@@ -73,7 +70,7 @@ pub fn router(state: ApiState) -> Router {
 /// Caps request bodies at `[limits] max_body_bytes` as configured now;
 /// extractors reading past it answer 413.
 async fn limit_body(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let limit = state.config.get().limits.max_body_bytes;
+    let limit = state.engine.config().limits.max_body_bytes;
     next.run(request.map(|body| Body::new(Limited::new(body, limit))))
         .await
 }
@@ -124,7 +121,7 @@ async fn sql(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let start = Instant::now();
-    let config = state.config.get();
+    let config = state.engine.config();
     let timeout_ms = config.limits.query_timeout_ms;
     let metrics = state.metrics.clone();
     // Who sent what, for the slow-query log, which also covers requests
@@ -139,7 +136,7 @@ async fn sql(
         // The rate in force now, not when the request arrived.
         state
             .request_rate
-            .check(&principal.user, &state.config.get().limits)?;
+            .check(&principal.user, &state.engine.config().limits)?;
         run_sql(&state, &config, &principal, body, noted).await
     }));
     let joined = if timeout_ms == 0 {

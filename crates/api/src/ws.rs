@@ -52,7 +52,7 @@ pub(crate) async fn upgrade(
     } else {
         None
     };
-    let limit = state.config.get().websocket.max_message_bytes;
+    let limit = state.engine.config().websocket.max_message_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| serve_socket(state, socket, principal))
@@ -152,7 +152,7 @@ async fn wait_for_auth(state: &ApiState, socket: &mut WebSocket) -> Result<Princ
 
 async fn serve_socket(state: ApiState, mut socket: WebSocket, principal: Option<Principal>) {
     // A connection keeps the settings it started with.
-    let websocket = state.config.get().websocket;
+    let websocket = state.engine.config().websocket;
     let principal = match principal {
         Some(principal) => principal,
         None => {

@@ -132,6 +132,7 @@ impl Collector for NodeCollector {
             flush_seconds,
             compactions,
             compaction_seconds,
+            fast_path_statements,
         } = self.engine.node().stats(self.engine.catalog());
         let gauges: [(&str, &str, u64); 8] = [
             (
@@ -172,7 +173,7 @@ impl Collector for NodeCollector {
                 gauge.metric_type(),
             )?)?;
         }
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 7] = [
             (
                 "quiver_notifications",
                 "Live query notifications queued for clients",
@@ -195,6 +196,11 @@ impl Collector for NodeCollector {
             ),
             ("quiver_flushes", "Flush jobs run", flushes),
             ("quiver_compactions", "Compaction jobs run", compactions),
+            (
+                "quiver_fast_path_statements",
+                "Statements answered without query planning",
+                fast_path_statements,
+            ),
         ];
         for (name, help, value) in counters {
             encode_counter(&mut encoder, name, help, value)?;

@@ -185,7 +185,15 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     };
 
     // Evaluate the source rows and convert them to the target columns.
-    let batches = collect(session.query(Statement::Query(source)).await?).await?;
+    // Literal rows need no planning.
+    let floats_as_decimal = session.engine().floats_as_decimal();
+    let batches = match crate::fast::literal_rows(&source, floats_as_decimal) {
+        Some(batch) => {
+            session.engine().note_fast_path();
+            vec![batch]
+        }
+        None => collect(session.query(Statement::Query(source)).await?).await?,
+    };
     let defaults = DefaultContext {
         session,
         now_micros: chrono::Utc::now().timestamp_micros(),

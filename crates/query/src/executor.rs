@@ -25,6 +25,7 @@ use quiver_store::{ColdTables, Scope};
 
 use crate::dialect::{QuiverStatement, StorageTarget, bind_params, parse};
 use crate::error::{QueryError, Result};
+use crate::fast::PointSelect;
 use crate::merge::COLD_URL;
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
 use crate::system::{self, NodeCounters, NodeInfo, SYSTEM_NAMESPACE};
@@ -182,6 +183,24 @@ impl QueryEngine {
             .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether SQL number literals with a fraction or exponent are
+    /// decimals rather than floats (a DataFusion session option).
+    pub(crate) fn floats_as_decimal(&self) -> bool {
+        self.base_state
+            .config()
+            .options()
+            .sql_parser
+            .parse_float_as_decimal
+    }
+
+    /// Counts a statement answered without query planning.
+    pub(crate) fn note_fast_path(&self) {
+        self.node
+            .counters
+            .fast_path_statements
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Rows per row group of new segments.
     pub(crate) fn row_group_rows(&self) -> usize {
         self.config().flush.row_group_rows
@@ -310,7 +329,7 @@ pub struct QuerySession {
     pub(crate) role: Role,
 }
 
-fn batch_stream(batch: RecordBatch) -> SendableRecordBatchStream {
+pub(crate) fn batch_stream(batch: RecordBatch) -> SendableRecordBatchStream {
     let schema = batch.schema();
     Box::pin(RecordBatchStreamAdapter::new(
         schema,
@@ -406,7 +425,7 @@ impl QuerySession {
         ))
     }
 
-    fn split_name(&self, name: &ObjectName) -> Result<(NamespaceId, TableName)> {
+    pub(crate) fn split_name(&self, name: &ObjectName) -> Result<(NamespaceId, TableName)> {
         relation_name(name, &self.namespace)
     }
 
@@ -739,6 +758,12 @@ impl QuerySession {
                 Ok(done(0, format!("{dropped} view(s) dropped")))
             }
             statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
+                let floats_as_decimal = self.engine.floats_as_decimal();
+                if let Some(point) = PointSelect::recognize(self, &statement, floats_as_decimal) {
+                    let point = point?;
+                    self.engine.note_fast_path();
+                    return point.run(self).await;
+                }
                 let stream = self.query(statement).await?;
                 Ok(StatementOutput::Rows(stream))
             }

@@ -10,6 +10,7 @@ mod dialect;
 mod dml;
 mod error;
 mod executor;
+mod fast;
 mod live;
 mod maintenance;
 mod merge;

@@ -55,6 +55,9 @@ pub struct NodeCounters {
     pub flush_micros: AtomicU64,
     pub compactions: AtomicU64,
     pub compaction_micros: AtomicU64,
+    /// Statements answered without query planning: literal INSERTs and
+    /// primary-key SELECTs.
+    pub fast_path_statements: AtomicU64,
 }
 
 /// The node's gauges and counters at one moment: what `system.stats`
@@ -79,6 +82,7 @@ pub struct NodeStats {
     pub flush_seconds: f64,
     pub compactions: u64,
     pub compaction_seconds: f64,
+    pub fast_path_statements: u64,
 }
 
 impl NodeInfo {
@@ -103,6 +107,7 @@ impl NodeInfo {
             flush_seconds: seconds(&self.counters.flush_micros),
             compactions: count(&self.counters.compactions),
             compaction_seconds: seconds(&self.counters.compaction_micros),
+            fast_path_statements: count(&self.counters.fast_path_statements),
         }
     }
 }
@@ -354,6 +359,7 @@ impl LiveTable for Stats {
             float("flush_seconds"),
             int("compactions"),
             float("compaction_seconds"),
+            int("fast_path_statements"),
         ]))
     }
 
@@ -381,6 +387,7 @@ impl LiveTable for Stats {
                 float(stats.flush_seconds),
                 int(stats.compactions),
                 float(stats.compaction_seconds),
+                int(stats.fast_path_statements),
             ],
         )
     }

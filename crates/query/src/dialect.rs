@@ -597,3 +597,187 @@ mod tests {
         ));
     }
 }
+
+/// Property test: whatever the text, the dialect parser and parameter
+/// binding return statements or an error with a code, never a panic.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const WORDS: &[&str] = &[
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "NAMESPACE",
+        "TABLE",
+        "USER",
+        "STREAM",
+        "SHARED",
+        "IF",
+        "NOT",
+        "EXISTS",
+        "USE",
+        "SHOW",
+        "TABLES",
+        "IN",
+        "DESCRIBE",
+        "HISTORY",
+        "STORAGE",
+        "FLUSH",
+        "COMPACT",
+        "ALL",
+        "PASSWORD",
+        "ROLE",
+        "EMAIL",
+        "SET",
+        "EXECUTE",
+        "AS",
+        "KILL",
+        "LIVE",
+        "QUERY",
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "INSERT",
+        "INTO",
+        "VALUES",
+        "UPDATE",
+        "DELETE",
+        "WITH",
+        "TTL_SECONDS",
+        "FLUSH_POLICY",
+        "PRIMARY",
+        "KEY",
+        "DEFAULT",
+        "NOW()",
+        "CASCADE",
+        "VIEW",
+        "OR",
+        "REPLACE",
+        "ON",
+        "CONFLICT",
+        "DO",
+        "NOTHING",
+        "app",
+        "app.t",
+        "t",
+        "id",
+        "'x'",
+        "'rows:5'",
+        "1",
+        "-1",
+        "99999999999999999999999",
+        "$1",
+        "$0",
+        "$",
+        "$x",
+        "(",
+        ")",
+        ",",
+        ";",
+        "=",
+        "*",
+        ".",
+        "'",
+        "\"",
+        "--",
+        "/*",
+        "*/",
+        "\\",
+        "\n",
+        "é",
+        "\u{0}",
+    ];
+
+    const SEEDS: &[&str] = &[
+        "CREATE NAMESPACE IF NOT EXISTS app",
+        "CREATE USER TABLE app.t (id BIGINT PRIMARY KEY, v TEXT DEFAULT 'x') WITH (TTL_SECONDS = 5)",
+        "CREATE STREAM TABLE app.s (id BIGINT PRIMARY KEY) WITH (TTL_SECONDS = 10)",
+        "ALTER TABLE app.t ADD COLUMN c INT DEFAULT 1",
+        "STORAGE FLUSH ALL IN app",
+        "STORAGE COMPACT TABLE app.t",
+        "CREATE USER bob WITH PASSWORD 'pw' ROLE service EMAIL 'b@x'",
+        "ALTER USER bob SET PASSWORD 'new'",
+        "EXECUTE AS USER 'bob' (SELECT * FROM app.t WHERE id = $1)",
+        "KILL LIVE QUERY 'abc'",
+        "DESCRIBE TABLE app.t HISTORY",
+        "INSERT INTO app.t VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v",
+        "SELECT id, count(*) FROM app.t GROUP BY id; USE app; SHOW TABLES",
+    ];
+
+    fn soup() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(WORDS), 0..40).prop_map(|w| w.join(" "))
+    }
+
+    /// A valid statement with a word spliced in or a range cut out.
+    fn mutated() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(SEEDS),
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+            prop::sample::select(WORDS),
+            any::<bool>(),
+        )
+            .prop_map(|(seed, a, b, word, cut)| {
+                let (x, y) = (a.index(seed.len() + 1), b.index(seed.len() + 1));
+                let (from, to) = (x.min(y), x.max(y));
+                if cut {
+                    format!("{}{}", &seed[..from], &seed[to..])
+                } else {
+                    format!("{}{word}{}", &seed[..from], &seed[from..])
+                }
+            })
+    }
+
+    /// Deep nesting, which must end in an error rather than the stack.
+    fn nested() -> impl Strategy<Value = String> {
+        (1..5000usize, 0..3u8).prop_map(|(depth, kind)| match kind {
+            0 => format!("SELECT {}1{}", "(".repeat(depth), ")".repeat(depth)),
+            1 => format!("SELECT {}", "-".repeat(depth) + "1"),
+            _ => format!(
+                "SELECT * FROM t WHERE {}",
+                vec!["NOT"; depth].join(" ") + " true"
+            ),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 3000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_text_parses_or_is_refused_with_a_code(
+            sql in prop_oneof![soup(), mutated(), nested(), any::<String>()],
+            params in prop::collection::vec(
+                prop_oneof![
+                    Just(serde_json::json!(null)),
+                    any::<i64>().prop_map(|n| serde_json::json!(n)),
+                    any::<f64>().prop_map(|f| serde_json::json!(f)),
+                    ".{0,8}".prop_map(|s| serde_json::json!(s)),
+                    Just(serde_json::json!([1])),
+                ],
+                0..3,
+            ),
+        ) {
+            match parse(&sql) {
+                Ok(statements) => {
+                    for statement in statements {
+                        if let QuiverStatement::Standard(mut statement) = statement {
+                            // Binding fails or succeeds, but never panics.
+                            let _ = bind_params(&mut statement, &params);
+                        }
+                    }
+                }
+                Err(error) => {
+                    prop_assert!(!error.to_string().is_empty());
+                    prop_assert_ne!(error.code(), quiver_common::ErrorCode::InternalError);
+                }
+            }
+        }
+    }
+}

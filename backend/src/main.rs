@@ -19,8 +19,19 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line with the whole cause chain, e.g. "cannot create data
+            // directory /srv/quiver/rocksdb: Permission denied".
+            eprintln!("quiver: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (config, source) = quiver_config::load(args.config.as_deref(), env.iter().cloned())?;
     let set_level = quiver::logging::init(&config.logging, &config.server.node_id, std::io::stdout)

@@ -12,6 +12,13 @@ use tokio::process::{Child, Command};
 
 pub fn quiver() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quiver"));
+    piped(&mut command);
+    command
+}
+
+/// Runs `command` like the server: clean environment, output piped,
+/// killed when dropped.
+pub fn piped(command: &mut Command) {
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -19,7 +26,6 @@ pub fn quiver() -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    command
 }
 
 pub fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
@@ -68,6 +74,12 @@ impl Log {
 pub async fn start_logged(config: &Path) -> (Child, String, Log) {
     let mut command = quiver();
     command.arg("--config").arg(config);
+    start_command(command).await
+}
+
+/// Starts a command that runs the binary; returns it, the address it
+/// logged, and its log.
+pub async fn start_command(mut command: Command) -> (Child, String, Log) {
     let mut child = command.spawn().expect("starts");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();

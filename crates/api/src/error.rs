@@ -28,7 +28,11 @@ impl ApiError {
     /// Wraps a statement's failure; internal details are logged, not sent.
     pub fn from_query(error: QueryError, statement_index: Option<usize>) -> Self {
         let code = error.code();
-        let message = if code == ErrorCode::InternalError {
+        // A storage failure names its reason (never a path) so that an
+        // application can tell a full disk from a bug.
+        let internal =
+            code == ErrorCode::InternalError && !matches!(error, QueryError::StorageUnavailable(_));
+        let message = if internal {
             tracing::error!(error = %error, "internal error while running SQL");
             "internal error; the server log has the details".to_string()
         } else {

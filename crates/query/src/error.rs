@@ -36,6 +36,13 @@ pub enum QueryError {
     ResultTooLarge { limit: usize },
     #[error("{0}")]
     DataFusion(String),
+    /// The store cannot read or write its files: a full disk, a data
+    /// directory that became unwritable, a failing device.
+    #[error(
+        "storage unavailable: {0}; writes fail until an operator frees space or repairs the \
+         data directory and restarts the node"
+    )]
+    StorageUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -56,7 +63,7 @@ impl QueryError {
                 ErrorCode::SqlExecutionError
             }
             Self::ResultTooLarge { .. } => ErrorCode::ResultTooLarge,
-            Self::Internal(_) => ErrorCode::InternalError,
+            Self::Internal(_) | Self::StorageUnavailable(_) => ErrorCode::InternalError,
         }
     }
 
@@ -106,6 +113,7 @@ impl QueryError {
             Self::Invalid(m) => Self::Invalid(m.clone()),
             Self::InvalidParameter(m) => Self::InvalidParameter(m.clone()),
             Self::Internal(m) => Self::Internal(m.clone()),
+            Self::StorageUnavailable(m) => Self::StorageUnavailable(m.clone()),
             Self::PermissionDenied(m) => Self::PermissionDenied(m.clone()),
             other => Self::DataFusion(other.to_string()),
         }
@@ -127,7 +135,10 @@ impl From<CatalogError> for QueryError {
 
 impl From<quiver_store::ColdError> for QueryError {
     fn from(error: quiver_store::ColdError) -> Self {
-        Self::Internal(error.to_string())
+        match error {
+            quiver_store::ColdError::Store(e) => e.into(),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 
@@ -139,7 +150,14 @@ impl From<datafusion::arrow::error::ArrowError> for QueryError {
 
 impl From<StoreError> for QueryError {
     fn from(error: StoreError) -> Self {
-        Self::Internal(error.to_string())
+        match error.io_reason() {
+            Some(reason) => {
+                // The path stays in the server log.
+                tracing::error!(error = %error, "storage unavailable");
+                Self::StorageUnavailable(reason)
+            }
+            None => Self::Internal(error.to_string()),
+        }
     }
 }
 

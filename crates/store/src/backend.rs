@@ -34,6 +34,23 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
 }
 
+impl StoreError {
+    /// The operating system's reason when the store could not read or
+    /// write its files ("No space left on device", "File too large",
+    /// "Read-only file system"), without the path.
+    pub fn io_reason(&self) -> Option<String> {
+        match self {
+            Self::Rocks(e) if e.kind() == rocksdb::ErrorKind::IOError => {
+                // "IO error: While appending to file: <path>: <reason>"
+                let text = e.to_string();
+                let reason = text.rsplit(": ").next().unwrap_or(&text).trim();
+                Some(reason.to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     /// Fsync the write-ahead log before a commit returns.

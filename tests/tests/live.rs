@@ -423,6 +423,44 @@ async fn dropped_connections_leave_no_subscriptions_behind() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn clients_that_vanish_mid_snapshot_leave_nothing_behind() {
+    let server = items_server().await;
+    let values: Vec<String> = (0..1000).map(|i| format!("({i})")).collect();
+    server
+        .sql_ok(&format!(
+            "CREATE TABLE app.many (id BIGINT PRIMARY KEY); INSERT INTO app.many VALUES {}",
+            values.join(", ")
+        ))
+        .await;
+    let mut clients = Vec::new();
+    for c in 0..20 {
+        let mut client = Client::signed_in(&server, ROOT_BASIC).await;
+        let (ack, first) = client
+            .subscribe(
+                &format!("big{c}"),
+                "SELECT * FROM app.many",
+                Some(json!({"batch_size": 10})),
+            )
+            .await;
+        // The snapshot is far from sent: 100 batches, one delivered.
+        assert_eq!(ack["batch_control"]["has_more"], true, "{ack}");
+        assert_eq!(first["rows"].as_array().map(Vec::len), Some(10), "{first}");
+        clients.push(client);
+    }
+    assert_eq!(live_count(&server).await, 20);
+    // Half vanish without a word, half close while the rest of their
+    // snapshot waits.
+    for (i, mut client) in clients.into_iter().enumerate() {
+        if i % 2 == 0 {
+            client.ws.close(None).await.unwrap();
+        }
+    }
+    wait_for_live_count(&server, 0).await;
+    assert_eq!(server.context.engine.live().connection_count(), 0);
+    server.stop().await;
+}
+
 /// Resident memory of this process (the server runs in it).
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();

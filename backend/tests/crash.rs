@@ -1,7 +1,9 @@
 //! Crash safety: the real binary is killed with SIGKILL at random moments
-//! while a client writes and flushes and compactions run, then restarted;
-//! every acknowledged write must be there exactly once with its latest
-//! value, and no deleted row may come back.
+//! under a mixed load (a client writing, flushes and compactions, a
+//! reader, a live subscriber), then restarted; every acknowledged write
+//! must be there exactly once with its latest value, no deleted row may
+//! come back, the subscriber's connection must end rather than hang, and
+//! no subscription may outlive the process.
 
 mod common;
 
@@ -9,7 +11,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{sigkill, sigterm, start, write_config};
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const ROUNDS: usize = 20;
 
@@ -64,6 +69,59 @@ impl Client {
                 (number(&r[0]), number(&r[1]))
             })
             .collect()
+    }
+}
+
+/// Subscribes to every row with a snapshot and reads until the connection
+/// ends; returns whether the subscription was acknowledged and how many
+/// messages came.
+async fn subscriber(address: String) -> (bool, usize) {
+    let mut request = format!("ws://{address}/v1/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Basic cm9vdDo=".parse().unwrap());
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(request).await else {
+        return (false, 0);
+    };
+    let subscribe = json!({"type": "subscribe", "subscription": {
+        "id": "all", "sql": "SELECT * FROM crash.t WHERE v >= 0", "options": {}}});
+    if ws
+        .send(Message::Text(subscribe.to_string().into()))
+        .await
+        .is_err()
+    {
+        return (false, 0);
+    }
+    let (mut acknowledged, mut messages) = (false, 0);
+    while let Some(Ok(message)) = ws.next().await {
+        if let Message::Text(text) = message {
+            acknowledged |= text.contains("subscription_ack");
+            messages += 1;
+        }
+    }
+    (acknowledged, messages)
+}
+
+/// Reads rows by key until the server stops answering; returns how many
+/// reads succeeded.
+async fn reader(url: String) -> usize {
+    let http = reqwest::Client::new();
+    let mut reads = 0;
+    loop {
+        let answer = http
+            .post(&url)
+            .basic_auth("root", Some(""))
+            .json(&json!({ "sql": "SELECT v FROM crash.t WHERE id = $1", "params": [reads % 50] }))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        match answer {
+            Ok(response) if response.status() == 200 => reads += 1,
+            Ok(response) => panic!("a read failed with {}", response.status()),
+            Err(_) => return reads,
+        }
     }
 }
 
@@ -178,6 +236,7 @@ async fn acknowledged_writes_survive_sigkill_during_flushes_and_compactions() {
     let mut next_id = 1;
     let mut in_flight: Option<Op> = None;
     let mut log: Vec<String> = Vec::new();
+    let (mut acknowledged_subscriptions, mut notifications, mut reads) = (0, 0, 0);
     for round in 0..=ROUNDS {
         let (mut child, address) = start(&config).await;
         let client = Client {
@@ -196,6 +255,15 @@ async fn acknowledged_writes_survive_sigkill_during_flushes_and_compactions() {
             in_flight.take().as_ref(),
             round,
             &log,
+        );
+        // No subscription outlives the process that served it.
+        let live = client
+            .sql("SELECT count(*) FROM system.live_queries")
+            .await
+            .unwrap();
+        assert_eq!(
+            live["results"][0]["rows"][0][0], "0",
+            "round {round}: {live}"
         );
         if round == ROUNDS {
             // A background flush may be running right now; none may stay
@@ -223,6 +291,8 @@ async fn acknowledged_writes_survive_sigkill_during_flushes_and_compactions() {
             break;
         }
 
+        let watcher = tokio::spawn(subscriber(address.clone()));
+        let reading = tokio::spawn(reader(client.url.clone()));
         let pid = child.id().unwrap();
         let kill_after = Duration::from_millis(rng.u64(300..1500));
         let killer = tokio::spawn(async move {
@@ -263,7 +333,23 @@ async fn acknowledged_writes_survive_sigkill_during_flushes_and_compactions() {
         }
         killer.await.unwrap();
         let _ = child.wait().await;
+        // The subscriber and the reader notice the crash instead of hanging.
+        let (acknowledged, messages) = tokio::time::timeout(Duration::from_secs(10), watcher)
+            .await
+            .expect("the subscriber's connection ends with the process")
+            .unwrap();
+        acknowledged_subscriptions += usize::from(acknowledged);
+        notifications += messages;
+        reads += tokio::time::timeout(Duration::from_secs(40), reading)
+            .await
+            .expect("the reader stops with the process")
+            .unwrap();
     }
+    println!(
+        "{acknowledged_subscriptions} subscriptions acknowledged, {notifications} messages, \
+         {reads} reads"
+    );
+    assert!(acknowledged_subscriptions > ROUNDS / 2 && reads > ROUNDS);
     let live = model.values().filter(|v| v.is_some()).count();
     let deleted = model.len() - live;
     println!("{ROUNDS} kills: {live} live rows, {deleted} deleted checked");

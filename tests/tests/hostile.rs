@@ -123,7 +123,7 @@ async fn random_websocket_messages_get_errors_and_the_connection_keeps_serving()
         .headers_mut()
         .insert("authorization", ROOT_BASIC.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let mut next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
+    let next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
         let frame = tokio::time::timeout(ANSWER, ws.next())
             .await
             .expect("an answer in time")

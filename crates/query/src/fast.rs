@@ -374,14 +374,13 @@ fn key_literal(
         (column, other) | (other, column) if is_key(column) => literal(other, floats_as_decimal)?,
         _ => return None,
     };
-    let comparable = match (&value, pk.column_type) {
+    let comparable = matches!(
+        (&value, pk.column_type),
         (
             ScalarValue::Int64(Some(_)),
-            ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt,
-        ) => true,
-        (ScalarValue::Utf8(Some(_)), ColumnType::Text) => true,
-        _ => false,
-    };
+            ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt
+        ) | (ScalarValue::Utf8(Some(_)), ColumnType::Text)
+    );
     if !comparable {
         return None;
     }

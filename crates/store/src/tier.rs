@@ -16,10 +16,13 @@ use arc_swap::ArcSwap;
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
     Float64Array, Int16Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    UInt32Array,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use dashmap::DashMap;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::statistics::Statistics;
 
 use crate::backend::Store;
 use crate::cold::{ColdError, ColdStore, Manifest, Segment};
@@ -327,7 +330,24 @@ impl ColdTables {
         wanted: impl Fn(&[u8]) -> bool,
     ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
         let bytes = self.cold.read(&segment.path).await?;
-        decode_segment(bytes, &segment.path, wanted)
+        decode_segment(bytes, &segment.path, None, wanted)
+    }
+
+    /// The rows of a segment whose keys are in `keys`: only row groups
+    /// whose key statistics overlap the keys' range are decoded, and only
+    /// the matching rows are converted.
+    async fn read_keys(
+        &self,
+        segment: &Segment,
+        keys: &BTreeSet<Vec<u8>>,
+    ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
+        let (Some(low), Some(high)) = (keys.first(), keys.last()) else {
+            return Ok(Vec::new());
+        };
+        let bytes = self.cold.read(&segment.path).await?;
+        decode_segment(bytes, &segment.path, Some((low, high)), |k| {
+            keys.contains(k)
+        })
     }
 
     /// The current live version of each of `keys` (absent when deleted or
@@ -359,7 +379,7 @@ impl ColdTables {
             if missing.range(min..=max).next().is_none() {
                 continue;
             }
-            for (key, row) in self.read_rows(segment, |k| missing.contains(k)).await? {
+            for (key, row) in self.read_keys(segment, &missing).await? {
                 missing.remove(&key);
                 if !row.deleted {
                     found.insert(key, row);
@@ -429,19 +449,75 @@ pub async fn wait_for_readers(manifest: Arc<Manifest>) {
     }
 }
 
+/// The row groups of a segment whose `_key` statistics overlap
+/// `low..=high` (every row group when a group has no statistics).
+fn row_groups_between(metadata: &ParquetMetaData, low: &[u8], high: &[u8]) -> Vec<usize> {
+    let key_column = metadata
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == KEY_COLUMN);
+    (0..metadata.num_row_groups())
+        .filter(|&g| {
+            let Some(column) = key_column else {
+                return true;
+            };
+            match metadata.row_group(g).column(column).statistics() {
+                // Truncated statistics still bound the keys: a shorter
+                // minimum sorts before, a raised maximum after.
+                Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+                    (Some(min), Some(max)) => min.data() <= high && max.data() >= low,
+                    _ => true,
+                },
+                _ => true,
+            }
+        })
+        .collect()
+}
+
 fn decode_segment(
     bytes: bytes::Bytes,
     path: &str,
+    bounds: Option<(&[u8], &[u8])>,
     wanted: impl Fn(&[u8]) -> bool,
 ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
     let corrupt = |detail: String| ColdError::Manifest {
         path: path.to_string(),
         detail,
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    if let Some((low, high)) = bounds {
+        let groups = row_groups_between(builder.metadata(), low, high);
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        builder = builder.with_row_groups(groups);
+    }
+    let reader = builder.build()?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+        // Convert only the rows wanted.
+        let batch = {
+            let keys = batch
+                .column_by_name(KEY_COLUMN)
+                .and_then(|k| k.as_any().downcast_ref::<BinaryArray>())
+                .ok_or_else(|| corrupt("no binary _key column".into()))?;
+            let matching: Vec<u32> = (0..keys.len())
+                .filter(|&i| wanted(keys.value(i)))
+                .map(|i| i as u32)
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
+            if matching.len() == batch.num_rows() {
+                batch
+            } else {
+                arrow::compute::take_record_batch(&batch, &UInt32Array::from(matching))
+                    .map_err(|e| corrupt(e.to_string()))?
+            }
+        };
         let column = |name: &str| {
             batch
                 .column_by_name(name)

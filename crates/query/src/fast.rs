@@ -214,6 +214,19 @@ impl PointSelect {
             return None;
         }
         let key = key_literal(def.primary_key_column()?, selection, floats_as_decimal)?;
+        // A key that segments may hold is left to the planned scan, which
+        // reads only the pages its bloom filter and page index allow; the
+        // fast path answers keys that only the hot store can have.
+        let scope = session.scope(def);
+        let store_key = scope.key(&key)?;
+        let manifest = session.engine().cold().manifest(&scope);
+        let in_segments = manifest.segments.iter().any(|segment| {
+            let (min, max) = segment.key_range();
+            min <= store_key && store_key <= max
+        });
+        if in_segments {
+            return None;
+        }
         if let Err(e) = session.check_read(def) {
             return Some(Err(e));
         }
@@ -228,6 +241,7 @@ impl PointSelect {
     pub(crate) async fn run(self, session: &QuerySession) -> Result<StatementOutput> {
         let def = self.table.def();
         let scope = session.scope(def);
+        // Segments published since recognition are read too.
         let schema = Arc::new(self.table.arrow_schema().project(&self.projection)?);
         let columns: Vec<OutputColumn> = self
             .projection

@@ -189,7 +189,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     let floats_as_decimal = session.engine().floats_as_decimal();
     let batches = match crate::fast::literal_rows(&source, floats_as_decimal) {
         Some(batch) => {
-            session.engine().note_fast_path();
+            crate::fast::counted(session.engine());
             vec![batch]
         }
         None => collect(session.query(Statement::Query(source)).await?).await?,

@@ -193,14 +193,6 @@ impl QueryEngine {
             .parse_float_as_decimal
     }
 
-    /// Counts a statement answered without query planning.
-    pub(crate) fn note_fast_path(&self) {
-        self.node
-            .counters
-            .fast_path_statements
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
     /// Rows per row group of new segments.
     pub(crate) fn row_group_rows(&self) -> usize {
         self.config().flush.row_group_rows
@@ -761,7 +753,7 @@ impl QuerySession {
                 let floats_as_decimal = self.engine.floats_as_decimal();
                 if let Some(point) = PointSelect::recognize(self, &statement, floats_as_decimal) {
                     let point = point?;
-                    self.engine.note_fast_path();
+                    crate::fast::counted(&self.engine);
                     return point.run(self).await;
                 }
                 let stream = self.query(statement).await?;

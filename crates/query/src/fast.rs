@@ -28,6 +28,15 @@ use crate::error::Result;
 use crate::executor::{QuerySession, StatementOutput, batch_stream};
 use crate::system::SYSTEM_NAMESPACE;
 
+/// Counts a statement answered without query planning.
+pub(crate) fn counted(engine: &crate::executor::QueryEngine) {
+    engine
+        .node()
+        .counters
+        .fast_path_statements
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A literal as DataFusion's SQL planner types it: integers as `Int64`,
 /// other numbers as `Float64` (unless floats parse as decimals), strings as
 /// `Utf8`. Anything that needs evaluating is not a literal here.

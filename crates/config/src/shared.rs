@@ -1,6 +1,7 @@
 //! The configuration a running node reads: one immutable snapshot behind an
 //! [`ArcSwap`], so readers never block and a reload replaces it whole.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -83,11 +84,9 @@ impl SharedConfig {
         let before = current.entries();
         let after = next.entries();
         let mut report = Reload::default();
-        for key in before.keys().chain(after.keys()) {
-            if before.get(key) == after.get(key)
-                || report.applied.contains(key)
-                || report.needs_restart.contains(key)
-            {
+        let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            if before.get(key) == after.get(key) {
                 continue;
             }
             if reloadable(key) {

@@ -750,8 +750,7 @@ impl QuerySession {
                 Ok(done(0, format!("{dropped} view(s) dropped")))
             }
             statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
-                let floats_as_decimal = self.engine.floats_as_decimal();
-                if let Some(point) = PointSelect::recognize(self, &statement, floats_as_decimal) {
+                if let Some(point) = PointSelect::recognize(self, &statement) {
                     let point = point?;
                     crate::fast::counted(&self.engine);
                     return point.run(self).await;

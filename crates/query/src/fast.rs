@@ -21,11 +21,12 @@ use datafusion::sql::sqlparser::ast::{
 };
 use quiver_catalog::CachedTableData;
 use quiver_common::ColumnType;
-use quiver_store::Value;
+use quiver_store::{Scope, Value};
 
-use crate::convert::{OutputColumn, array_to_values, rows_to_batch};
+use crate::convert::{OutputColumn, rows_to_batch};
 use crate::error::Result;
 use crate::executor::{QuerySession, StatementOutput, batch_stream};
+use crate::provider::literal_value;
 use crate::system::SYSTEM_NAMESPACE;
 
 /// Counts a statement answered without query planning.
@@ -173,18 +174,16 @@ pub(crate) struct PointSelect {
     table: Arc<CachedTableData>,
     /// Indices into the table's Arrow schema (its columns, then `_seq`).
     projection: Vec<usize>,
-    key: Value,
+    /// The session's rows of the table, and the key in the store.
+    scope: Scope,
+    key: Vec<u8>,
 }
 
 impl PointSelect {
     /// Recognizes `SELECT <columns | *> FROM t WHERE pk = <literal>` on a
     /// user table (not a view, not a system table). A session that may not
     /// read the table gets the planned path's error.
-    pub(crate) fn recognize(
-        session: &QuerySession,
-        statement: &Statement,
-        floats_as_decimal: bool,
-    ) -> Option<Result<Self>> {
+    pub(crate) fn recognize(session: &QuerySession, statement: &Statement) -> Option<Result<Self>> {
         let Statement::Query(query) = statement else {
             return None;
         };
@@ -222,18 +221,15 @@ impl PointSelect {
         if indices.iter().collect::<BTreeSet<_>>().len() != indices.len() {
             return None;
         }
-        let key = key_literal(def.primary_key_column()?, selection, floats_as_decimal)?;
+        let floats_as_decimal = session.engine().floats_as_decimal();
+        let value = key_literal(def.primary_key_column()?, selection, floats_as_decimal)?;
         // A key that segments may hold is left to the planned scan, which
         // reads only the pages its bloom filter and page index allow; the
         // fast path answers keys that only the hot store can have.
         let scope = session.scope(def);
-        let store_key = scope.key(&key)?;
+        let key = scope.key(&value)?;
         let manifest = session.engine().cold().manifest(&scope);
-        let in_segments = manifest.segments.iter().any(|segment| {
-            let (min, max) = segment.key_range();
-            min <= store_key && store_key <= max
-        });
-        if in_segments {
+        if manifest.segments.iter().any(|s| s.may_hold(&key)) {
             return None;
         }
         if let Err(e) = session.check_read(def) {
@@ -242,6 +238,7 @@ impl PointSelect {
         Some(Ok(Self {
             table,
             projection: indices,
+            scope,
             key,
         }))
     }
@@ -249,8 +246,6 @@ impl PointSelect {
     /// Looks the key up across hot rows and segments, newest version wins.
     pub(crate) async fn run(self, session: &QuerySession) -> Result<StatementOutput> {
         let def = self.table.def();
-        let scope = session.scope(def);
-        // Segments published since recognition are read too.
         let schema = Arc::new(self.table.arrow_schema().project(&self.projection)?);
         let columns: Vec<OutputColumn> = self
             .projection
@@ -260,8 +255,13 @@ impl PointSelect {
                 None => OutputColumn::Seq,
             })
             .collect();
-        let keys: BTreeSet<Vec<u8>> = scope.key(&self.key).into_iter().collect();
-        let found = session.engine().cold().current_rows(&scope, &keys).await?;
+        // Segments published since recognition are read too.
+        let keys = BTreeSet::from([self.key]);
+        let found = session
+            .engine()
+            .cold()
+            .current_rows(&self.scope, &keys)
+            .await?;
         let rows: Vec<_> = found.values().collect();
         let batch = rows_to_batch(&schema, &columns, &rows)?;
         Ok(StatementOutput::Rows(batch_stream(batch)))
@@ -409,6 +409,5 @@ fn key_literal(
     }
     // An integer out of the key's range matches nothing; the planned path
     // says so.
-    let array = value.to_array().ok()?;
-    array_to_values(&array, pk).ok()?.pop()
+    literal_value(&value, pk)
 }

@@ -195,7 +195,12 @@ impl QuiverTable {
     }
 }
 
-fn literal_value(literal: &datafusion::scalar::ScalarValue, column: &ColumnDef) -> Option<Value> {
+/// A literal as a stored value of `column`, cast as a comparison with it
+/// would; `None` when it does not fit or is NULL.
+pub(crate) fn literal_value(
+    literal: &datafusion::scalar::ScalarValue,
+    column: &ColumnDef,
+) -> Option<Value> {
     let array = literal.to_array().ok()?;
     let value = array_to_values(&array, column).ok()?.pop()?;
     (!value.is_null()).then_some(value)

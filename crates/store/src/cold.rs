@@ -84,6 +84,13 @@ impl Segment {
     pub fn key_range(&self) -> (Vec<u8>, Vec<u8>) {
         (from_hex(&self.min_key), from_hex(&self.max_key))
     }
+
+    /// Whether `key` is within the segment's key range. Lower-case hex
+    /// keeps the order of the bytes, so the bounds compare as stored.
+    pub fn may_hold(&self, key: &[u8]) -> bool {
+        let key = to_hex(key);
+        self.min_key <= key && key <= self.max_key
+    }
 }
 
 /// The live segments of one scope (a table, or one owner's rows of a

@@ -16,7 +16,6 @@ use arc_swap::ArcSwap;
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
     Float64Array, Int16Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
-    UInt32Array,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use dashmap::DashMap;
@@ -452,17 +451,18 @@ pub async fn wait_for_readers(manifest: Arc<Manifest>) {
 /// The row groups of a segment whose `_key` statistics overlap
 /// `low..=high` (every row group when a group has no statistics).
 fn row_groups_between(metadata: &ParquetMetaData, low: &[u8], high: &[u8]) -> Vec<usize> {
+    let groups = 0..metadata.num_row_groups();
     let key_column = metadata
         .file_metadata()
         .schema_descr()
         .columns()
         .iter()
         .position(|c| c.name() == KEY_COLUMN);
-    (0..metadata.num_row_groups())
+    let Some(column) = key_column else {
+        return groups.collect();
+    };
+    groups
         .filter(|&g| {
-            let Some(column) = key_column else {
-                return true;
-            };
             match metadata.row_group(g).column(column).statistics() {
                 // Truncated statistics still bound the keys: a shorter
                 // minimum sorts before, a raised maximum after.
@@ -504,20 +504,16 @@ fn decode_segment(
                 .column_by_name(KEY_COLUMN)
                 .and_then(|k| k.as_any().downcast_ref::<BinaryArray>())
                 .ok_or_else(|| corrupt("no binary _key column".into()))?;
-            let matching: Vec<u32> = (0..keys.len())
-                .filter(|&i| wanted(keys.value(i)))
-                .map(|i| i as u32)
+            let mask: BooleanArray = keys
+                .iter()
+                .map(|k| Some(wanted(k.unwrap_or(&[]))))
                 .collect();
-            if matching.is_empty() {
-                continue;
-            }
-            if matching.len() == batch.num_rows() {
-                batch
-            } else {
-                arrow::compute::take_record_batch(&batch, &UInt32Array::from(matching))
-                    .map_err(|e| corrupt(e.to_string()))?
-            }
+            arrow::compute::filter_record_batch(&batch, &mask)
+                .map_err(|e| corrupt(e.to_string()))?
         };
+        if batch.num_rows() == 0 {
+            continue;
+        }
         let column = |name: &str| {
             batch
                 .column_by_name(name)
@@ -552,9 +548,6 @@ fn decode_segment(
         }
         for i in 0..batch.num_rows() {
             let key = keys.value(i);
-            if !wanted(key) {
-                continue;
-            }
             let row = StoredRow {
                 seq: seqs.value(i),
                 deleted: deleted.value(i),

@@ -192,15 +192,17 @@ async fn next_json(ws: &mut Socket) -> anyhow::Result<Value> {
     }
 }
 
-/// Subscribes; with `snapshot` the current rows come first (`options: {}`),
-/// without it only changes (no options), as the contract has it.
-async fn subscribe(ws: &mut Socket, id: &str, sql: &str, snapshot: bool) -> anyhow::Result<()> {
+/// Subscribes and reads the acknowledgement and the whole snapshot;
+/// returns its row count. With `snapshot` the current rows come first
+/// (`options: {}`), without it only changes (no options), as the contract
+/// has it.
+async fn subscribe(ws: &mut Socket, id: &str, sql: &str, snapshot: bool) -> anyhow::Result<usize> {
     let mut message = json!({"type": "subscribe", "subscription": {"id": id, "sql": sql}});
     if snapshot {
         message["subscription"]["options"] = json!({});
     }
     ws.send(Message::text(message.to_string())).await?;
-    Ok(())
+    read_snapshot(ws, id).await
 }
 
 /// Reads a subscription's acknowledgement and whole snapshot; returns
@@ -446,8 +448,7 @@ async fn snapshot(bench: &Bench) -> anyhow::Result<Report> {
     for i in 0..n {
         let id = format!("snap{i}");
         let t = Instant::now();
-        subscribe(&mut ws, &id, "SELECT * FROM bench.snap", true).await?;
-        let rows = read_snapshot(&mut ws, &id).await?;
+        let rows = subscribe(&mut ws, &id, "SELECT * FROM bench.snap", true).await?;
         latencies.push(t.elapsed());
         ensure!(rows == 1000, "snapshot of {rows} rows");
         let end = json!({"type": "unsubscribe", "subscription_id": id});
@@ -474,7 +475,6 @@ async fn notify_latency(bench: &Bench) -> anyhow::Result<Report> {
         false,
     )
     .await?;
-    read_snapshot(&mut ws, "events").await?;
     let mut latencies = Vec::with_capacity(n);
     let started = Instant::now();
     for i in 0..n {
@@ -526,7 +526,6 @@ async fn fan_out(bench: &Arc<Bench>) -> anyhow::Result<Vec<Report>> {
                 false,
             )
             .await?;
-            read_snapshot(&mut ws, &format!("k{k}")).await?;
             connect_latencies.push(t.elapsed());
         }
         let seen = seen.clone();

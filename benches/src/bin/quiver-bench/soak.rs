@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Bench, Report, next_json, read_snapshot, subscribe};
+use crate::{Bench, Report, next_json, subscribe};
 
 /// Keys the rows spread over; one subscriber each.
 const KEYS: i64 = 4;
@@ -94,7 +94,6 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
             false,
         )
         .await?;
-        read_snapshot(&mut ws, &id).await?;
         let drained = drained.clone();
         told.push(tokio::spawn(async move {
             let mut seen = History::new();
@@ -242,7 +241,6 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                         true,
                     )
                     .await?;
-                    read_snapshot(&mut ws, "churn").await?;
                     ws.close(None).await?;
                     anyhow::Ok(())
                 };

@@ -8,6 +8,12 @@ use clap::Parser;
 use quiver_config::SharedConfig;
 use tokio_util::sync::CancellationToken;
 
+// Many small, short-lived allocations (rows, expressions, messages) over
+// several threads: mimalloc keeps them faster and packed tighter than the
+// system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Quiver: an embedded analytical database server.
 #[derive(Debug, Parser)]
 #[command(version)]

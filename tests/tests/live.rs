@@ -545,6 +545,7 @@ async fn limits_and_timeouts_close_or_refuse() {
         c.websocket.max_subscriptions_per_user = 3;
         c.websocket.max_messages_per_second = 20;
         c.websocket.max_message_bytes = 4096;
+        c.websocket.read_buffer_bytes = 256;
         c.websocket.auth_timeout_secs = 1;
         c.websocket.ping_interval_secs = 1;
         c.websocket.client_timeout_secs = 2;
@@ -579,7 +580,20 @@ async fn limits_and_timeouts_close_or_refuse() {
     }
     let limited = second.next().await;
     assert_eq!(limited["code"], "RATE_LIMIT_EXCEEDED", "{limited}");
-    // A frame over max_message_bytes ends the connection.
+    // A frame over the read buffer but within max_message_bytes is read
+    // whole; one over max_message_bytes ends the connection.
+    let mut refused = json!(null);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        second
+            .send(json!({"type": "shout", "pad": "y".repeat(3_000)}))
+            .await;
+        refused = second.next().await;
+        if refused["code"] != "RATE_LIMIT_EXCEEDED" {
+            break;
+        }
+    }
+    assert_eq!(refused["code"], "PROTOCOL", "{refused}");
     second
         .send(json!({"type": "ping", "pad": "x".repeat(10_000)}))
         .await;

@@ -52,9 +52,14 @@ pub(crate) async fn upgrade(
     } else {
         None
     };
-    let limit = state.engine.config().websocket.max_message_bytes;
+    let config = state.engine.config().websocket;
+    let limit = config.max_message_bytes;
+    // The read buffer is filled in full on every read, so its size is
+    // memory each idle connection keeps; replies are flushed per message.
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| serve_socket(state, socket, principal))
 }
 

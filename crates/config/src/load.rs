@@ -206,6 +206,7 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
         ),
         ("websocket.queue_capacity", ws.queue_capacity),
         ("websocket.max_message_bytes", ws.max_message_bytes),
+        ("websocket.read_buffer_bytes", ws.read_buffer_bytes),
     ] {
         if value == 0 {
             return Err(bad(key, "must be greater than 0".to_string()));

@@ -228,6 +228,9 @@ pub struct WebSocketConfig {
     pub queue_capacity: usize,
     /// Largest accepted client frame, in bytes.
     pub max_message_bytes: usize,
+    /// Bytes each connection reads into at a time; larger frames still
+    /// arrive whole. Every open connection holds this much.
+    pub read_buffer_bytes: usize,
 }
 
 impl Default for WebSocketConfig {
@@ -241,6 +244,7 @@ impl Default for WebSocketConfig {
             max_messages_per_second: 200,
             queue_capacity: 1024,
             max_message_bytes: 1024 * 1024,
+            read_buffer_bytes: 8 * 1024,
         }
     }
 }

@@ -223,15 +223,8 @@ impl PointSelect {
         }
         let floats_as_decimal = session.engine().floats_as_decimal();
         let value = key_literal(def.primary_key_column()?, selection, floats_as_decimal)?;
-        // A key that segments may hold is left to the planned scan, which
-        // reads only the pages its bloom filter and page index allow; the
-        // fast path answers keys that only the hot store can have.
         let scope = session.scope(def);
         let key = scope.key(&value)?;
-        let manifest = session.engine().cold().manifest(&scope);
-        if manifest.segments.iter().any(|s| s.may_hold(&key)) {
-            return None;
-        }
         if let Err(e) = session.check_read(def) {
             return Some(Err(e));
         }

@@ -12,23 +12,33 @@
 //! [`ColdStore::remove_unreferenced`] deletes at start.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use dashmap::DashMap;
+use futures::FutureExt;
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::Scope;
 use crate::row::Value;
+use crate::tier::{KEY_COLUMN, SEQ_COLUMN};
 
 const MANIFEST: &str = "manifest.json";
 
@@ -83,13 +93,6 @@ pub struct Segment {
 impl Segment {
     pub fn key_range(&self) -> (Vec<u8>, Vec<u8>) {
         (from_hex(&self.min_key), from_hex(&self.max_key))
-    }
-
-    /// Whether `key` is within the segment's key range. Lower-case hex
-    /// keeps the order of the bytes, so the bounds compare as stored.
-    pub fn may_hold(&self, key: &[u8]) -> bool {
-        let key = to_hex(key);
-        self.min_key <= key && key <= self.max_key
     }
 }
 
@@ -182,10 +185,82 @@ impl SegmentWriter {
     }
 }
 
+/// Rows per data page: a point read decodes one page of each column, so
+/// pages stay small enough for that while scans still read long runs.
+const PAGE_ROWS: usize = 8192;
+
+/// Largest dictionary page. A point read decodes a column's dictionary
+/// with its page, so a column with many distinct values gives up its
+/// dictionary early; one with few keeps it.
+const DICTIONARY_BYTES: usize = 64 * 1024;
+
+/// Ranged reads of one segment for the Parquet reader.
+#[derive(Debug)]
+pub struct SegmentReader {
+    objects: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    size: u64,
+}
+
+fn parquet_error(error: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(error))
+}
+
+impl AsyncFileReader for SegmentReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.objects
+                .get_range(&self.path, range)
+                .await
+                .map_err(parquet_error)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.objects
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(parquet_error)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
 /// The cold tier of one node.
 #[derive(Debug, Clone)]
 pub struct ColdStore {
     objects: Arc<dyn ObjectStore>,
+    /// Footers with page indexes of segments read by key, by path.
+    footers: Arc<DashMap<String, Footer>>,
+}
+
+/// A segment's parsed footer, with what identifies the file it came from
+/// (a path can name a new file after its scope was emptied).
+#[derive(Debug, Clone)]
+struct Footer {
+    bytes: u64,
+    max_seq: i64,
+    metadata: ArrowReaderMetadata,
 }
 
 fn table_dir(table_id: u64) -> String {
@@ -214,6 +289,7 @@ impl ColdStore {
         })?;
         Ok(Self {
             objects: Arc::new(LocalFileSystem::new_with_prefix(root)?),
+            footers: Arc::default(),
         })
     }
 
@@ -266,10 +342,18 @@ impl ColdStore {
         let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
             .set_max_row_group_row_count(Some(options.row_group_rows))
+            .set_data_page_row_count_limit(PAGE_ROWS)
+            .set_dictionary_page_size_limit(DICTIONARY_BYTES)
             .set_statistics_enabled(EnabledStatistics::Page);
+        // Row keys and sequence numbers are unique: a dictionary of them
+        // would only be decoded for nothing.
+        for unique in [KEY_COLUMN, SEQ_COLUMN] {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(unique), false);
+        }
         if let Some(key) = &options.key_column {
-            properties =
-                properties.set_column_bloom_filter_enabled(ColumnPath::from(key.as_str()), true);
+            properties = properties
+                .set_column_bloom_filter_enabled(ColumnPath::from(key.as_str()), true)
+                .set_column_dictionary_enabled(ColumnPath::from(key.as_str()), false);
         }
         Ok(SegmentWriter {
             writer: ArrowWriter::try_new(Vec::new(), schema, Some(properties.build()))?,
@@ -278,7 +362,7 @@ impl ColdStore {
     }
 
     /// Reads a whole segment's bytes.
-    pub async fn read(&self, path: &str) -> Result<bytes::Bytes, ColdError> {
+    pub async fn read(&self, path: &str) -> Result<Bytes, ColdError> {
         Ok(self
             .objects
             .get(&ObjectPath::from(path))
@@ -287,7 +371,40 @@ impl ColdStore {
             .await?)
     }
 
+    /// A reader of a segment that fetches byte ranges, not the whole file.
+    pub fn segment_reader(&self, segment: &Segment) -> SegmentReader {
+        SegmentReader {
+            objects: self.objects.clone(),
+            path: ObjectPath::from(segment.path.as_str()),
+            size: segment.bytes,
+        }
+    }
+
+    /// A segment's footer with its page index, read once and then kept
+    /// until the segment is deleted.
+    pub async fn footer(&self, segment: &Segment) -> Result<ArrowReaderMetadata, ColdError> {
+        if let Some(footer) = self.footers.get(&segment.path)
+            && footer.bytes == segment.bytes
+            && footer.max_seq == segment.max_seq
+        {
+            return Ok(footer.metadata.clone());
+        }
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let metadata =
+            ArrowReaderMetadata::load_async(&mut self.segment_reader(segment), options).await?;
+        self.footers.insert(
+            segment.path.clone(),
+            Footer {
+                bytes: segment.bytes,
+                max_seq: segment.max_seq,
+                metadata: metadata.clone(),
+            },
+        );
+        Ok(metadata)
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), ColdError> {
+        self.footers.remove(path);
         match self.objects.delete(&ObjectPath::from(path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),

@@ -8,6 +8,7 @@
 //! segment its manifest names.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,12 +16,16 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
-    Float64Array, Int16Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    Float64Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use dashmap::DashMap;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use futures::TryStreamExt;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::file::metadata::ParquetMetaData;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
 
 use crate::backend::Store;
@@ -329,24 +334,35 @@ impl ColdTables {
         wanted: impl Fn(&[u8]) -> bool,
     ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
         let bytes = self.cold.read(&segment.path).await?;
-        decode_segment(bytes, &segment.path, None, wanted)
+        decode_segment(bytes, &segment.path, wanted)
     }
 
-    /// The rows of a segment whose keys are in `keys`: only row groups
-    /// whose key statistics overlap the keys' range are decoded, and only
-    /// the matching rows are converted.
+    /// The rows of a segment whose keys are in `keys`. Only the pages
+    /// whose `_key` statistics (row group, then page index) hold one of
+    /// the keys are fetched and decoded, and only matching rows converted.
     async fn read_keys(
         &self,
         segment: &Segment,
         keys: &BTreeSet<Vec<u8>>,
     ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
-        let (Some(low), Some(high)) = (keys.first(), keys.last()) else {
+        let footer = self.cold.footer(segment).await?;
+        let Some((groups, selection)) = pages_holding(footer.metadata(), keys) else {
             return Ok(Vec::new());
         };
-        let bytes = self.cold.read(&segment.path).await?;
-        decode_segment(bytes, &segment.path, Some((low, high)), |k| {
-            keys.contains(k)
-        })
+        let batches: Vec<RecordBatch> = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            self.cold.segment_reader(segment),
+            footer,
+        )
+        .with_row_groups(groups)
+        .with_row_selection(selection)
+        .build()?
+        .try_collect()
+        .await?;
+        let mut out = Vec::new();
+        for batch in batches {
+            convert_batch(batch, &segment.path, |k| keys.contains(k), &mut out)?;
+        }
+        Ok(out)
     }
 
     /// The current live version of each of `keys` (absent when deleted or
@@ -448,115 +464,170 @@ pub async fn wait_for_readers(manifest: Arc<Manifest>) {
     }
 }
 
-/// The row groups of a segment whose `_key` statistics overlap
-/// `low..=high` (every row group when a group has no statistics).
-fn row_groups_between(metadata: &ParquetMetaData, low: &[u8], high: &[u8]) -> Vec<usize> {
-    let groups = 0..metadata.num_row_groups();
-    let key_column = metadata
+/// The row groups, and the rows within them, that can hold one of `keys`:
+/// row groups whose `_key` statistics bound none of the keys are skipped,
+/// and within the rest, pages whose page-index bounds hold none of them.
+/// `None` when nothing can. Truncated statistics still bound the keys: a
+/// shortened minimum sorts before, a raised maximum after.
+fn pages_holding(
+    metadata: &ParquetMetaData,
+    keys: &BTreeSet<Vec<u8>>,
+) -> Option<(Vec<usize>, RowSelection)> {
+    let holds_any = |min: Option<&[u8]>, max: Option<&[u8]>| match (min, max) {
+        (Some(min), Some(max)) if min <= max => keys
+            .range::<[u8], _>((Bound::Included(min), Bound::Included(max)))
+            .next()
+            .is_some(),
+        _ => true,
+    };
+    let column = metadata
         .file_metadata()
         .schema_descr()
         .columns()
         .iter()
         .position(|c| c.name() == KEY_COLUMN);
-    let Some(column) = key_column else {
-        return groups.collect();
-    };
-    groups
-        .filter(|&g| {
-            match metadata.row_group(g).column(column).statistics() {
-                // Truncated statistics still bound the keys: a shorter
-                // minimum sorts before, a raised maximum after.
-                Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
-                    (Some(min), Some(max)) => min.data() <= high && max.data() >= low,
-                    _ => true,
-                },
-                _ => true,
+    let mut groups = Vec::new();
+    let mut selectors = Vec::new();
+    for g in 0..metadata.num_row_groups() {
+        let group = metadata.row_group(g);
+        let rows = group.num_rows() as usize;
+        let Some(column) = column else {
+            groups.push(g);
+            selectors.push(RowSelector::select(rows));
+            continue;
+        };
+        let bounded = match group.column(column).statistics() {
+            Some(Statistics::ByteArray(s)) => {
+                holds_any(s.min_opt().map(|v| v.data()), s.max_opt().map(|v| v.data()))
             }
-        })
-        .collect()
+            _ => true,
+        };
+        if !bounded {
+            continue;
+        }
+        let pages = metadata
+            .column_index()
+            .zip(metadata.offset_index())
+            .and_then(|(index, offsets)| {
+                let ColumnIndexMetaData::BYTE_ARRAY(bounds) = index.get(g)?.get(column)? else {
+                    return None;
+                };
+                Some((bounds, offsets.get(g)?.get(column)?.page_locations()))
+            });
+        let Some((bounds, locations)) = pages else {
+            groups.push(g);
+            selectors.push(RowSelector::select(rows));
+            continue;
+        };
+        let mut chosen = Vec::new();
+        let mut any = false;
+        for (page, location) in locations.iter().enumerate() {
+            let first = location.first_row_index as usize;
+            let end = locations
+                .get(page + 1)
+                .map_or(rows, |next| next.first_row_index as usize);
+            let wanted = holds_any(bounds.min_value(page), bounds.max_value(page));
+            any |= wanted;
+            chosen.push(if wanted {
+                RowSelector::select(end - first)
+            } else {
+                RowSelector::skip(end - first)
+            });
+        }
+        if any {
+            groups.push(g);
+            selectors.extend(chosen);
+        }
+    }
+    (!groups.is_empty()).then(|| (groups, RowSelection::from(selectors)))
 }
 
 fn decode_segment(
     bytes: bytes::Bytes,
     path: &str,
-    bounds: Option<(&[u8], &[u8])>,
     wanted: impl Fn(&[u8]) -> bool,
 ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
     let corrupt = |detail: String| ColdError::Manifest {
         path: path.to_string(),
         detail,
     };
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    if let Some((low, high)) = bounds {
-        let groups = row_groups_between(builder.metadata(), low, high);
-        if groups.is_empty() {
-            return Ok(Vec::new());
-        }
-        builder = builder.with_row_groups(groups);
-    }
-    let reader = builder.build()?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-        // Convert only the rows wanted.
-        let batch = {
-            let keys = batch
-                .column_by_name(KEY_COLUMN)
-                .and_then(|k| k.as_any().downcast_ref::<BinaryArray>())
-                .ok_or_else(|| corrupt("no binary _key column".into()))?;
-            let mask: BooleanArray = keys
-                .iter()
-                .map(|k| Some(wanted(k.unwrap_or(&[]))))
-                .collect();
-            arrow::compute::filter_record_batch(&batch, &mask)
-                .map_err(|e| corrupt(e.to_string()))?
-        };
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .cloned()
-                .ok_or_else(|| corrupt(format!("no {name} column")))
-        };
-        let keys = column(KEY_COLUMN)?;
-        let keys = keys
-            .as_any()
-            .downcast_ref::<BinaryArray>()
-            .ok_or_else(|| corrupt("_key is not binary".into()))?;
-        let seqs = column(SEQ_COLUMN)?;
-        let seqs = seqs
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| corrupt("_seq is not Int64".into()))?;
-        let deleted = column(DELETED_COLUMN)?;
-        let deleted = deleted
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| corrupt("_deleted is not boolean".into()))?;
-        let mut cells: Vec<(u32, Vec<Value>)> = Vec::new();
-        for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
-            let Some(id) = field
-                .name()
-                .strip_prefix('c')
-                .and_then(|id| id.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            cells.push((id, array_values(array).map_err(corrupt)?));
-        }
-        for i in 0..batch.num_rows() {
-            let key = keys.value(i);
-            let row = StoredRow {
-                seq: seqs.value(i),
-                deleted: deleted.value(i),
-                cells: cells.iter().map(|(id, v)| (*id, v[i].clone())).collect(),
-            };
-            out.push((key.to_vec(), row));
-        }
+        convert_batch(batch, path, &wanted, &mut out)?;
     }
     Ok(out)
+}
+
+/// Appends the versions in `batch` whose key passes `wanted` to `out`.
+fn convert_batch(
+    batch: RecordBatch,
+    path: &str,
+    wanted: impl Fn(&[u8]) -> bool,
+    out: &mut Vec<(Vec<u8>, StoredRow)>,
+) -> Result<(), ColdError> {
+    let corrupt = |detail: String| ColdError::Manifest {
+        path: path.to_string(),
+        detail,
+    };
+    // Convert only the rows wanted.
+    let batch = {
+        let keys = batch
+            .column_by_name(KEY_COLUMN)
+            .and_then(|k| k.as_any().downcast_ref::<BinaryArray>())
+            .ok_or_else(|| corrupt("no binary _key column".into()))?;
+        let mask: BooleanArray = keys
+            .iter()
+            .map(|k| Some(wanted(k.unwrap_or(&[]))))
+            .collect();
+        arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| corrupt(e.to_string()))?
+    };
+    if batch.num_rows() == 0 {
+        return Ok(());
+    }
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .cloned()
+            .ok_or_else(|| corrupt(format!("no {name} column")))
+    };
+    let keys = column(KEY_COLUMN)?;
+    let keys = keys
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| corrupt("_key is not binary".into()))?;
+    let seqs = column(SEQ_COLUMN)?;
+    let seqs = seqs
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| corrupt("_seq is not Int64".into()))?;
+    let deleted = column(DELETED_COLUMN)?;
+    let deleted = deleted
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| corrupt("_deleted is not boolean".into()))?;
+    let mut cells: Vec<(u32, Vec<Value>)> = Vec::new();
+    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+        let Some(id) = field
+            .name()
+            .strip_prefix('c')
+            .and_then(|id| id.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        cells.push((id, array_values(array).map_err(corrupt)?));
+    }
+    for i in 0..batch.num_rows() {
+        let key = keys.value(i);
+        let row = StoredRow {
+            seq: seqs.value(i),
+            deleted: deleted.value(i),
+            cells: cells.iter().map(|(id, v)| (*id, v[i].clone())).collect(),
+        };
+        out.push((key.to_vec(), row));
+    }
+    Ok(())
 }
 
 macro_rules! values {
@@ -595,4 +666,88 @@ fn array_values(array: &ArrayRef) -> Result<Vec<Value>, String> {
         DataType::Decimal128(_, _) => values!(array, Decimal128Array, Value::Decimal),
         other => return Err(format!("unexpected column type {other}")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cold::SegmentOptions;
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    use parquet::file::metadata::PageIndexPolicy;
+
+    fn key(i: u32) -> Vec<u8> {
+        format!("k{i:08}").into_bytes()
+    }
+
+    /// A segment of `rows` sorted keys in row groups of `group_rows`, and
+    /// its footer with the page index.
+    async fn segment(rows: u32, group_rows: usize) -> ParquetMetaData {
+        let dir = tempfile::tempdir().unwrap();
+        let cold = ColdStore::local(dir.path()).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(KEY_COLUMN, DataType::Binary, false),
+            Field::new(SEQ_COLUMN, DataType::Int64, false),
+        ]));
+        let options = SegmentOptions {
+            row_group_rows: group_rows,
+            key_column: None,
+        };
+        let mut writer = cold.segment_writer(schema.clone(), &options).unwrap();
+        let keys: Vec<Vec<u8>> = (0..rows).map(key).collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(BinaryArray::from_iter_values(&keys)),
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+            ],
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish("s.parquet").await.unwrap();
+        let bytes = cold.read("s.parquet").await.unwrap();
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let metadata = ArrowReaderMetadata::load(&bytes, options).unwrap();
+        metadata.metadata().as_ref().clone()
+    }
+
+    fn selected(selection: &RowSelection) -> usize {
+        selection
+            .iter()
+            .filter(|s| !s.skip)
+            .map(|s| s.row_count)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_point_read_selects_one_page_of_one_row_group() {
+        let metadata = segment(100_000, 40_000).await;
+        assert_eq!(metadata.num_row_groups(), 3);
+
+        let keys = BTreeSet::from([key(45_678)]);
+        let (groups, selection) = pages_holding(&metadata, &keys).unwrap();
+        assert_eq!(groups, vec![1]);
+        let rows = selected(&selection);
+        assert!(rows > 0 && rows <= 8192, "{rows} rows selected");
+        // The selection covers the row group's rows, and the key's row.
+        let total: usize = selection.iter().map(|s| s.row_count).sum();
+        assert_eq!(total, 40_000);
+        let mut at = 0;
+        let mut holds = false;
+        for s in selection.iter() {
+            holds |= !s.skip && (at..at + s.row_count).contains(&5_678);
+            at += s.row_count;
+        }
+        assert!(holds, "the selected page holds the key's row");
+
+        // Keys in two row groups: a page of each.
+        let keys = BTreeSet::from([key(10), key(99_999)]);
+        let (groups, selection) = pages_holding(&metadata, &keys).unwrap();
+        assert_eq!(groups, vec![0, 2]);
+        assert!(selected(&selection) <= 2 * 8192);
+
+        // Keys no page holds select nothing.
+        let keys = BTreeSet::from([b"j".to_vec(), key(100_000)]);
+        assert!(pages_holding(&metadata, &keys).is_none());
+    }
 }

@@ -185,9 +185,10 @@ impl SegmentWriter {
     }
 }
 
-/// Rows per data page: a point read decodes one page of each column, so
-/// pages stay small enough for that while scans still read long runs.
-const PAGE_ROWS: usize = 8192;
+/// Rows per data page. A point read decompresses one page of each column:
+/// against 8,192-row pages, 2,048 halve a cold point read and cost scans
+/// a few percent (see docs/benchmarks.md).
+pub(crate) const PAGE_ROWS: usize = 2048;
 
 /// Largest dictionary page. A point read decodes a column's dictionary
 /// with its page, so a column with many distinct values gives up its

@@ -671,7 +671,7 @@ fn array_values(array: &ArrayRef) -> Result<Vec<Value>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cold::SegmentOptions;
+    use crate::cold::{PAGE_ROWS, SegmentOptions};
     use arrow::datatypes::{Field, Schema};
     use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
     use parquet::file::metadata::PageIndexPolicy;
@@ -728,7 +728,7 @@ mod tests {
         let (groups, selection) = pages_holding(&metadata, &keys).unwrap();
         assert_eq!(groups, vec![1]);
         let rows = selected(&selection);
-        assert!(rows > 0 && rows <= 8192, "{rows} rows selected");
+        assert!(rows > 0 && rows <= PAGE_ROWS, "{rows} rows selected");
         // The selection covers the row group's rows, and the key's row.
         let total: usize = selection.iter().map(|s| s.row_count).sum();
         assert_eq!(total, 40_000);
@@ -744,7 +744,7 @@ mod tests {
         let keys = BTreeSet::from([key(10), key(99_999)]);
         let (groups, selection) = pages_holding(&metadata, &keys).unwrap();
         assert_eq!(groups, vec![0, 2]);
-        assert!(selected(&selection) <= 2 * 8192);
+        assert!(selected(&selection) <= 2 * PAGE_ROWS);
 
         // Keys no page holds select nothing.
         let keys = BTreeSet::from([b"j".to_vec(), key(100_000)]);

@@ -46,7 +46,7 @@ const MANIFEST: &str = "manifest.json";
 pub enum ColdError {
     #[error("cold storage: {0}")]
     Objects(#[from] object_store::Error),
-    #[error("writing a segment: {0}")]
+    #[error("segment file: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("corrupt manifest {path}: {detail}")]
     Manifest { path: String, detail: String },

@@ -197,7 +197,7 @@ const DICTIONARY_BYTES: usize = 64 * 1024;
 
 /// Ranged reads of one segment for the Parquet reader.
 #[derive(Debug)]
-pub struct SegmentReader {
+pub(crate) struct SegmentReader {
     objects: Arc<dyn ObjectStore>,
     path: ObjectPath,
     size: u64,
@@ -373,7 +373,7 @@ impl ColdStore {
     }
 
     /// A reader of a segment that fetches byte ranges, not the whole file.
-    pub fn segment_reader(&self, segment: &Segment) -> SegmentReader {
+    pub(crate) fn segment_reader(&self, segment: &Segment) -> SegmentReader {
         SegmentReader {
             objects: self.objects.clone(),
             path: ObjectPath::from(segment.path.as_str()),
@@ -383,7 +383,7 @@ impl ColdStore {
 
     /// A segment's footer with its page index, read once and then kept
     /// until the segment is deleted.
-    pub async fn footer(&self, segment: &Segment) -> Result<ArrowReaderMetadata, ColdError> {
+    pub(crate) async fn footer(&self, segment: &Segment) -> Result<ArrowReaderMetadata, ColdError> {
         if let Some(footer) = self.footers.get(&segment.path)
             && footer.bytes == segment.bytes
             && footer.max_seq == segment.max_seq

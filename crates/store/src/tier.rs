@@ -491,55 +491,64 @@ fn pages_holding(
     for g in 0..metadata.num_row_groups() {
         let group = metadata.row_group(g);
         let rows = group.num_rows() as usize;
-        let Some(column) = column else {
-            groups.push(g);
-            selectors.push(RowSelector::select(rows));
-            continue;
-        };
-        let bounded = match group.column(column).statistics() {
-            Some(Statistics::ByteArray(s)) => {
-                holds_any(s.min_opt().map(|v| v.data()), s.max_opt().map(|v| v.data()))
+        let whole = vec![RowSelector::select(rows)];
+        let chosen = match column {
+            None => whole,
+            Some(column) => {
+                if let Some(Statistics::ByteArray(s)) = group.column(column).statistics()
+                    && !holds_any(s.min_opt().map(|v| v.data()), s.max_opt().map(|v| v.data()))
+                {
+                    continue;
+                }
+                let pages = metadata
+                    .column_index()
+                    .zip(metadata.offset_index())
+                    .and_then(|(index, offsets)| {
+                        let ColumnIndexMetaData::BYTE_ARRAY(bounds) = index.get(g)?.get(column)?
+                        else {
+                            return None;
+                        };
+                        Some((bounds, offsets.get(g)?.get(column)?.page_locations()))
+                    });
+                match pages {
+                    None => whole,
+                    Some((bounds, locations)) => {
+                        let chosen: Vec<RowSelector> = locations
+                            .iter()
+                            .enumerate()
+                            .map(|(page, location)| {
+                                let end = locations
+                                    .get(page + 1)
+                                    .map_or(rows, |next| next.first_row_index as usize);
+                                let len = end - location.first_row_index as usize;
+                                if holds_any(bounds.min_value(page), bounds.max_value(page)) {
+                                    RowSelector::select(len)
+                                } else {
+                                    RowSelector::skip(len)
+                                }
+                            })
+                            .collect();
+                        if chosen.iter().all(|s| s.skip) {
+                            continue;
+                        }
+                        chosen
+                    }
+                }
             }
-            _ => true,
         };
-        if !bounded {
-            continue;
-        }
-        let pages = metadata
-            .column_index()
-            .zip(metadata.offset_index())
-            .and_then(|(index, offsets)| {
-                let ColumnIndexMetaData::BYTE_ARRAY(bounds) = index.get(g)?.get(column)? else {
-                    return None;
-                };
-                Some((bounds, offsets.get(g)?.get(column)?.page_locations()))
-            });
-        let Some((bounds, locations)) = pages else {
-            groups.push(g);
-            selectors.push(RowSelector::select(rows));
-            continue;
-        };
-        let mut chosen = Vec::new();
-        let mut any = false;
-        for (page, location) in locations.iter().enumerate() {
-            let first = location.first_row_index as usize;
-            let end = locations
-                .get(page + 1)
-                .map_or(rows, |next| next.first_row_index as usize);
-            let wanted = holds_any(bounds.min_value(page), bounds.max_value(page));
-            any |= wanted;
-            chosen.push(if wanted {
-                RowSelector::select(end - first)
-            } else {
-                RowSelector::skip(end - first)
-            });
-        }
-        if any {
-            groups.push(g);
-            selectors.extend(chosen);
-        }
+        groups.push(g);
+        selectors.extend(chosen);
     }
     (!groups.is_empty()).then(|| (groups, RowSelection::from(selectors)))
+}
+
+/// The error for a segment at `path` whose contents are not what Quiver
+/// writes.
+fn corrupt(path: &str) -> impl Fn(String) -> ColdError + Copy + '_ {
+    move |detail| ColdError::Manifest {
+        path: path.to_string(),
+        detail,
+    }
 }
 
 fn decode_segment(
@@ -547,14 +556,10 @@ fn decode_segment(
     path: &str,
     wanted: impl Fn(&[u8]) -> bool,
 ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
-    let corrupt = |detail: String| ColdError::Manifest {
-        path: path.to_string(),
-        detail,
-    };
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     let mut out = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+        let batch = batch.map_err(|e| corrupt(path)(e.to_string()))?;
         convert_batch(batch, path, &wanted, &mut out)?;
     }
     Ok(out)
@@ -567,10 +572,7 @@ fn convert_batch(
     wanted: impl Fn(&[u8]) -> bool,
     out: &mut Vec<(Vec<u8>, StoredRow)>,
 ) -> Result<(), ColdError> {
-    let corrupt = |detail: String| ColdError::Manifest {
-        path: path.to_string(),
-        detail,
-    };
+    let corrupt = corrupt(path);
     // Convert only the rows wanted.
     let batch = {
         let keys = batch

@@ -130,7 +130,8 @@ impl AppContext {
                 sync_writes: config.storage.sync_writes,
             },
         )?);
-        let cold = ColdStore::local(&config.storage.data_path.join("cold"))?;
+        let cold = ColdStore::local(&config.storage.data_path.join("cold"))?
+            .with_page_cache(config.storage.page_cache_bytes);
         let tier = Arc::new(ColdTables::open(store.clone(), cold)?);
         let catalog = Arc::new(Catalog::open(tier, (*node_id).clone())?);
         let auth = Arc::new(Auth::new(&config.auth, &config.server.host)?);

@@ -14,7 +14,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use quiver_benches::BenchNode;
 use tpchgen::generators::LineItemGenerator;
 use tpchgen_arrow::LineItemArrow;
@@ -91,6 +91,31 @@ fn segment_file(node: &BenchNode, table: &str) -> std::path::PathBuf {
         .join(&manifest.segments[0].path)
 }
 
+/// `lineitem` in `ctx`: a view naming the segment's `c<id>` columns.
+async fn register_segment(ctx: &SessionContext, file: &std::path::Path) {
+    ctx.register_parquet(
+        "segment",
+        file.to_str().unwrap(),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .expect("registers");
+    let renames: Vec<String> = std::iter::once("c1 AS id".to_string())
+        .chain(
+            COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| format!("c{} AS {name}", i + 2)),
+        )
+        .collect();
+    ctx.sql(&format!(
+        "CREATE VIEW lineitem AS SELECT {} FROM segment",
+        renames.join(", ")
+    ))
+    .await
+    .expect("view");
+}
+
 async fn datafusion_rows(ctx: &SessionContext, sql: &str) -> usize {
     let batches = ctx
         .sql(sql)
@@ -143,33 +168,17 @@ fn tpch(c: &mut Criterion) {
         loaded.elapsed().as_secs_f64()
     );
 
-    let plain = SessionContext::new();
     let file = segment_file(&node, "lineitem");
-    runtime.block_on(async {
-        plain
-            .register_parquet(
-                "segment",
-                file.to_str().unwrap(),
-                ParquetReadOptions::default(),
-            )
-            .await
-            .expect("registers");
-        let renames: Vec<String> = std::iter::once("c1 AS id".to_string())
-            .chain(
-                COLUMNS
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (name, _))| format!("c{} AS {name}", i + 2)),
-            )
-            .collect();
-        plain
-            .sql(&format!(
-                "CREATE VIEW lineitem AS SELECT {} FROM segment",
-                renames.join(", ")
-            ))
-            .await
-            .expect("view");
-    });
+    let plain = SessionContext::new();
+    // The same, reading strings as `Utf8` (the way Quiver's tables type
+    // TEXT) rather than DataFusion's default `Utf8View`.
+    let plain_utf8 = SessionContext::new_with_config(SessionConfig::new().set_bool(
+        "datafusion.execution.parquet.schema_force_view_types",
+        false,
+    ));
+    for ctx in [&plain, &plain_utf8] {
+        runtime.block_on(register_segment(ctx, &file));
+    }
 
     let middle = rows / 2;
     let range = format!(
@@ -182,6 +191,18 @@ fn tpch(c: &mut Criterion) {
         ("count", COUNT),
         ("pk_range", &range),
     ];
+    if std::env::var_os("QUIVER_TPCH_EXPLAIN").is_some() {
+        // The plans with their metrics, to see where the time goes.
+        let sql = format!("EXPLAIN ANALYZE {Q1}");
+        eprintln!("Quiver:\n{}", runtime.block_on(node.text(&sql)));
+        let plain_text = runtime.block_on(async {
+            let batches = plain.sql(&sql).await.unwrap().collect().await.unwrap();
+            datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string()
+        });
+        eprintln!("DataFusion:\n{plain_text}");
+    }
     for (name, sql) in queries {
         let quiver_rows = runtime.block_on(node.run(sql, &[]));
         let plain_rows = runtime.block_on(datafusion_rows(&plain, sql));
@@ -194,6 +215,11 @@ fn tpch(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("datafusion", scale), |b| {
             b.iter(|| runtime.block_on(datafusion_rows(&plain, sql)))
         });
+        if name == "q1" {
+            group.bench_function(BenchmarkId::new("datafusion_utf8", scale), |b| {
+                b.iter(|| runtime.block_on(datafusion_rows(&plain_utf8, sql)))
+            });
+        }
         group.finish();
     }
 

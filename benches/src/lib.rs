@@ -22,6 +22,29 @@ impl BenchNode {
         Self { context, _dir: dir }
     }
 
+    /// The rows `sql` returns, as a text table (for `EXPLAIN`).
+    pub async fn text(&self, sql: &str) -> String {
+        let engine = &self.context.engine;
+        let mut session = engine
+            .session(None, UserId::root(), quiver_common::Role::System)
+            .expect("session");
+        let mut text = String::new();
+        for statement in engine.prepare(sql, &[]).expect("valid SQL") {
+            if let StatementOutput::Rows(mut stream) =
+                session.execute(statement).await.expect("statement runs")
+            {
+                let mut batches = Vec::new();
+                while let Some(batch) = stream.next().await {
+                    batches.push(batch.expect("batch"));
+                }
+                let table = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .expect("prints");
+                text.push_str(&table.to_string());
+            }
+        }
+        text
+    }
+
     /// Runs `sql` with `params` and returns the rows read or affected.
     pub async fn run(&self, sql: &str, params: &[serde_json::Value]) -> usize {
         let engine = &self.context.engine;

@@ -90,6 +90,9 @@ pub struct StorageConfig {
     /// an acknowledged write survives a process crash; with it, also a power
     /// loss.
     pub sync_writes: bool,
+    /// Most bytes of decoded segment pages kept for reads by primary key
+    /// (0: none kept).
+    pub page_cache_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -97,6 +100,7 @@ impl Default for StorageConfig {
         Self {
             data_path: PathBuf::from("./data"),
             sync_writes: false,
+            page_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -25,6 +25,7 @@ use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -158,6 +159,14 @@ pub(crate) fn segment_scans(
         groups.entry(present).or_default().push(segment);
     }
     let url = ObjectStoreUrl::parse(COLD_URL)?;
+    // Footers and page indexes are parsed once per segment and kept in
+    // the session's file metadata cache, as DataFusion's own Parquet
+    // tables do; a large segment's page index costs milliseconds to parse.
+    let runtime = state.runtime_env();
+    let readers = Arc::new(CachedParquetFileReaderFactory::new(
+        runtime.object_store(&url)?,
+        runtime.cache_manager.get_file_metadata_cache(),
+    ));
     let mut plans = Vec::new();
     for (present, segments) in groups {
         let mut fields = Vec::new();
@@ -176,13 +185,21 @@ pub(crate) fn segment_scans(
 
         let mut source = ParquetSource::new(file_schema.clone())
             .with_enable_page_index(true)
-            .with_bloom_filter_on_read(true);
+            .with_bloom_filter_on_read(true)
+            .with_parquet_file_reader_factory(readers.clone());
         if let Some(predicate) = pruning_predicate(state, def, layout, &file_schema, filters)? {
             source = source.with_predicate(predicate);
         }
         let files: Vec<PartitionedFile> = segments
             .iter()
-            .map(|s| PartitionedFile::new(s.path.clone(), s.bytes))
+            .map(|s| {
+                let mut file = PartitionedFile::new(s.path.clone(), s.bytes);
+                // The cache checks size and modification time; a path can
+                // name a new file after its scope was emptied, and the
+                // largest `_seq` tells the two apart.
+                file.object_meta.last_modified = chrono::DateTime::from_timestamp_nanos(s.max_seq);
+                file
+            })
             .collect();
         let mut config = FileScanConfigBuilder::new(url.clone(), Arc::new(source));
         if layout.merge {

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -26,9 +27,11 @@ use futures::future::BoxFuture;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
+};
 use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
@@ -197,7 +200,7 @@ const DICTIONARY_BYTES: usize = 64 * 1024;
 
 /// Ranged reads of one segment for the Parquet reader.
 #[derive(Debug)]
-pub(crate) struct SegmentReader {
+struct SegmentReader {
     objects: Arc<dyn ObjectStore>,
     path: ObjectPath,
     size: u64,
@@ -248,21 +251,68 @@ impl AsyncFileReader for SegmentReader {
 }
 
 /// The cold tier of one node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ColdStore {
     objects: Arc<dyn ObjectStore>,
     /// Footers with page indexes of segments read by key, by path.
     footers: Arc<DashMap<String, Footer>>,
+    /// Decoded pages of segments read by key; `None` when disabled.
+    pages: Option<Arc<PageCache>>,
+}
+
+impl std::fmt::Debug for ColdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdStore")
+            .field("objects", &self.objects)
+            .field("footers", &self.footers.len())
+            .field("cached_pages", &self.cached_pages())
+            .finish()
+    }
 }
 
 /// A segment's parsed footer, with what identifies the file it came from
 /// (a path can name a new file after its scope was emptied).
 #[derive(Debug, Clone)]
-struct Footer {
+pub(crate) struct Footer {
+    /// Unique among the footers this process loads: pages are cached
+    /// under it, so a new file at an old path never meets old pages.
+    id: u64,
     bytes: u64,
     max_seq: i64,
     metadata: ArrowReaderMetadata,
 }
+
+impl Footer {
+    pub(crate) fn metadata(&self) -> &ParquetMetaData {
+        self.metadata.metadata()
+    }
+}
+
+/// Rows `first_row..first_row + rows` of row group `group`: one data page
+/// of the `_key` column (or a whole row group, in a file without a page
+/// index), the unit a point read decodes and caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PageSpan {
+    pub(crate) group: usize,
+    pub(crate) first_row: usize,
+    pub(crate) rows: usize,
+}
+
+/// Decoded page spans (every column of the file) by footer and span,
+/// bounded by their Arrow memory size. Segments never change, so entries
+/// are never stale; a deleted segment's pages age out.
+type PageCache = quick_cache::sync::Cache<(u64, usize, usize), RecordBatch, PageWeight>;
+
+#[derive(Debug, Clone)]
+struct PageWeight;
+
+impl quick_cache::Weighter<(u64, usize, usize), RecordBatch> for PageWeight {
+    fn weight(&self, _key: &(u64, usize, usize), page: &RecordBatch) -> u64 {
+        page.get_array_memory_size().max(1) as u64
+    }
+}
+
+static NEXT_FOOTER: AtomicU64 = AtomicU64::new(0);
 
 fn table_dir(table_id: u64) -> String {
     format!("t{table_id}")
@@ -291,7 +341,24 @@ impl ColdStore {
         Ok(Self {
             objects: Arc::new(LocalFileSystem::new_with_prefix(root)?),
             footers: Arc::default(),
+            pages: None,
         })
+    }
+
+    /// Keeps up to `bytes` of decoded pages read by key (0: none).
+    pub fn with_page_cache(mut self, bytes: u64) -> Self {
+        self.pages = (bytes > 0).then(|| {
+            // A guess at the entry count sizes the cache's table: pages
+            // of about 64 KiB.
+            let estimated = (bytes / (64 * 1024)).clamp(16, 1 << 20) as usize;
+            Arc::new(PageCache::with_weighter(estimated, bytes, PageWeight))
+        });
+        self
+    }
+
+    /// Pages held in the page cache.
+    pub fn cached_pages(&self) -> usize {
+        self.pages.as_ref().map_or(0, |pages| pages.len())
     }
 
     /// The object store the segments live in, for readers.
@@ -373,7 +440,7 @@ impl ColdStore {
     }
 
     /// A reader of a segment that fetches byte ranges, not the whole file.
-    pub(crate) fn segment_reader(&self, segment: &Segment) -> SegmentReader {
+    fn segment_reader(&self, segment: &Segment) -> SegmentReader {
         SegmentReader {
             objects: self.objects.clone(),
             path: ObjectPath::from(segment.path.as_str()),
@@ -383,25 +450,61 @@ impl ColdStore {
 
     /// A segment's footer with its page index, read once and then kept
     /// until the segment is deleted.
-    pub(crate) async fn footer(&self, segment: &Segment) -> Result<ArrowReaderMetadata, ColdError> {
+    pub(crate) async fn footer(&self, segment: &Segment) -> Result<Footer, ColdError> {
         if let Some(footer) = self.footers.get(&segment.path)
             && footer.bytes == segment.bytes
             && footer.max_seq == segment.max_seq
         {
-            return Ok(footer.metadata.clone());
+            return Ok(footer.clone());
         }
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let metadata =
             ArrowReaderMetadata::load_async(&mut self.segment_reader(segment), options).await?;
-        self.footers.insert(
-            segment.path.clone(),
-            Footer {
-                bytes: segment.bytes,
-                max_seq: segment.max_seq,
-                metadata: metadata.clone(),
-            },
-        );
-        Ok(metadata)
+        let footer = Footer {
+            id: NEXT_FOOTER.fetch_add(1, Ordering::Relaxed),
+            bytes: segment.bytes,
+            max_seq: segment.max_seq,
+            metadata,
+        };
+        self.footers.insert(segment.path.clone(), footer.clone());
+        Ok(footer)
+    }
+
+    /// Every column of the rows `span` of a segment, decoded: from the
+    /// page cache, or fetched (only the pages the span touches) and
+    /// decoded once however many readers want it at the same time.
+    pub(crate) async fn page(
+        &self,
+        segment: &Segment,
+        footer: &Footer,
+        span: PageSpan,
+    ) -> Result<RecordBatch, ColdError> {
+        let decode = async {
+            let mut selectors = Vec::with_capacity(2);
+            if span.first_row > 0 {
+                selectors.push(RowSelector::skip(span.first_row));
+            }
+            selectors.push(RowSelector::select(span.rows));
+            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+                self.segment_reader(segment),
+                footer.metadata.clone(),
+            )
+            .with_row_groups(vec![span.group])
+            .with_row_selection(RowSelection::from(selectors))
+            .with_batch_size(span.rows.max(1));
+            let schema = builder.schema().clone();
+            let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
+            arrow::compute::concat_batches(&schema, &batches)
+                .map_err(|e| ColdError::Parquet(ParquetError::ArrowError(e.to_string())))
+        };
+        match &self.pages {
+            None => decode.await,
+            Some(pages) => {
+                pages
+                    .get_or_insert_async(&(footer.id, span.group, span.first_row), decode)
+                    .await
+            }
+        }
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), ColdError> {

@@ -17,19 +17,17 @@ use arc_swap::ArcSwap;
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
     Float64Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use dashmap::DashMap;
-use futures::TryStreamExt;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
 
 use crate::backend::Store;
-use crate::cold::{ColdError, ColdStore, Manifest, Segment};
+use crate::cold::{ColdError, ColdStore, Manifest, PageSpan, Segment};
 use crate::keys::Scope;
 use crate::row::{StoredRow, Value};
 
@@ -339,28 +337,29 @@ impl ColdTables {
 
     /// The rows of a segment whose keys are in `keys`. Only the pages
     /// whose `_key` statistics (row group, then page index) hold one of
-    /// the keys are fetched and decoded, and only matching rows converted.
+    /// the keys are read (from the page cache, or fetched and decoded),
+    /// and only matching rows converted.
     async fn read_keys(
         &self,
         segment: &Segment,
         keys: &BTreeSet<Vec<u8>>,
     ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
         let footer = self.cold.footer(segment).await?;
-        let Some((groups, selection)) = pages_holding(footer.metadata(), keys) else {
-            return Ok(Vec::new());
-        };
-        let batches: Vec<RecordBatch> = ParquetRecordBatchStreamBuilder::new_with_metadata(
-            self.cold.segment_reader(segment),
-            footer,
-        )
-        .with_row_groups(groups)
-        .with_row_selection(selection)
-        .build()?
-        .try_collect()
-        .await?;
         let mut out = Vec::new();
-        for batch in batches {
-            convert_batch(batch, &segment.path, |k| keys.contains(k), &mut out)?;
+        for span in pages_holding(footer.metadata(), keys) {
+            let page = self.cold.page(segment, &footer, span).await?;
+            let corrupt = corrupt(&segment.path);
+            let page_keys = page
+                .column_by_name(KEY_COLUMN)
+                .and_then(|k| k.as_any().downcast_ref::<BinaryArray>())
+                .ok_or_else(|| corrupt("no binary _key column".into()))?;
+            let rows = rows_holding(page_keys, keys);
+            if rows.is_empty() {
+                continue;
+            }
+            let rows = arrow::compute::take_record_batch(&page, &UInt32Array::from(rows))
+                .map_err(|e| corrupt(e.to_string()))?;
+            convert_batch(rows, &segment.path, &mut out)?;
         }
         Ok(out)
     }
@@ -464,15 +463,12 @@ pub async fn wait_for_readers(manifest: Arc<Manifest>) {
     }
 }
 
-/// The row groups, and the rows within them, that can hold one of `keys`:
-/// row groups whose `_key` statistics bound none of the keys are skipped,
-/// and within the rest, pages whose page-index bounds hold none of them.
-/// `None` when nothing can. Truncated statistics still bound the keys: a
-/// shortened minimum sorts before, a raised maximum after.
-fn pages_holding(
-    metadata: &ParquetMetaData,
-    keys: &BTreeSet<Vec<u8>>,
-) -> Option<(Vec<usize>, RowSelection)> {
+/// The spans of rows that can hold one of `keys`: row groups whose `_key`
+/// statistics bound none of the keys are skipped, and within the rest,
+/// `_key` pages whose page-index bounds hold none of them. Without a page
+/// index a span is a whole row group. Truncated statistics still bound
+/// the keys: a shortened minimum sorts before, a raised maximum after.
+fn pages_holding(metadata: &ParquetMetaData, keys: &BTreeSet<Vec<u8>>) -> Vec<PageSpan> {
     let holds_any = |min: Option<&[u8]>, max: Option<&[u8]>| match (min, max) {
         (Some(min), Some(max)) if min <= max => keys
             .range::<[u8], _>((Bound::Included(min), Bound::Included(max)))
@@ -486,14 +482,17 @@ fn pages_holding(
         .columns()
         .iter()
         .position(|c| c.name() == KEY_COLUMN);
-    let mut groups = Vec::new();
-    let mut selectors = Vec::new();
+    let mut spans = Vec::new();
     for g in 0..metadata.num_row_groups() {
         let group = metadata.row_group(g);
         let rows = group.num_rows() as usize;
-        let whole = vec![RowSelector::select(rows)];
-        let chosen = match column {
-            None => whole,
+        let whole = PageSpan {
+            group: g,
+            first_row: 0,
+            rows,
+        };
+        match column {
+            None => spans.push(whole),
             Some(column) => {
                 if let Some(Statistics::ByteArray(s)) = group.column(column).statistics()
                     && !holds_any(s.min_opt().map(|v| v.data()), s.max_opt().map(|v| v.data()))
@@ -511,35 +510,56 @@ fn pages_holding(
                         Some((bounds, offsets.get(g)?.get(column)?.page_locations()))
                     });
                 match pages {
-                    None => whole,
+                    None => spans.push(whole),
                     Some((bounds, locations)) => {
-                        let chosen: Vec<RowSelector> = locations
-                            .iter()
-                            .enumerate()
-                            .map(|(page, location)| {
-                                let end = locations
-                                    .get(page + 1)
-                                    .map_or(rows, |next| next.first_row_index as usize);
-                                let len = end - location.first_row_index as usize;
-                                if holds_any(bounds.min_value(page), bounds.max_value(page)) {
-                                    RowSelector::select(len)
-                                } else {
-                                    RowSelector::skip(len)
-                                }
-                            })
-                            .collect();
-                        if chosen.iter().all(|s| s.skip) {
-                            continue;
+                        for (page, location) in locations.iter().enumerate() {
+                            if !holds_any(bounds.min_value(page), bounds.max_value(page)) {
+                                continue;
+                            }
+                            let first_row = location.first_row_index as usize;
+                            let end = locations
+                                .get(page + 1)
+                                .map_or(rows, |next| next.first_row_index as usize);
+                            spans.push(PageSpan {
+                                group: g,
+                                first_row,
+                                rows: end - first_row,
+                            });
                         }
-                        chosen
                     }
                 }
             }
-        };
-        groups.push(g);
-        selectors.extend(chosen);
+        }
     }
-    (!groups.is_empty()).then(|| (groups, RowSelection::from(selectors)))
+    spans
+}
+
+/// The rows of a page whose key is in `keys`, found by binary search:
+/// a segment's versions are sorted by `_key`.
+fn rows_holding(page_keys: &BinaryArray, keys: &BTreeSet<Vec<u8>>) -> Vec<u32> {
+    let n = page_keys.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let (first, last) = (page_keys.value(0), page_keys.value(n - 1));
+    let mut rows = Vec::new();
+    for key in keys.range::<[u8], _>((Bound::Included(first), Bound::Included(last))) {
+        let key = key.as_slice();
+        let (mut low, mut high) = (0, n);
+        while low < high {
+            let middle = (low + high) / 2;
+            if page_keys.value(middle) < key {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        while low < n && page_keys.value(low) == key {
+            rows.push(low as u32);
+            low += 1;
+        }
+    }
+    rows
 }
 
 /// The error for a segment at `path` whose contents are not what Quiver
@@ -556,25 +576,12 @@ fn decode_segment(
     path: &str,
     wanted: impl Fn(&[u8]) -> bool,
 ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
+    let corrupt = corrupt(path);
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     let mut out = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| corrupt(path)(e.to_string()))?;
-        convert_batch(batch, path, &wanted, &mut out)?;
-    }
-    Ok(out)
-}
-
-/// Appends the versions in `batch` whose key passes `wanted` to `out`.
-fn convert_batch(
-    batch: RecordBatch,
-    path: &str,
-    wanted: impl Fn(&[u8]) -> bool,
-    out: &mut Vec<(Vec<u8>, StoredRow)>,
-) -> Result<(), ColdError> {
-    let corrupt = corrupt(path);
-    // Convert only the rows wanted.
-    let batch = {
+        let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+        // Convert only the rows wanted.
         let keys = batch
             .column_by_name(KEY_COLUMN)
             .and_then(|k| k.as_any().downcast_ref::<BinaryArray>())
@@ -583,8 +590,20 @@ fn convert_batch(
             .iter()
             .map(|k| Some(wanted(k.unwrap_or(&[]))))
             .collect();
-        arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| corrupt(e.to_string()))?
-    };
+        let batch = arrow::compute::filter_record_batch(&batch, &mask)
+            .map_err(|e| corrupt(e.to_string()))?;
+        convert_batch(batch, path, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Appends the versions in `batch` to `out`.
+fn convert_batch(
+    batch: RecordBatch,
+    path: &str,
+    out: &mut Vec<(Vec<u8>, StoredRow)>,
+) -> Result<(), ColdError> {
+    let corrupt = corrupt(path);
     if batch.num_rows() == 0 {
         return Ok(());
     }
@@ -713,12 +732,8 @@ mod tests {
         metadata.metadata().as_ref().clone()
     }
 
-    fn selected(selection: &RowSelection) -> usize {
-        selection
-            .iter()
-            .filter(|s| !s.skip)
-            .map(|s| s.row_count)
-            .sum()
+    fn rows(spans: &[PageSpan]) -> usize {
+        spans.iter().map(|s| s.rows).sum()
     }
 
     #[tokio::test]
@@ -727,29 +742,163 @@ mod tests {
         assert_eq!(metadata.num_row_groups(), 3);
 
         let keys = BTreeSet::from([key(45_678)]);
-        let (groups, selection) = pages_holding(&metadata, &keys).unwrap();
-        assert_eq!(groups, vec![1]);
-        let rows = selected(&selection);
-        assert!(rows > 0 && rows <= PAGE_ROWS, "{rows} rows selected");
-        // The selection covers the row group's rows, and the key's row.
-        let total: usize = selection.iter().map(|s| s.row_count).sum();
-        assert_eq!(total, 40_000);
-        let mut at = 0;
-        let mut holds = false;
-        for s in selection.iter() {
-            holds |= !s.skip && (at..at + s.row_count).contains(&5_678);
-            at += s.row_count;
-        }
-        assert!(holds, "the selected page holds the key's row");
+        let spans = pages_holding(&metadata, &keys);
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let span = spans[0];
+        assert_eq!(span.group, 1);
+        assert!(span.rows > 0 && span.rows <= PAGE_ROWS, "{span:?}");
+        assert!(
+            (span.first_row..span.first_row + span.rows).contains(&5_678),
+            "the span holds the key's row: {span:?}"
+        );
 
         // Keys in two row groups: a page of each.
         let keys = BTreeSet::from([key(10), key(99_999)]);
-        let (groups, selection) = pages_holding(&metadata, &keys).unwrap();
+        let spans = pages_holding(&metadata, &keys);
+        let groups: Vec<usize> = spans.iter().map(|s| s.group).collect();
         assert_eq!(groups, vec![0, 2]);
-        assert!(selected(&selection) <= 2 * PAGE_ROWS);
+        assert!(rows(&spans) <= 2 * PAGE_ROWS);
 
         // Keys no page holds select nothing.
         let keys = BTreeSet::from([b"j".to_vec(), key(100_000)]);
-        assert!(pages_holding(&metadata, &keys).is_none());
+        assert!(pages_holding(&metadata, &keys).is_empty());
+    }
+
+    #[test]
+    fn rows_holding_finds_every_version_of_each_key() {
+        let page = BinaryArray::from_iter_values([b"b", b"d", b"d", b"f", b"h"]);
+        let keys = |ks: &[&[u8]]| ks.iter().map(|k| k.to_vec()).collect::<BTreeSet<_>>();
+        assert_eq!(rows_holding(&page, &keys(&[b"d"])), vec![1, 2]);
+        assert_eq!(rows_holding(&page, &keys(&[b"b", b"h"])), vec![0, 4]);
+        assert_eq!(
+            rows_holding(&page, &keys(&[b"a", b"c", b"i"])),
+            Vec::<u32>::new()
+        );
+        let empty = BinaryArray::from_iter_values(Vec::<&[u8]>::new());
+        assert!(rows_holding(&empty, &keys(&[b"d"])).is_empty());
+    }
+
+    /// A node's tiers over a fresh directory, with a page cache of
+    /// `cache_bytes`, and one published-shape segment of `rows` rows
+    /// (`c1` = the row number, every tenth a delete marker).
+    async fn tables_with_segment(
+        dir: &std::path::Path,
+        cache_bytes: u64,
+        rows: u32,
+    ) -> (ColdTables, Segment) {
+        let cold = ColdStore::local(&dir.join("cold"))
+            .unwrap()
+            .with_page_cache(cache_bytes);
+        let store = Arc::new(
+            Store::open(
+                &dir.join("rocks"),
+                &crate::backend::StoreOptions { sync_writes: false },
+            )
+            .unwrap(),
+        );
+        // Opening removes files no manifest names: open first.
+        let tables = ColdTables::open(store, cold).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(KEY_COLUMN, DataType::Binary, false),
+            Field::new("c1", DataType::Int64, true),
+            Field::new(SEQ_COLUMN, DataType::Int64, false),
+            Field::new(DELETED_COLUMN, DataType::Boolean, false),
+        ]));
+        let options = SegmentOptions {
+            row_group_rows: 8_192,
+            key_column: None,
+        };
+        let mut writer = tables
+            .cold()
+            .segment_writer(schema.clone(), &options)
+            .unwrap();
+        let keys: Vec<Vec<u8>> = (0..rows).map(key).collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(BinaryArray::from_iter_values(&keys)),
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+                Arc::new(BooleanArray::from_iter(
+                    (0..rows).map(|i| Some(i % 10 == 0)),
+                )),
+            ],
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        let path = "t1/seg-1.parquet".to_string();
+        let bytes = writer.finish(&path).await.unwrap();
+        let segment = Segment {
+            path,
+            schema_version: 1,
+            columns: vec![1],
+            rows: rows as u64,
+            tombstones: (rows as u64).div_ceil(10),
+            bytes,
+            min_seq: 0,
+            max_seq: rows as i64 - 1,
+            min_key: crate::cold::to_hex(&key(0)),
+            max_key: crate::cold::to_hex(&key(rows - 1)),
+            stats: BTreeMap::new(),
+        };
+        (tables, segment)
+    }
+
+    #[tokio::test]
+    async fn point_reads_are_answered_from_cached_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tables, segment) = tables_with_segment(dir.path(), 1 << 20, 20_000).await;
+        let wanted = BTreeSet::from([key(12_345), key(12_346), key(12_350), key(30_000)]);
+        let found = tables.read_keys(&segment, &wanted).await.unwrap();
+        let found: Vec<(Vec<u8>, i64, bool)> = found
+            .into_iter()
+            .map(|(k, row)| (k, row.seq, row.deleted))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (key(12_345), 12_345, false),
+                (key(12_346), 12_346, false),
+                (key(12_350), 12_350, true),
+            ]
+        );
+        assert_eq!(tables.cold().cached_pages(), 1, "one page decoded and kept");
+
+        // With the file gone, the footer and the page still answer.
+        std::fs::remove_file(dir.path().join("cold/t1/seg-1.parquet")).unwrap();
+        let again = tables
+            .read_keys(&segment, &BTreeSet::from([key(12_347)]))
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1.cells, vec![(1, Value::Int64(12_347))]);
+        // A page not cached has to be read, and cannot be.
+        assert!(
+            tables
+                .read_keys(&segment, &BTreeSet::from([key(1)]))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_page_cache_keeps_no_more_than_its_capacity() {
+        for capacity in [0, 1024] {
+            let dir = tempfile::tempdir().unwrap();
+            let (tables, segment) = tables_with_segment(dir.path(), capacity, 20_000).await;
+            for k in [5, 5_000, 15_000] {
+                let found = tables
+                    .read_keys(&segment, &BTreeSet::from([key(k)]))
+                    .await
+                    .unwrap();
+                assert_eq!(found.len(), 1, "capacity {capacity}, key {k}");
+                assert_eq!(found[0].1.cells, vec![(1, Value::Int64(k as i64))]);
+            }
+            assert_eq!(
+                tables.cold().cached_pages(),
+                0,
+                "a {capacity}-byte cache holds no page"
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! quiver-bench --url http://127.0.0.1:8080 --user root --password '' --quick --out target/bench
 //! ```
 
+mod node;
 mod soak;
 
 use std::collections::HashMap;
@@ -52,6 +53,18 @@ struct Args {
     /// and check that nothing failed, was lost or leaked.
     #[arg(long)]
     soak: Option<u64>,
+    /// During the soak, kill the node with SIGKILL this often (seconds)
+    /// and start it again: the tool then starts and owns the node itself
+    /// (`--node-bin`, `--node-config`) instead of using one at `--url`.
+    #[arg(long, requires_all = ["soak", "node_bin", "node_config"])]
+    kill_every: Option<u64>,
+    /// The `quiver` binary to start, for `--kill-every`.
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+    /// The configuration to start it with; it must listen at `--url` and
+    /// set `[auth] jwt_secret`, so that tokens outlive a restart.
+    #[arg(long)]
+    node_config: Option<PathBuf>,
     /// Directory for `results.json` and `results.md`.
     #[arg(long, default_value = "target/quiver-bench")]
     out: PathBuf,
@@ -756,6 +769,13 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1100)
         .build()?;
+    let killer = match (args.kill_every, &args.node_bin, &args.node_config) {
+        (Some(every), Some(bin), Some(config)) => Some(soak::Killer {
+            node: node::Node::start(bin, config, &args.url, &http).await?,
+            every: Duration::from_secs(every.max(1)),
+        }),
+        _ => None,
+    };
     let token = login(&http, &args).await?;
     let bench = Arc::new(Bench {
         http,
@@ -771,7 +791,7 @@ async fn main() -> anyhow::Result<()> {
     let run_started = Instant::now();
     let mut reports = Vec::new();
     if let Some(seconds) = args.soak {
-        reports.push(soak::run(&bench, seconds).await?);
+        reports.push(soak::run(&bench, seconds, killer).await?);
         return write_results(&args, &bench, &reports, run_started);
     }
     setup(&bench).await?;

@@ -4,18 +4,31 @@
 //! At the end every subscriber must have been told each acknowledged
 //! change of its key exactly once, no request may have failed, and the
 //! server's memory must not have kept growing after the warm-up.
+//!
+//! With `--kill-every <seconds>` the tool owns the node and kills it with
+//! SIGKILL that often, mid-load, then starts it again. A request cut off
+//! by a kill is in doubt (it may or may not have been applied); every
+//! other must succeed. After each restart, with writes held back, the
+//! table must hold every acknowledged write with its latest value and no
+//! acknowledged delete, in-doubt writes either applied or not, and a new
+//! subscription per key must load exactly those rows. Subscriptions do
+//! not outlive a kill, so in this mode they are checked by those
+//! snapshots rather than by counting notifications.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail, ensure};
+use futures::SinkExt;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, RwLock};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Bench, Report, next_json, subscribe};
+use crate::node::Node;
+use crate::{Bench, Report, Socket, next_json, subscribe};
 
 /// Keys the rows spread over; one subscriber each.
 const KEYS: i64 = 4;
@@ -23,14 +36,25 @@ const KEYS: i64 = 4;
 /// Per row id, the kinds of change in the order they happened.
 type History = BTreeMap<i64, Vec<String>>;
 
+/// A write whose request a kill cut off: applied or not, nobody knows.
+#[derive(Debug, Clone, Copy)]
+enum Doubt {
+    Insert { k: i64 },
+    Update,
+    Delete,
+}
+
 /// Acknowledged writes. Each writer owns its row ids, so the order of the
 /// changes of one row is the order of their acknowledgements.
 #[derive(Default)]
 struct Ledger {
     /// Per key: what its subscriber must be told.
     expected: BTreeMap<i64, History>,
-    /// Live rows: id -> key.
-    live: BTreeMap<i64, i64>,
+    /// Live rows: id -> (key, value).
+    live: BTreeMap<i64, (i64, i64)>,
+    /// Writes a kill cut off, until a check after the restart settles
+    /// them. Their rows are nobody's to write again.
+    doubts: BTreeMap<i64, Doubt>,
 }
 
 impl Ledger {
@@ -42,22 +66,189 @@ impl Ledger {
             .or_default()
             .push(kind.to_string());
     }
+
+    /// Settles the writes in doubt against the table's rows `actual`
+    /// (id -> (key, value)), then requires the table to hold exactly the
+    /// live rows.
+    fn check(&mut self, actual: &BTreeMap<i64, (i64, i64)>) -> anyhow::Result<()> {
+        for (id, doubt) in std::mem::take(&mut self.doubts) {
+            let found = actual.get(&id).copied();
+            match doubt {
+                Doubt::Insert { k } => match found {
+                    Some(row) if row == (k, 0) => {
+                        self.live.insert(id, row);
+                    }
+                    Some(row) => bail!("row {id} was inserted as ({k}, 0) but holds {row:?}"),
+                    None => {}
+                },
+                Doubt::Update => {
+                    let (k, v) = self.live[&id];
+                    match found {
+                        Some((k2, v2)) if k2 == k && (v2 == v || v2 == v + 1) => {
+                            self.live.insert(id, (k, v2));
+                        }
+                        other => bail!("row {id} at ({k}, {v}) before an update holds {other:?}"),
+                    }
+                }
+                Doubt::Delete => match found {
+                    None => {
+                        self.live.remove(&id);
+                    }
+                    Some(row) if row == self.live[&id] => {}
+                    Some(row) => bail!(
+                        "row {id} at {:?} before a delete holds {row:?}",
+                        self.live[&id]
+                    ),
+                },
+            }
+        }
+        if let Some((id, row)) = self
+            .live
+            .iter()
+            .find(|(id, row)| actual.get(id) != Some(row))
+        {
+            bail!(
+                "acknowledged row {id} {row:?} is {:?} after the restart",
+                actual.get(id)
+            );
+        }
+        if let Some((id, row)) = actual.iter().find(|(id, _)| !self.live.contains_key(id)) {
+            bail!("row {id} {row:?} is back, or was never acknowledged");
+        }
+        Ok(())
+    }
 }
 
-/// Requests made and failed.
+/// Requests made, failed, and cut off by a kill.
 #[derive(Default)]
 struct Counts {
     requests: AtomicU64,
     failed: AtomicU64,
+    in_doubt: AtomicU64,
+}
+
+/// Kills under way: requests wait at `gate` while the node restarts and
+/// is checked, and a request that fails while `down` is set, or across a
+/// kill (`kills` changed), was cut off rather than failed.
+#[derive(Default)]
+struct Kills {
+    gate: RwLock<()>,
+    down: AtomicBool,
+    kills: AtomicU64,
+}
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Failed,
+    CutOff,
 }
 
 impl Counts {
-    fn note(&self, ok: bool) {
+    fn note(&self, outcome: Outcome) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        if !ok {
-            self.failed.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Outcome::Done => {}
+            Outcome::Failed => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::CutOff => {
+                self.in_doubt.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
+}
+
+impl Kills {
+    /// Runs one request and tells how it ended. Callers hold the gate
+    /// (`gate.read()`) across the request and what they record of it.
+    async fn request<T>(
+        &self,
+        counts: &Counts,
+        request: impl Future<Output = anyhow::Result<T>>,
+    ) -> Outcome {
+        let kills = self.kills.load(Ordering::SeqCst);
+        let ok = request.await.is_ok();
+        let outcome = if ok {
+            Outcome::Done
+        } else if self.down.load(Ordering::SeqCst) || self.kills.load(Ordering::SeqCst) != kills {
+            Outcome::CutOff
+        } else {
+            Outcome::Failed
+        };
+        counts.note(outcome);
+        outcome
+    }
+}
+
+/// Every row of the soak table: id -> (key, value).
+async fn table_rows(bench: &Bench) -> anyhow::Result<BTreeMap<i64, (i64, i64)>> {
+    let body = bench.sql("SELECT id, k, v FROM bench.soak", &[]).await?;
+    let rows = body["results"][0]["rows"]
+        .as_array()
+        .context("rows in the answer")?;
+    let number = |v: &Value| match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    };
+    rows.iter()
+        .map(|row| {
+            let cell = |i: usize| number(&row[i]).with_context(|| format!("row {row}"));
+            Ok((cell(0)?, (cell(1)?, cell(2)?)))
+        })
+        .collect()
+}
+
+/// The ids a new subscription to key `k` loads.
+async fn snapshot_ids(ws: &mut Socket, k: i64) -> anyhow::Result<BTreeSet<i64>> {
+    let id = format!("check{k}");
+    let message = json!({"type": "subscribe", "subscription": {
+        "id": id, "sql": format!("SELECT * FROM bench.soak WHERE k = {k}"), "options": {}}});
+    ws.send(Message::text(message.to_string())).await?;
+    let mut ids = BTreeSet::new();
+    loop {
+        let message = next_json(ws).await?;
+        match message["type"].as_str() {
+            Some("subscription_ack") => continue,
+            Some("initial_data_batch") => {
+                for row in message["rows"].as_array().into_iter().flatten() {
+                    ids.insert(value_id(row).context("a row id")?);
+                }
+                if message["batch_control"]["has_more"] != true {
+                    return Ok(ids);
+                }
+                let next = json!({"type": "next_batch", "subscription_id": id});
+                ws.send(Message::text(next.to_string())).await?;
+            }
+            _ => bail!("unexpected message while loading {id}: {message}"),
+        }
+    }
+}
+
+/// With writes held back: the table against the ledger, then a new
+/// subscription per key against the table.
+async fn check_after_restart(bench: &Bench, ledger: &Mutex<Ledger>) -> anyhow::Result<()> {
+    let actual = table_rows(bench).await?;
+    ledger.lock().await.check(&actual)?;
+    let mut ws = bench.connect().await?;
+    for k in 0..KEYS {
+        let wanted: BTreeSet<i64> = actual
+            .iter()
+            .filter(|(_, (key, _))| *key == k)
+            .map(|(id, _)| *id)
+            .collect();
+        let loaded = snapshot_ids(&mut ws, k).await?;
+        ensure!(
+            loaded == wanted,
+            "a subscription to k = {k} loaded {} rows, the table holds {}",
+            loaded.len(),
+            wanted.len()
+        );
+    }
+    let _ = ws.close(None).await;
+    Ok(())
 }
 
 fn value_id(row: &Value) -> Option<i64> {
@@ -68,7 +259,17 @@ fn value_id(row: &Value) -> Option<i64> {
     }
 }
 
-pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Report> {
+/// Kills during a soak: the node the tool owns, and how often.
+pub(crate) struct Killer {
+    pub(crate) node: Node,
+    pub(crate) every: Duration,
+}
+
+pub(crate) async fn run(
+    bench: &Arc<Bench>,
+    seconds: u64,
+    mut killer: Option<Killer>,
+) -> anyhow::Result<Report> {
     bench
         .sql(
             "CREATE NAMESPACE IF NOT EXISTS bench; DROP TABLE IF EXISTS bench.soak; \
@@ -80,11 +281,13 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
     // Subscribers stop after every writer has finished.
     let drained = CancellationToken::new();
     let counts = Arc::new(Counts::default());
+    let kills = Arc::new(Kills::default());
     let ledger = Arc::new(Mutex::new(Ledger::default()));
 
-    // One subscriber per key; what each was told.
+    // One subscriber per key, unless kills cut them off; what each was
+    // told.
     let mut told = Vec::new();
-    for k in 0..KEYS {
+    for k in (0..KEYS).filter(|_| killer.is_none()) {
         let mut ws = bench.connect().await?;
         let id = format!("soak{k}");
         subscribe(
@@ -135,8 +338,13 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
     let mut tasks = Vec::new();
     // Writers: each owns its ids, so the ledger order per row is exact.
     for w in 0..2i64 {
-        let (bench, stop, ledger, counts) =
-            (bench.clone(), stop.clone(), ledger.clone(), counts.clone());
+        let (bench, stop, ledger, counts, kills) = (
+            bench.clone(),
+            stop.clone(),
+            ledger.clone(),
+            counts.clone(),
+            kills.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut next = w;
             let mut mine: Vec<i64> = Vec::new();
@@ -146,50 +354,76 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 let choice = rng % 10;
+                let _pass = kills.gate.read().await;
                 if choice < 6 || mine.is_empty() {
                     let id = next;
                     next += 2;
                     let k = id % KEYS;
-                    let ok = bench
-                        .sql(
-                            "INSERT INTO bench.soak VALUES ($1, $2, 0)",
-                            &[json!(id), json!(k)],
+                    let outcome = kills
+                        .request(
+                            &counts,
+                            bench.sql(
+                                "INSERT INTO bench.soak VALUES ($1, $2, 0)",
+                                &[json!(id), json!(k)],
+                            ),
                         )
-                        .await
-                        .is_ok();
-                    counts.note(ok);
-                    if ok {
-                        let mut l = ledger.lock().await;
-                        l.record(k, id, "insert");
-                        l.live.insert(id, k);
-                        mine.push(id);
+                        .await;
+                    let mut l = ledger.lock().await;
+                    match outcome {
+                        Outcome::Done => {
+                            l.record(k, id, "insert");
+                            l.live.insert(id, (k, 0));
+                            mine.push(id);
+                        }
+                        Outcome::CutOff => {
+                            l.doubts.insert(id, Doubt::Insert { k });
+                        }
+                        Outcome::Failed => {}
                     }
                 } else if choice < 9 {
-                    let id = mine[(rng as usize / 16) % mine.len()];
-                    let ok = bench
-                        .sql(
-                            "UPDATE bench.soak SET v = v + 1 WHERE id = $1",
-                            &[json!(id)],
+                    let at = (rng as usize / 16) % mine.len();
+                    let id = mine[at];
+                    let outcome = kills
+                        .request(
+                            &counts,
+                            bench.sql(
+                                "UPDATE bench.soak SET v = v + 1 WHERE id = $1",
+                                &[json!(id)],
+                            ),
                         )
-                        .await
-                        .is_ok();
-                    counts.note(ok);
-                    if ok {
-                        let mut l = ledger.lock().await;
-                        let k = l.live[&id];
-                        l.record(k, id, "update");
+                        .await;
+                    let mut l = ledger.lock().await;
+                    match outcome {
+                        Outcome::Done => {
+                            let row = l.live.get_mut(&id).expect("a live row");
+                            row.1 += 1;
+                            let k = row.0;
+                            l.record(k, id, "update");
+                        }
+                        Outcome::CutOff => {
+                            l.doubts.insert(id, Doubt::Update);
+                            mine.swap_remove(at);
+                        }
+                        Outcome::Failed => {}
                     }
                 } else {
                     let id = mine.swap_remove((rng as usize / 16) % mine.len());
-                    let ok = bench
-                        .sql("DELETE FROM bench.soak WHERE id = $1", &[json!(id)])
-                        .await
-                        .is_ok();
-                    counts.note(ok);
-                    if ok {
-                        let mut l = ledger.lock().await;
-                        let k = l.live.remove(&id).expect("a live row");
-                        l.record(k, id, "delete");
+                    let outcome = kills
+                        .request(
+                            &counts,
+                            bench.sql("DELETE FROM bench.soak WHERE id = $1", &[json!(id)]),
+                        )
+                        .await;
+                    let mut l = ledger.lock().await;
+                    match outcome {
+                        Outcome::Done => {
+                            let (k, _) = l.live.remove(&id).expect("a live row");
+                            l.record(k, id, "delete");
+                        }
+                        Outcome::CutOff => {
+                            l.doubts.insert(id, Doubt::Delete);
+                        }
+                        Outcome::Failed => {}
                     }
                 }
             }
@@ -197,7 +431,8 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
     }
     // A reader.
     {
-        let (bench, stop, counts) = (bench.clone(), stop.clone(), counts.clone());
+        let (bench, stop, counts, kills) =
+            (bench.clone(), stop.clone(), counts.clone(), kills.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = 0i64;
             while !stop.is_cancelled() {
@@ -212,14 +447,15 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                 } else {
                     vec![json!(i % 1000)]
                 };
-                let ok = bench.sql(sql, &params).await.is_ok();
-                counts.note(ok);
+                let _pass = kills.gate.read().await;
+                kills.request(&counts, bench.sql(sql, &params)).await;
             }
         }));
     }
     // Flushes, compactions, and connections that come and go.
     {
-        let (bench, stop, counts) = (bench.clone(), stop.clone(), counts.clone());
+        let (bench, stop, counts, kills) =
+            (bench.clone(), stop.clone(), counts.clone(), kills.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
             while !stop.is_cancelled() {
@@ -229,8 +465,9 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                 } else {
                     "STORAGE FLUSH TABLE bench.soak"
                 };
-                let ok = bench.sql(sql, &[]).await.is_ok();
-                counts.note(ok);
+                let pass = kills.gate.read().await;
+                kills.request(&counts, bench.sql(sql, &[])).await;
+                drop(pass);
                 // A connection that subscribes and drops away.
                 let churn = async {
                     let mut ws = bench.connect().await?;
@@ -244,7 +481,9 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
                     ws.close(None).await?;
                     anyhow::Ok(())
                 };
-                counts.note(churn.await.is_ok());
+                let pass = kills.gate.read().await;
+                kills.request(&counts, churn).await;
+                drop(pass);
                 tokio::select! {
                     _ = stop.cancelled() => {}
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -259,15 +498,37 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
     tokio::time::sleep(warm_up).await;
     let rss_warm = bench.metric("process_resident_memory_bytes").await?;
     let mut rss_peak = rss_warm;
+    let mut restarts: Vec<Duration> = Vec::new();
+    let mut last_kill = Instant::now();
     while started.elapsed() < total {
         tokio::time::sleep(Duration::from_secs(1).min(total.saturating_sub(started.elapsed())))
             .await;
+        if let Some(killer) = killer.as_mut()
+            && last_kill.elapsed() >= killer.every
+            && started.elapsed() < total
+        {
+            // Mid-load: requests in flight are cut off; new ones wait at
+            // the gate until the node is back and checked.
+            kills.down.store(true, Ordering::SeqCst);
+            kills.kills.fetch_add(1, Ordering::SeqCst);
+            killer.node.kill()?;
+            let _gate = kills.gate.write().await;
+            let restarted = killer.node.restart(&bench.http).await?;
+            check_after_restart(bench, &ledger)
+                .await
+                .with_context(|| format!("after kill {}", restarts.len() + 1))?;
+            kills.down.store(false, Ordering::SeqCst);
+            restarts.push(restarted);
+            last_kill = Instant::now();
+            continue;
+        }
         let rss = bench.metric("process_resident_memory_bytes").await?;
         rss_peak = rss_peak.max(rss);
         eprint!(
-            "\r  soak: {:>4}/{seconds} s, {} requests   ",
+            "\r  soak: {:>4}/{seconds} s, {} requests, {} kills   ",
             started.elapsed().as_secs(),
-            counts.requests.load(Ordering::Relaxed)
+            counts.requests.load(Ordering::Relaxed),
+            restarts.len()
         );
     }
     eprintln!();
@@ -284,7 +545,36 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
 
     let failed = counts.failed.load(Ordering::Relaxed);
     let requests = counts.requests.load(Ordering::Relaxed);
+    let in_doubt = counts.in_doubt.load(Ordering::Relaxed);
     ensure!(failed == 0, "{failed} of {requests} requests failed");
+    let mib = |b: f64| b / (1u64 << 20) as f64;
+    if let Some(killer) = &killer {
+        check_after_restart(bench, &ledger)
+            .await
+            .context("at the end")?;
+        let kills = restarts.len();
+        ensure!(
+            kills > 0,
+            "no kill in {seconds} s (one every {:?})",
+            killer.every
+        );
+        let slowest = restarts.iter().max().copied().unwrap_or_default();
+        let live = ledger.lock().await.live.len();
+        return Ok(
+            Report::new("soak_with_kills", restarts, started.elapsed(), requests as usize)
+                .note(format!(
+                    "{seconds} s mixed load, SIGKILL every {} s: {kills} kills, restarts p50 in the \
+                     latency columns (slowest {:.0} ms); {requests} requests, 0 failed, {in_doubt} cut \
+                     off by a kill; after every restart all {live} acknowledged rows (at the end) \
+                     present with their latest values, no deleted row back, and each key's \
+                     new subscription loading exactly the table's rows",
+                    killer.every.as_secs(),
+                    slowest.as_secs_f64() * 1000.0
+                ))
+                .unit("requests/s"),
+        );
+    }
+    ensure!(in_doubt == 0, "{in_doubt} requests cut off with no kill");
     let ledger = ledger.lock().await;
     let mut notifications = 0;
     for (k, (seen, count)) in seen_all.into_iter().enumerate() {
@@ -305,7 +595,6 @@ pub(crate) async fn run(bench: &Arc<Bench>, seconds: u64) -> anyhow::Result<Repo
             anyhow::bail!("subscriber {k}: told {kinds:?} of row {id}, which it never had");
         }
     }
-    let mib = |b: f64| b / (1u64 << 20) as f64;
     // Flat: after the warm-up, growth stays within a quarter plus 64 MiB
     // (memtables fill between flushes).
     let flat = rss_end <= rss_warm * 1.25 + 64.0 * (1u64 << 20) as f64;

@@ -111,6 +111,7 @@ fn env_overrides_file_and_defaults() {
             ("QUIVER_SERVER__PORT", "9000"),
             ("QUIVER_STORAGE__DATA_PATH", "/tmp/q"),
             ("QUIVER_STORAGE__SYNC_WRITES", "true"),
+            ("QUIVER_STORAGE__PAGE_CACHE_BYTES", "0"),
             ("QUIVER_DATAFUSION__EXECUTION__BATCH_SIZE", "1024"),
             ("OTHER_VAR", "ignored"),
         ]),
@@ -119,6 +120,7 @@ fn env_overrides_file_and_defaults() {
     assert_eq!(config.server.port, 9000);
     assert_eq!(config.storage.data_path, PathBuf::from("/tmp/q"));
     assert!(config.storage.sync_writes);
+    assert_eq!(config.storage.page_cache_bytes, 0);
     assert_eq!(
         config.datafusion.options(),
         vec![(

@@ -12,9 +12,8 @@ use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use quiver_benches::BenchNode;
 use tpchgen::generators::LineItemGenerator;
 use tpchgen_arrow::LineItemArrow;
@@ -53,17 +52,13 @@ const Q6: &str = "SELECT SUM(l_extendedprice * l_discount) AS revenue FROM linei
 
 const COUNT: &str = "SELECT COUNT(*) FROM lineitem";
 
-/// `lineitem` with `id` (its row number) as the primary key and strings
-/// as plain UTF-8, the way Quiver stores TEXT.
+/// `lineitem` with `id` (its row number) as the primary key.
 fn with_id(batch: &RecordBatch, first_id: i64) -> RecordBatch {
     let mut fields = vec![Field::new("id", DataType::Int64, false)];
     let ids = Int64Array::from_iter_values(first_id..first_id + batch.num_rows() as i64);
     let mut columns: Vec<ArrayRef> = vec![Arc::new(ids)];
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        let column = match column.data_type() {
-            DataType::Utf8View => cast(column, &DataType::Utf8).expect("utf8 cast"),
-            _ => column.clone(),
-        };
+        let column = column.clone();
         fields.push(Field::new(field.name(), column.data_type().clone(), false));
         columns.push(column);
     }
@@ -170,15 +165,7 @@ fn tpch(c: &mut Criterion) {
 
     let file = segment_file(&node, "lineitem");
     let plain = SessionContext::new();
-    // The same, reading strings as `Utf8` (the way Quiver's tables type
-    // TEXT) rather than DataFusion's default `Utf8View`.
-    let plain_utf8 = SessionContext::new_with_config(SessionConfig::new().set_bool(
-        "datafusion.execution.parquet.schema_force_view_types",
-        false,
-    ));
-    for ctx in [&plain, &plain_utf8] {
-        runtime.block_on(register_segment(ctx, &file));
-    }
+    runtime.block_on(register_segment(&plain, &file));
 
     let middle = rows / 2;
     let range = format!(
@@ -215,11 +202,6 @@ fn tpch(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("datafusion", scale), |b| {
             b.iter(|| runtime.block_on(datafusion_rows(&plain, sql)))
         });
-        if name == "q1" {
-            group.bench_function(BenchmarkId::new("datafusion_utf8", scale), |b| {
-                b.iter(|| runtime.block_on(datafusion_rows(&plain_utf8, sql)))
-            });
-        }
         group.finish();
     }
 

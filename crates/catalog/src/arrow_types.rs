@@ -4,7 +4,7 @@ use arrow::datatypes::{DataType, Field, TimeUnit};
 use quiver_common::ColumnType;
 
 /// Field metadata key naming the Quiver type where the Arrow type alone is
-/// ambiguous (`Json` and `Uuid` are both Utf8).
+/// ambiguous (`Json` and `Uuid` are both strings).
 pub const FIELD_TYPE_KEY: &str = "quiver.type";
 /// Field metadata key marking the primary-key column.
 pub const PK_FLAG_KEY: &str = "quiver.pk";
@@ -22,7 +22,10 @@ pub fn arrow_type(ty: ColumnType) -> DataType {
         ColumnType::BigInt => DataType::Int64,
         ColumnType::Float => DataType::Float32,
         ColumnType::Double => DataType::Float64,
-        ColumnType::Text | ColumnType::Json | ColumnType::Uuid => DataType::Utf8,
+        // String views, as DataFusion reads Parquet strings: decoding
+        // points into the page instead of copying, and grouping and
+        // comparing short strings is faster.
+        ColumnType::Text | ColumnType::Json | ColumnType::Uuid => DataType::Utf8View,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
         ColumnType::Date => DataType::Date32,
         ColumnType::Bytes => DataType::Binary,

@@ -6,7 +6,7 @@ use arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
     Date32Builder, Decimal128Array, Decimal128Builder, Float32Array, Float32Builder, Float64Array,
     Float64Builder, Int16Array, Int16Builder, Int32Array, Int32Builder, Int64Array, Int64Builder,
-    RecordBatch, RecordBatchOptions, StringArray, StringBuilder, TimestampMicrosecondArray,
+    RecordBatch, RecordBatchOptions, StringViewArray, StringViewBuilder, TimestampMicrosecondArray,
     TimestampMicrosecondBuilder,
 };
 use arrow::compute::{CastOptions, cast_with_options};
@@ -94,7 +94,7 @@ fn build_array<'a>(ty: ColumnType, cells: impl Iterator<Item = Option<&'a Value>
         ColumnType::Float => build!(Float32Builder, cells, Float32, |v: &f32| *v),
         ColumnType::Double => build!(Float64Builder, cells, Float64, |v: &f64| *v),
         ColumnType::Text | ColumnType::Json | ColumnType::Uuid => {
-            let mut builder = StringBuilder::new();
+            let mut builder = StringViewBuilder::new();
             for cell in cells {
                 match cell {
                     Some(Value::Text(v)) => builder.append_value(v),
@@ -188,9 +188,12 @@ pub fn array_to_values(array: &ArrayRef, column: &ColumnDef) -> Result<Vec<Value
         ColumnType::BigInt => each!(Int64Array, Value::Int64),
         ColumnType::Float => each!(Float32Array, Value::Float32),
         ColumnType::Double => each!(Float64Array, Value::Float64),
-        ColumnType::Text => each!(StringArray, |s: &str| Value::Text(s.to_string())),
+        ColumnType::Text => each!(StringViewArray, |s: &str| Value::Text(s.to_string())),
         ColumnType::Json => {
-            let typed = cast.as_any().downcast_ref::<StringArray>().expect("utf8");
+            let typed = cast
+                .as_any()
+                .downcast_ref::<StringViewArray>()
+                .expect("utf8view");
             for i in 0..len {
                 if typed.is_null(i) {
                     out.push(Value::Null);
@@ -207,7 +210,10 @@ pub fn array_to_values(array: &ArrayRef, column: &ColumnDef) -> Result<Vec<Value
             }
         }
         ColumnType::Uuid => {
-            let typed = cast.as_any().downcast_ref::<StringArray>().expect("utf8");
+            let typed = cast
+                .as_any()
+                .downcast_ref::<StringViewArray>()
+                .expect("utf8view");
             for i in 0..len {
                 if typed.is_null(i) {
                     out.push(Value::Null);
@@ -258,6 +264,7 @@ pub fn display_value(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::StringArray;
     use arrow::datatypes::{DataType, Field, Schema};
 
     fn column(ty: ColumnType) -> ColumnDef {

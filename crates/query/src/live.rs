@@ -11,6 +11,8 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::Operator;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::sql::sqlparser::ast::{
@@ -141,8 +143,17 @@ impl QuerySession {
         let filter = match &selection {
             None => None,
             Some(text) => {
-                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                let df_schema = Arc::new(DFSchema::try_from(schema.as_ref().clone())?);
                 let expr = ctx.parse_sql_expr(text, &df_schema)?;
+                // Coerced and folded, as the planner would: a string
+                // literal compared to a TEXT column becomes a string view
+                // literal, which the equality index can key on.
+                let simplifier = ExprSimplifier::new(
+                    SimplifyContext::builder()
+                        .with_schema(df_schema.clone())
+                        .build(),
+                );
+                let expr = simplifier.simplify(simplifier.coerce(expr, &df_schema)?)?;
                 Some(ctx.create_physical_expr(expr, &df_schema)?)
             }
         };

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
-    Float64Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    Float64Array, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray, StringViewArray,
     TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::datatypes::{DataType, TimeUnit};
@@ -679,6 +679,9 @@ fn array_values(array: &ArrayRef) -> Result<Vec<Value>, String> {
         DataType::Float32 => values!(array, Float32Array, Value::Float32),
         DataType::Float64 => values!(array, Float64Array, Value::Float64),
         DataType::Utf8 => values!(array, StringArray, |s: &str| Value::Text(s.to_string())),
+        DataType::Utf8View => {
+            values!(array, StringViewArray, |s: &str| Value::Text(s.to_string()))
+        }
         DataType::Binary => values!(array, BinaryArray, |b: &[u8]| Value::Bytes(b.to_vec())),
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             values!(array, TimestampMicrosecondArray, Value::Timestamp)

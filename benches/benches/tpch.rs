@@ -178,17 +178,24 @@ fn tpch(c: &mut Criterion) {
         ("count", COUNT),
         ("pk_range", &range),
     ];
-    if std::env::var_os("QUIVER_TPCH_EXPLAIN").is_some() {
-        // The plans with their metrics, to see where the time goes.
-        let sql = format!("EXPLAIN ANALYZE {Q1}");
-        eprintln!("Quiver:\n{}", runtime.block_on(node.text(&sql)));
+    // `QUIVER_TPCH_EXPLAIN=q1,pk_range`: those queries' plans with their
+    // metrics (the second run of each), to see where the time goes.
+    let explain = std::env::var("QUIVER_TPCH_EXPLAIN").unwrap_or_default();
+    for (name, sql) in queries
+        .iter()
+        .filter(|(n, _)| explain.split(',').any(|e| e == *n))
+    {
+        let sql = format!("EXPLAIN ANALYZE {sql}");
+        runtime.block_on(node.text(&sql));
+        eprintln!("{name}, Quiver:\n{}", runtime.block_on(node.text(&sql)));
         let plain_text = runtime.block_on(async {
+            plain.sql(&sql).await.unwrap().collect().await.unwrap();
             let batches = plain.sql(&sql).await.unwrap().collect().await.unwrap();
             datafusion::arrow::util::pretty::pretty_format_batches(&batches)
                 .unwrap()
                 .to_string()
         });
-        eprintln!("DataFusion:\n{plain_text}");
+        eprintln!("{name}, DataFusion:\n{plain_text}");
     }
     for (name, sql) in queries {
         let quiver_rows = runtime.block_on(node.run(sql, &[]));

@@ -26,6 +26,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -46,6 +47,7 @@ use datafusion::physical_plan::{
     Partitioning, PlanProperties, SendableRecordBatchStream, StatisticsArgs,
 };
 use futures::StreamExt;
+use parquet::file::metadata::PageIndexPolicy;
 use quiver_catalog::{SEQ_COLUMN, TableDef, arrow_type};
 use quiver_store::{Manifest, Segment};
 
@@ -141,7 +143,7 @@ impl InputLayout {
 /// Plans the Parquet side of a scan: one `DataSourceExec` per group of
 /// segments with the same columns, projected to the input layout (columns
 /// a segment predates read as their fill value).
-pub(crate) fn segment_scans(
+pub(crate) async fn segment_scans(
     state: &dyn Session,
     def: &TableDef,
     layout: &InputLayout,
@@ -161,11 +163,14 @@ pub(crate) fn segment_scans(
     let url = ObjectStoreUrl::parse(COLD_URL)?;
     // Footers and page indexes are parsed once per segment and kept in
     // the session's file metadata cache, as DataFusion's own Parquet
-    // tables do; a large segment's page index costs milliseconds to parse.
+    // tables do; a large segment's page index costs milliseconds to read
+    // and parse.
     let runtime = state.runtime_env();
+    let store = runtime.object_store(&url)?;
+    let footers = runtime.cache_manager.get_file_metadata_cache();
     let readers = Arc::new(CachedParquetFileReaderFactory::new(
-        runtime.object_store(&url)?,
-        runtime.cache_manager.get_file_metadata_cache(),
+        store.clone(),
+        footers.clone(),
     ));
     let mut plans = Vec::new();
     for (present, segments) in groups {
@@ -201,6 +206,16 @@ pub(crate) fn segment_scans(
                 file
             })
             .collect();
+        // The scan asks for the footer alone and then reads the page index
+        // without caching it; a footer cached with its page index is used
+        // whole. So each segment's goes into the cache once, here.
+        for file in &files {
+            DFParquetMetadata::new(store.as_ref(), &file.object_meta)
+                .with_file_metadata_cache(Some(footers.clone()))
+                .with_page_index_policy(Some(PageIndexPolicy::Optional))
+                .fetch_metadata()
+                .await?;
+        }
         let mut config = FileScanConfigBuilder::new(url.clone(), Arc::new(source));
         if layout.merge {
             // One file per partition, each in key order.

@@ -340,7 +340,7 @@ impl TableProvider for QuiverTable {
                 None,
             )?));
         }
-        inputs.extend(segment_scans(state, def, &layout, &manifest, filters)?);
+        inputs.extend(segment_scans(state, def, &layout, &manifest, filters).await?);
         let input = UnionExec::try_new(inputs)?;
         let outputs = indices
             .iter()

@@ -524,11 +524,14 @@ pub(crate) async fn run(
         }
         let rss = bench.metric("process_resident_memory_bytes").await?;
         rss_peak = rss_peak.max(rss);
+        let kills = match killer {
+            Some(_) => format!(", {} kills", restarts.len()),
+            None => String::new(),
+        };
         eprint!(
-            "\r  soak: {:>4}/{seconds} s, {} requests, {} kills   ",
+            "\r  soak: {:>4}/{seconds} s, {} requests{kills}   ",
             started.elapsed().as_secs(),
             counts.requests.load(Ordering::Relaxed),
-            restarts.len()
         );
     }
     eprintln!();

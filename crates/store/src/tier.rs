@@ -345,15 +345,11 @@ impl ColdTables {
         keys: &BTreeSet<Vec<u8>>,
     ) -> Result<Vec<(Vec<u8>, StoredRow)>, ColdError> {
         let footer = self.cold.footer(segment).await?;
+        let corrupt = corrupt(&segment.path);
         let mut out = Vec::new();
         for span in pages_holding(footer.metadata(), keys) {
             let page = self.cold.page(segment, &footer, span).await?;
-            let corrupt = corrupt(&segment.path);
-            let page_keys = page
-                .column_by_name(KEY_COLUMN)
-                .and_then(|k| k.as_any().downcast_ref::<BinaryArray>())
-                .ok_or_else(|| corrupt("no binary _key column".into()))?;
-            let rows = rows_holding(page_keys, keys);
+            let rows = rows_holding(key_column(&page, &segment.path)?, keys);
             if rows.is_empty() {
                 continue;
             }
@@ -571,6 +567,14 @@ fn corrupt(path: &str) -> impl Fn(String) -> ColdError + Copy + '_ {
     }
 }
 
+/// The `_key` column of a batch read from the segment at `path`.
+fn key_column<'a>(batch: &'a RecordBatch, path: &str) -> Result<&'a BinaryArray, ColdError> {
+    batch
+        .column_by_name(KEY_COLUMN)
+        .and_then(|k| k.as_any().downcast_ref::<BinaryArray>())
+        .ok_or_else(|| corrupt(path)("no binary _key column".into()))
+}
+
 fn decode_segment(
     bytes: bytes::Bytes,
     path: &str,
@@ -582,11 +586,7 @@ fn decode_segment(
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(e.to_string()))?;
         // Convert only the rows wanted.
-        let keys = batch
-            .column_by_name(KEY_COLUMN)
-            .and_then(|k| k.as_any().downcast_ref::<BinaryArray>())
-            .ok_or_else(|| corrupt("no binary _key column".into()))?;
-        let mask: BooleanArray = keys
+        let mask: BooleanArray = key_column(&batch, path)?
             .iter()
             .map(|k| Some(wanted(k.unwrap_or(&[]))))
             .collect();
@@ -613,11 +613,7 @@ fn convert_batch(
             .cloned()
             .ok_or_else(|| corrupt(format!("no {name} column")))
     };
-    let keys = column(KEY_COLUMN)?;
-    let keys = keys
-        .as_any()
-        .downcast_ref::<BinaryArray>()
-        .ok_or_else(|| corrupt("_key is not binary".into()))?;
+    let keys = key_column(&batch, path)?;
     let seqs = column(SEQ_COLUMN)?;
     let seqs = seqs
         .as_any()

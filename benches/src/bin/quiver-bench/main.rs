@@ -206,10 +206,15 @@ async fn next_json(ws: &mut Socket) -> anyhow::Result<Value> {
 }
 
 /// Subscribes and reads the acknowledgement and the whole snapshot;
-/// returns its row count. With `snapshot` the current rows come first
+/// returns its rows. With `snapshot` the current rows come first
 /// (`options: {}`), without it only changes (no options), as the contract
 /// has it.
-async fn subscribe(ws: &mut Socket, id: &str, sql: &str, snapshot: bool) -> anyhow::Result<usize> {
+async fn subscribe(
+    ws: &mut Socket,
+    id: &str,
+    sql: &str,
+    snapshot: bool,
+) -> anyhow::Result<Vec<Value>> {
     let mut message = json!({"type": "subscribe", "subscription": {"id": id, "sql": sql}});
     if snapshot {
         message["subscription"]["options"] = json!({});
@@ -219,15 +224,17 @@ async fn subscribe(ws: &mut Socket, id: &str, sql: &str, snapshot: bool) -> anyh
 }
 
 /// Reads a subscription's acknowledgement and whole snapshot; returns
-/// its row count.
-async fn read_snapshot(ws: &mut Socket, id: &str) -> anyhow::Result<usize> {
-    let mut rows = 0;
+/// its rows.
+async fn read_snapshot(ws: &mut Socket, id: &str) -> anyhow::Result<Vec<Value>> {
+    let mut rows = Vec::new();
     loop {
-        let message = next_json(ws).await?;
+        let mut message = next_json(ws).await?;
         match message["type"].as_str() {
             Some("subscription_ack") => continue,
             Some("initial_data_batch") => {
-                rows += message["rows"].as_array().map_or(0, Vec::len);
+                if let Some(batch) = message["rows"].as_array_mut() {
+                    rows.append(batch);
+                }
                 if message["batch_control"]["has_more"] == true {
                     let next = json!({"type": "next_batch", "subscription_id": id});
                     ws.send(Message::text(next.to_string())).await?;
@@ -461,7 +468,9 @@ async fn snapshot(bench: &Bench) -> anyhow::Result<Report> {
     for i in 0..n {
         let id = format!("snap{i}");
         let t = Instant::now();
-        let rows = subscribe(&mut ws, &id, "SELECT * FROM bench.snap", true).await?;
+        let rows = subscribe(&mut ws, &id, "SELECT * FROM bench.snap", true)
+            .await?
+            .len();
         latencies.push(t.elapsed());
         ensure!(rows == 1000, "snapshot of {rows} rows");
         let end = json!({"type": "unsubscribe", "subscription_id": id});

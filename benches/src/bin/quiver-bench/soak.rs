@@ -21,10 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, RwLock};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
@@ -203,28 +201,12 @@ async fn table_rows(bench: &Bench) -> anyhow::Result<BTreeMap<i64, (i64, i64)>> 
 
 /// The ids a new subscription to key `k` loads.
 async fn snapshot_ids(ws: &mut Socket, k: i64) -> anyhow::Result<BTreeSet<i64>> {
-    let id = format!("check{k}");
-    let message = json!({"type": "subscribe", "subscription": {
-        "id": id, "sql": format!("SELECT * FROM bench.soak WHERE k = {k}"), "options": {}}});
-    ws.send(Message::text(message.to_string())).await?;
-    let mut ids = BTreeSet::new();
-    loop {
-        let message = next_json(ws).await?;
-        match message["type"].as_str() {
-            Some("subscription_ack") => continue,
-            Some("initial_data_batch") => {
-                for row in message["rows"].as_array().into_iter().flatten() {
-                    ids.insert(value_id(row).context("a row id")?);
-                }
-                if message["batch_control"]["has_more"] != true {
-                    return Ok(ids);
-                }
-                let next = json!({"type": "next_batch", "subscription_id": id});
-                ws.send(Message::text(next.to_string())).await?;
-            }
-            _ => bail!("unexpected message while loading {id}: {message}"),
-        }
-    }
+    let sql = format!("SELECT * FROM bench.soak WHERE k = {k}");
+    subscribe(ws, &format!("check{k}"), &sql, true)
+        .await?
+        .iter()
+        .map(|row| value_id(row).context("a row id"))
+        .collect()
 }
 
 /// With writes held back: the table against the ledger, then a new
@@ -524,12 +506,12 @@ pub(crate) async fn run(
         }
         let rss = bench.metric("process_resident_memory_bytes").await?;
         rss_peak = rss_peak.max(rss);
-        let kills = match killer {
+        let killed = match killer {
             Some(_) => format!(", {} kills", restarts.len()),
             None => String::new(),
         };
         eprint!(
-            "\r  soak: {:>4}/{seconds} s, {} requests{kills}   ",
+            "\r  soak: {:>4}/{seconds} s, {} requests{killed}   ",
             started.elapsed().as_secs(),
             counts.requests.load(Ordering::Relaxed),
         );

@@ -97,14 +97,7 @@ pub async fn flush(
 /// the flush read it keeps its newer version. Call with the table's
 /// writers shut out.
 pub fn remove_flushed(store: &Store, flushed: &[(Box<[u8]>, i64)]) -> Result<()> {
-    let mut batch = store.batch();
-    for (key, seq) in flushed {
-        if store.get_row(key)?.is_some_and(|now| now.seq == *seq) {
-            batch.delete_row(key);
-        }
-    }
-    store.commit(batch)?;
-    Ok(())
+    Ok(store.delete_unchanged(flushed)?)
 }
 
 /// Merges all of a scope's segments into one, keeping the newest version

@@ -15,6 +15,8 @@ use std::ops::ControlFlow;
 
 use crate::error::{QueryError, Result};
 
+mod literal_rows;
+
 /// One parsed statement.
 #[derive(Debug, Clone)]
 pub enum QuiverStatement {
@@ -161,11 +163,33 @@ fn parse_error(e: ParserError) -> QueryError {
 /// Splits `sql` into statements and parses each.
 pub fn parse(sql: &str) -> Result<Vec<QuiverStatement>> {
     let dialect = GenericDialect {};
-    let mut tokens = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .map_err(|e| QueryError::Parse(e.to_string()))?;
-    drop_niladic_parens(&mut tokens);
-    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let tokenize = || {
+        let mut tokens = Tokenizer::new(&dialect, sql)
+            .tokenize_with_location()
+            .map_err(|e| QueryError::Parse(e.to_string()))?;
+        drop_niladic_parens(&mut tokens);
+        Ok::<_, QueryError>(tokens)
+    };
+    let mut tokens = tokenize()?;
+    let tails = literal_rows::take_tails(&mut tokens);
+    if tails.is_empty() {
+        return parse_tokens(&dialect, tokens);
+    }
+    // An error, or a list not found again, is answered from all tokens,
+    // exactly as without the shortcut.
+    if let Ok(mut statements) = parse_tokens(&dialect, tokens)
+        && literal_rows::restore_tails(&mut statements, tails)
+    {
+        return Ok(statements);
+    }
+    parse_tokens(&dialect, tokenize()?)
+}
+
+fn parse_tokens(
+    dialect: &GenericDialect,
+    tokens: Vec<TokenWithSpan>,
+) -> Result<Vec<QuiverStatement>> {
+    let mut parser = Parser::new(dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}

@@ -95,7 +95,11 @@ fn key_of(scope: &Scope, pk_index: Option<usize>, cells: &[Value], seq: i64) -> 
         Some(index) => scope.key(&cells[index]),
         None => scope.key(&Value::Int64(seq)),
     };
-    key.ok_or_else(|| QueryError::invalid("primary key cannot be NULL"))
+    key.ok_or_else(null_key)
+}
+
+fn null_key() -> QueryError {
+    QueryError::invalid("primary key cannot be NULL")
 }
 
 fn stored(def: &TableDef, seq: i64, cells: Vec<Value>) -> StoredRow {
@@ -207,7 +211,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
                 .expect("target column exists")
         })
         .collect();
-    let mut rows: Vec<Vec<Value>> = Vec::new();
+    let mut rows: Vec<Vec<Value>> = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     for batch in &batches {
         if batch.num_columns() != targets.len() {
             return Err(QueryError::invalid(format!(
@@ -217,15 +221,16 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
                 batch.num_columns()
             )));
         }
-        let mut provided: Vec<Option<Vec<Value>>> = vec![None; def.columns.len()];
+        let mut provided: Vec<Option<std::vec::IntoIter<Value>>> =
+            def.columns.iter().map(|_| None).collect();
         for (i, target) in targets.iter().enumerate() {
-            provided[positions[i]] = Some(array_to_values(batch.column(i), target)?);
+            provided[positions[i]] = Some(array_to_values(batch.column(i), target)?.into_iter());
         }
-        for r in 0..batch.num_rows() {
+        for _ in 0..batch.num_rows() {
             let mut row = Vec::with_capacity(def.columns.len());
             for (c, col) in def.columns.iter().enumerate() {
-                let value = match &provided[c] {
-                    Some(values) => values[r].clone(),
+                let value = match &mut provided[c] {
+                    Some(values) => values.next().expect("a value per row"),
                     None => defaults.value(col),
                 };
                 check_not_null(def, col, &value)?;
@@ -244,25 +249,29 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     let mut changes: Vec<RowChange> = Vec::new();
     let store = session.engine().catalog().store().clone();
     let mut batch = store.batch();
-    let mut written = HashSet::new();
     let mut upserts: Vec<(Vec<u8>, StoredRow, Vec<Value>)> = Vec::new();
     let mut count = 0u64;
     let pk_index = def
         .columns
         .iter()
         .position(|c| Some(c.id) == def.primary_key);
+    // Each row's key, once: by primary key, or (without one) by sequence.
+    let keyed: Vec<(i64, Option<Vec<u8>>)> = rows
+        .iter()
+        .map(|row| {
+            let seq = store.seq().next().0;
+            (seq, key_of(&scope, pk_index, row, seq).ok())
+        })
+        .collect();
     // The current versions of the keys this statement writes, hot or cold.
     let keys: BTreeSet<Vec<u8>> = match pk_index {
-        Some(index) => rows
-            .iter()
-            .filter_map(|row| scope.key(&row[index]))
-            .collect(),
+        Some(_) => keyed.iter().filter_map(|(_, key)| key.clone()).collect(),
         None => BTreeSet::new(),
     };
     let mut existing_rows = session.engine().cold().current_rows(&scope, &keys).await?;
-    for row in rows {
-        let seq = store.seq().next().0;
-        let key = key_of(&scope, pk_index, &row, seq)?;
+    let mut written: HashSet<&[u8]> = HashSet::with_capacity(rows.len());
+    for (row, (seq, key)) in rows.into_iter().zip(&keyed) {
+        let key = key.as_deref().ok_or_else(null_key)?;
         let duplicate_key = || {
             let pk = def
                 .primary_key_column()
@@ -274,7 +283,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
                 key: format!("{pk} = {value}"),
             }
         };
-        if !written.insert(key.clone()) {
+        if !written.insert(key) {
             match conflict {
                 Conflict::DoNothing => continue,
                 Conflict::Fail => return Err(duplicate_key()),
@@ -286,19 +295,19 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
             }
         }
         if def.primary_key.is_some()
-            && let Some(existing) = existing_rows.remove(&key)
+            && let Some(existing) = existing_rows.remove(key)
         {
             match conflict {
                 Conflict::Fail => return Err(duplicate_key()),
                 Conflict::DoNothing => continue,
                 Conflict::DoUpdate { .. } => {
-                    upserts.push((key, existing, row));
+                    upserts.push((key.to_vec(), existing, row));
                     continue;
                 }
             }
         }
-        let row = stored(def, seq, row);
-        batch.put_row(&key, &row);
+        let row = stored(def, *seq, row);
+        batch.put_row(key, &row);
         if watched {
             changes.push((None, row));
         }

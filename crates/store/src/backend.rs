@@ -153,6 +153,10 @@ impl Store {
         let mut table_options = BlockBasedOptions::default();
         table_options.set_bloom_filter(10.0, false);
         rows_options.set_block_based_table_factory(&table_options);
+        // Every insert looks its key up first, and new keys are absent: a
+        // memtable Bloom filter answers those without a skip-list search.
+        rows_options.set_memtable_prefix_bloom_ratio(0.1);
+        rows_options.set_memtable_whole_key_filtering(true);
         rows_options.set_compression_type(DBCompressionType::Lz4);
         rows_options.set_bottommost_compression_type(DBCompressionType::Zstd);
 
@@ -241,6 +245,48 @@ impl Store {
             out.push((key, value));
         }
         Ok(out)
+    }
+
+    /// Deletes each row of `versions` (keys in order, with a `_seq`) that
+    /// still holds that version; a row written again since keeps its newer
+    /// one. One pass over the keys' range, not a lookup per row.
+    pub fn delete_unchanged(&self, versions: &[(Box<[u8]>, i64)]) -> Result<(), StoreError> {
+        let (Some((first, _)), Some((last, _))) = (versions.first(), versions.last()) else {
+            return Ok(());
+        };
+        let mut read_options = ReadOptions::default();
+        // The smallest key after `last`.
+        let mut end = last.to_vec();
+        end.push(0);
+        read_options.set_iterate_upper_bound(end);
+        let mut iter = self.db.raw_iterator_cf_opt(self.rows(), read_options);
+        iter.seek(first);
+        let mut batch = self.batch();
+        let mut wanted = versions.iter().peekable();
+        while let (Some(key), Some(value), Some((want, seq))) =
+            (iter.key(), iter.value(), wanted.peek())
+        {
+            match key.cmp(want) {
+                std::cmp::Ordering::Less => iter.next(),
+                std::cmp::Ordering::Greater => {
+                    wanted.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    let current =
+                        StoredRow::decode_seq(value).map_err(|e| StoreError::Corrupt {
+                            what: "row",
+                            detail: e.to_string(),
+                        })?;
+                    if current == *seq {
+                        batch.delete_row(key);
+                    }
+                    wanted.next();
+                    iter.next();
+                }
+            }
+        }
+        iter.status()?;
+        self.commit(batch)
     }
 
     /// The stored version of the row at `key`, tombstones included.

@@ -45,6 +45,12 @@ impl StoredRow {
         postcard::from_bytes(bytes)
     }
 
+    /// The `seq` of an encoded row, without decoding its cells (`seq` is
+    /// the first field written).
+    pub fn decode_seq(bytes: &[u8]) -> Result<i64, postcard::Error> {
+        postcard::take_from_bytes::<i64>(bytes).map(|(seq, _)| seq)
+    }
+
     /// The cell of column `id`, or `None` when it is NULL or absent.
     pub fn cell(&self, id: u32) -> Option<&Value> {
         self.cells

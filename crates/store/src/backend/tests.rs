@@ -195,3 +195,49 @@ fn owner_scopes_hold_their_own_rows() {
     assert_eq!(&*first, alice.key(&Value::Int64(1)).unwrap().as_slice());
     assert_eq!(&*last, alice.key(&Value::Int64(2)).unwrap().as_slice());
 }
+
+#[test]
+fn delete_unchanged_keeps_rows_written_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let mut batch = store.batch();
+    for id in 0..10 {
+        batch.put_row(&key(7, id), &row(100 + id, "flushed"));
+    }
+    batch.put_row(&key(8, 0), &row(1, "other table"));
+    store.commit(batch).unwrap();
+    // The versions a flush read: the even ids.
+    let versions: Vec<(Box<[u8]>, i64)> = (0..10)
+        .step_by(2)
+        .map(|id| (key(7, id).into_boxed_slice(), 100 + id))
+        .collect();
+    // Since then id 4 was written again, and a row beyond the range added.
+    let mut batch = store.batch();
+    batch.put_row(&key(7, 4), &row(500, "newer"));
+    batch.put_row(&key(7, 20), &row(501, "new"));
+    store.commit(batch).unwrap();
+
+    store.delete_unchanged(&versions).unwrap();
+    for id in 0..10 {
+        let now = store.get_row(&key(7, id)).unwrap();
+        match id {
+            4 => assert_eq!(now, Some(row(500, "newer"))),
+            id if id % 2 == 0 => assert_eq!(now, None, "id {id}"),
+            id => assert_eq!(now, Some(row(100 + id, "flushed")), "id {id}"),
+        }
+    }
+    assert_eq!(store.get_row(&key(7, 20)).unwrap(), Some(row(501, "new")));
+    assert_eq!(
+        store.get_row(&key(8, 0)).unwrap(),
+        Some(row(1, "other table"))
+    );
+    store.delete_unchanged(&[]).unwrap();
+}
+
+#[test]
+fn a_row_seq_reads_without_its_cells() {
+    for seq in [0, 1, -5, 1 << 40, i64::MAX] {
+        assert_eq!(StoredRow::decode_seq(&row(seq, "x").encode()).unwrap(), seq);
+    }
+    assert!(StoredRow::decode_seq(&[]).is_err());
+}

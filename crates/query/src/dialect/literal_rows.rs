@@ -81,6 +81,9 @@ pub(super) fn restore_tails(statements: &mut [QuiverStatement], tails: Vec<Liter
         tails: tails.into_iter().map(Some).collect(),
     };
     for statement in statements {
+        if restorer.tails.iter().all(Option::is_none) {
+            break;
+        }
         visit_statement(statement, &mut restorer);
     }
     restorer.tails.iter().all(Option::is_none)
@@ -131,6 +134,11 @@ impl VisitorMut for Restorer {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         self.restore(&mut query.body);
+        // Once every tail is back, the rest of the tree (the rows just put
+        // back among it) need not be walked.
+        if self.tails.iter().all(Option::is_none) {
+            return ControlFlow::Break(());
+        }
         ControlFlow::Continue(())
     }
 }

@@ -17,8 +17,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use quiver_catalog::{ColumnDef, TableDef, arrow_type};
 use quiver_store::{
     ColdStore, ColdTables, ColumnStats, DELETED_COLUMN, KEY_COLUMN, SEQ_COLUMN, Scope, Segment,
-    SegmentOptions, SegmentWriter, Store, StoredRow, Value, segment_column, to_hex,
-    wait_for_readers,
+    SegmentOptions, SegmentWriter, StoredRow, Value, segment_column, to_hex, wait_for_readers,
 };
 
 use crate::convert::{OutputColumn, rows_to_batch};
@@ -44,7 +43,7 @@ fn stored_columns(def: &TableDef) -> impl Iterator<Item = &ColumnDef> {
 
 /// Writes the scope's hot rows into a new segment and publishes it. The
 /// rows stay in the hot store (readers merge the two) until the caller
-/// removes them with [`remove_flushed`], holding whatever lock keeps the
+/// removes them with [`quiver_store::Store::delete_unchanged`], holding whatever lock keeps the
 /// table's writers out. Rows are read and encoded a chunk at a time.
 pub async fn flush(
     tier: &ColdTables,
@@ -91,13 +90,6 @@ pub async fn flush(
     let previous = tier.publish(&entry, next).await?;
     wait_for_readers(previous).await;
     Ok((outcome, flushed))
-}
-
-/// Removes flushed versions from the hot store; a row written again since
-/// the flush read it keeps its newer version. Call with the table's
-/// writers shut out.
-pub fn remove_flushed(store: &Store, flushed: &[(Box<[u8]>, i64)]) -> Result<()> {
-    Ok(store.delete_unchanged(flushed)?)
 }
 
 /// Merges all of a scope's segments into one, keeping the newest version

@@ -147,11 +147,11 @@ impl QueryEngine {
         if def.namespace.as_str() == SYSTEM_NAMESPACE {
             // The catalog writes system rows under its own lock.
             self.catalog()
-                .exclusive(|| cold::remove_flushed(store, &flushed))?;
+                .exclusive(|| store.delete_unchanged(&flushed))?;
         } else {
             let writer = self.writer_lock(def.id);
             let _writer = writer.lock().await;
-            cold::remove_flushed(store, &flushed)?;
+            store.delete_unchanged(&flushed)?;
         }
         if !flushed.is_empty() {
             let store = store.clone();

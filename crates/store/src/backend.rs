@@ -249,7 +249,8 @@ impl Store {
 
     /// Deletes each row of `versions` (keys in order, with a `_seq`) that
     /// still holds that version; a row written again since keeps its newer
-    /// one. One pass over the keys' range, not a lookup per row.
+    /// one. One pass over the keys' range, not a lookup per row. A flush
+    /// calls this for the rows it moved, with the table's writers shut out.
     pub fn delete_unchanged(&self, versions: &[(Box<[u8]>, i64)]) -> Result<(), StoreError> {
         let (Some((first, _)), Some((last, _))) = (versions.first(), versions.last()) else {
             return Ok(());
@@ -272,12 +273,7 @@ impl Store {
                     wanted.next();
                 }
                 std::cmp::Ordering::Equal => {
-                    let current =
-                        StoredRow::decode_seq(value).map_err(|e| StoreError::Corrupt {
-                            what: "row",
-                            detail: e.to_string(),
-                        })?;
-                    if current == *seq {
+                    if StoredRow::decode_seq(value).map_err(corrupt_row)? == *seq {
                         batch.delete_row(key);
                     }
                     wanted.next();
@@ -450,10 +446,14 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn decode_row(bytes: &[u8]) -> Result<StoredRow, StoreError> {
-    StoredRow::decode(bytes).map_err(|e| StoreError::Corrupt {
+    StoredRow::decode(bytes).map_err(corrupt_row)
+}
+
+fn corrupt_row(e: postcard::Error) -> StoreError {
+    StoreError::Corrupt {
         what: "row",
         detail: e.to_string(),
-    })
+    }
 }
 
 #[cfg(test)]

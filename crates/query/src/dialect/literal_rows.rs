@@ -81,12 +81,12 @@ pub(super) fn restore_tails(statements: &mut [QuiverStatement], tails: Vec<Liter
         tails: tails.into_iter().map(Some).collect(),
     };
     for statement in statements {
-        if restorer.tails.iter().all(Option::is_none) {
+        if restorer.done() {
             break;
         }
         visit_statement(statement, &mut restorer);
     }
-    restorer.tails.iter().all(Option::is_none)
+    restorer.done()
 }
 
 fn visit_statement(statement: &mut QuiverStatement, restorer: &mut Restorer) {
@@ -106,6 +106,11 @@ struct Restorer {
 }
 
 impl Restorer {
+    /// Whether every tail is back in place.
+    fn done(&self) -> bool {
+        self.tails.iter().all(Option::is_none)
+    }
+
     fn restore(&mut self, body: &mut SetExpr) {
         match body {
             SetExpr::Values(Values { rows, .. }) => {
@@ -136,7 +141,7 @@ impl VisitorMut for Restorer {
         self.restore(&mut query.body);
         // Once every tail is back, the rest of the tree (the rows just put
         // back among it) need not be walked.
-        if self.tails.iter().all(Option::is_none) {
+        if self.done() {
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())

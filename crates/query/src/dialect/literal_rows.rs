@@ -41,7 +41,7 @@ pub(super) fn take_tails(tokens: &mut Vec<TokenWithSpan>) -> Vec<LiteralTail> {
             i += 1;
             continue;
         }
-        let Some((first_end, _)) = literal_row(tokens, i + 1) else {
+        let Some((first_end, first)) = literal_row(tokens, i + 1) else {
             i += 1;
             continue;
         };
@@ -58,9 +58,8 @@ pub(super) fn take_tails(tokens: &mut Vec<TokenWithSpan>) -> Vec<LiteralTail> {
             i = first_end;
             continue;
         }
-        let open = next_token(tokens, i + 1).expect("the first row opens");
         tails.push(LiteralTail {
-            anchor: tokens[open].span,
+            anchor: first.opening_token.0.span,
             rows,
         });
         tokens.drain(first_end..end);
@@ -74,9 +73,6 @@ pub(super) fn take_tails(tokens: &mut Vec<TokenWithSpan>) -> Vec<LiteralTail> {
 /// rows): the statements are then incomplete and must be parsed again from
 /// all their tokens.
 pub(super) fn restore_tails(statements: &mut [QuiverStatement], tails: Vec<LiteralTail>) -> bool {
-    if tails.is_empty() {
-        return true;
-    }
     let mut restorer = Restorer {
         tails: tails.into_iter().map(Some).collect(),
     };

@@ -14,6 +14,7 @@ use quiver_common::Role;
 use std::ops::ControlFlow;
 
 use crate::error::{QueryError, Result};
+use crate::fast::literal_insert::LiteralInsert;
 
 mod literal_rows;
 
@@ -85,6 +86,8 @@ pub enum QuiverStatement {
     },
     /// INSERT, UPDATE, DELETE, SELECT and EXPLAIN, as sqlparser reads them.
     Standard(Box<Statement>),
+    /// An `INSERT` of literal rows, read without sqlparser.
+    InsertLiterals(Box<LiteralInsert>),
 }
 
 impl QuiverStatement {

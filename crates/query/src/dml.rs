@@ -20,13 +20,14 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use futures::TryStreamExt;
-use quiver_catalog::{ColumnDef, DefaultValue, TableDef, TableType};
+use quiver_catalog::{CachedTableData, ColumnDef, DefaultValue, TableDef, TableType};
 use quiver_common::ColumnType;
 use quiver_store::{Scope, StoredRow, Value};
 
 use crate::convert::{OutputColumn, array_to_values, display_value, now_value, rows_to_batch};
 use crate::error::{QueryError, Result};
 use crate::executor::{QueryEngine, QuerySession, StatementOutput};
+use crate::fast::literal_insert::LiteralInsert;
 use crate::live::{self, RowChange};
 
 async fn collect(stream: SendableRecordBatchStream) -> Result<Vec<RecordBatch>> {
@@ -40,7 +41,7 @@ fn done(row_count: u64, verb: &str) -> StatementOutput {
     }
 }
 
-fn last_part(name: &ObjectName) -> String {
+pub(crate) fn last_part(name: &ObjectName) -> String {
     name.0
         .last()
         .and_then(|p| p.as_ident())
@@ -136,24 +137,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     let table = session.resolve_table(name)?;
     session.check_write(table.def())?;
     let def = table.def();
-    let targets: Vec<&ColumnDef> = if insert.columns.is_empty() {
-        def.columns.iter().collect()
-    } else {
-        let mut seen = HashSet::new();
-        insert
-            .columns
-            .iter()
-            .map(|c| {
-                let name = last_part(c);
-                if !seen.insert(name.clone()) {
-                    return Err(QueryError::invalid(format!(
-                        "column {name} is listed twice"
-                    )));
-                }
-                column(def, &name)
-            })
-            .collect::<Result<_>>()?
-    };
+    let targets = target_columns(def, insert.columns.iter().map(last_part))?;
     let conflict = match insert.on {
         None => Conflict::Fail,
         Some(OnInsert::OnConflict(on)) => {
@@ -188,8 +172,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         return Err(QueryError::invalid("INSERT needs VALUES or a SELECT"));
     };
 
-    // Evaluate the source rows and convert them to the target columns.
-    // Literal rows need no planning.
+    // Evaluate the source rows. Literal rows need no planning.
     let floats_as_decimal = session.engine().floats_as_decimal();
     let batches = match crate::fast::literal_rows(&source, floats_as_decimal) {
         Some(batch) => {
@@ -198,6 +181,53 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
         }
         None => collect(session.query(Statement::Query(source)).await?).await?,
     };
+    write_rows(session, &table, &targets, conflict, batches).await
+}
+
+/// An `INSERT` of literal rows recognized from the request's text, with
+/// the checks and effects of a parsed one without `ON CONFLICT`.
+pub async fn insert_literals(
+    session: &QuerySession,
+    insert: LiteralInsert,
+) -> Result<StatementOutput> {
+    let table = session.resolve_table(&insert.table)?;
+    session.check_write(table.def())?;
+    let targets = target_columns(table.def(), insert.columns.into_iter())?;
+    crate::fast::counted(session.engine());
+    write_rows(session, &table, &targets, Conflict::Fail, vec![insert.rows]).await
+}
+
+/// The columns an `INSERT` names, each once; all of them when it names none.
+fn target_columns(
+    def: &TableDef,
+    names: impl ExactSizeIterator<Item = String>,
+) -> Result<Vec<&ColumnDef>> {
+    if names.len() == 0 {
+        return Ok(def.columns.iter().collect());
+    }
+    let mut seen = HashSet::new();
+    names
+        .map(|name| {
+            if !seen.insert(name.clone()) {
+                return Err(QueryError::invalid(format!(
+                    "column {name} is listed twice"
+                )));
+            }
+            column(def, &name)
+        })
+        .collect()
+}
+
+/// Converts the source rows to the target columns, checks them and their
+/// keys, and commits them in one batch under the table's writer lock.
+async fn write_rows(
+    session: &QuerySession,
+    table: &Arc<CachedTableData>,
+    targets: &[&ColumnDef],
+    conflict: Conflict,
+    batches: Vec<RecordBatch>,
+) -> Result<StatementOutput> {
+    let def = table.def();
     let defaults = DefaultContext {
         session,
         now_micros: chrono::Utc::now().timestamp_micros(),
@@ -337,7 +367,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     }
     store.commit(batch)?;
     session.engine().committed(&scope, count);
-    live::publish(session.engine(), &table, &scope, &changes);
+    live::publish(session.engine(), table, &scope, &changes);
     Ok(done(count, "Inserted"))
 }
 

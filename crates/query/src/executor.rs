@@ -25,7 +25,7 @@ use quiver_store::{ColdTables, Scope};
 
 use crate::dialect::{QuiverStatement, StorageTarget, bind_params, parse};
 use crate::error::{QueryError, Result};
-use crate::fast::PointSelect;
+use crate::fast::{PointSelect, literal_insert};
 use crate::merge::COLD_URL;
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
 use crate::system::{self, NodeCounters, NodeInfo, SYSTEM_NAMESPACE};
@@ -241,7 +241,12 @@ impl QueryEngine {
                 limits.max_params
             )));
         }
-        let mut statements = parse(sql)?;
+        // The common write needs neither sqlparser nor planning.
+        let mut statements = match literal_insert::recognize(sql, params, self.floats_as_decimal())
+        {
+            Some(insert) => vec![QuiverStatement::InsertLiterals(Box::new(insert))],
+            None => parse(sql)?,
+        };
         if statements.is_empty() {
             return Err(QueryError::EmptySql);
         }
@@ -260,6 +265,8 @@ impl QueryEngine {
         };
         match first {
             Some(QuiverStatement::Standard(statement)) => bind_params(statement, params)?,
+            // Bound while it was recognized.
+            Some(QuiverStatement::InsertLiterals(_)) => {}
             _ if !params.is_empty() => {
                 return Err(QueryError::InvalidParameter(
                     "parameters can only be used in SELECT, INSERT, UPDATE and DELETE".into(),
@@ -651,6 +658,7 @@ impl QuerySession {
                 Box::pin(inner.execute(*statement)).await
             }
             QuiverStatement::Standard(statement) => self.execute_standard(*statement).await,
+            QuiverStatement::InsertLiterals(insert) => dml::insert_literals(self, *insert).await,
         }
     }
 

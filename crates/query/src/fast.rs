@@ -8,6 +8,8 @@
 //! structures are destructured field by field, so a clause added in a new
 //! sqlparser version fails to compile here instead of being ignored.
 
+pub(crate) mod literal_insert;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -38,31 +40,36 @@ pub(crate) fn counted(engine: &crate::executor::QueryEngine) {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// A literal as DataFusion's SQL planner types it: integers as `Int64`,
-/// other numbers as `Float64` (unless floats parse as decimals), strings as
-/// `Utf8`. Anything that needs evaluating is not a literal here.
-fn literal(expr: &Expr, floats_as_decimal: bool) -> Option<ScalarValue> {
-    let number = |digits: &str, negative: bool| {
-        if digits.contains('_') {
-            return None;
-        }
-        let signed = if negative {
-            format!("-{digits}")
-        } else {
-            digits.to_string()
-        };
-        if let Ok(n) = signed.parse::<i64>() {
-            return Some(ScalarValue::Int64(Some(n)));
-        }
-        let float_syntax = digits.contains(['.', 'e', 'E']);
-        if float_syntax && !floats_as_decimal {
-            return signed
-                .parse::<f64>()
-                .ok()
-                .map(|f| ScalarValue::Float64(Some(f)));
-        }
-        None
+/// A number literal as DataFusion's SQL planner types it: integers as
+/// `Int64`, other numbers as `Float64` unless floats parse as decimals
+/// (then `None`, as for anything else this path does not type).
+fn number(digits: &str, negative: bool, floats_as_decimal: bool) -> Option<ScalarValue> {
+    if digits.contains('_') {
+        return None;
+    }
+    let signed = if negative {
+        format!("-{digits}")
+    } else {
+        digits.to_string()
     };
+    if let Ok(n) = signed.parse::<i64>() {
+        return Some(ScalarValue::Int64(Some(n)));
+    }
+    let float_syntax = digits.contains(['.', 'e', 'E']);
+    if float_syntax && !floats_as_decimal {
+        return signed
+            .parse::<f64>()
+            .ok()
+            .map(|f| ScalarValue::Float64(Some(f)));
+    }
+    None
+}
+
+/// A literal as DataFusion's SQL planner types it: numbers as [`number`]
+/// types them, strings as `Utf8`. Anything that needs evaluating is not a
+/// literal here.
+fn literal(expr: &Expr, floats_as_decimal: bool) -> Option<ScalarValue> {
+    let number = |digits: &str, negative: bool| number(digits, negative, floats_as_decimal);
     match expr {
         Expr::Value(v) => match &v.value {
             SqlValue::Number(digits, false) => number(digits, false),
@@ -105,6 +112,14 @@ pub(crate) fn literal_rows(source: &Query, floats_as_decimal: bool) -> Option<Re
             column.push(literal(expr, floats_as_decimal)?);
         }
     }
+    literal_batch(columns)
+}
+
+/// Literal rows given column by column, as one batch typed as DataFusion
+/// types a `VALUES` list. `None` when a column holds literals of different
+/// types (DataFusion coerces those).
+fn literal_batch(columns: Vec<Vec<ScalarValue>>) -> Option<RecordBatch> {
+    let width = columns.len();
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(width);
     for column in columns {
         let types: BTreeSet<DataType> = column

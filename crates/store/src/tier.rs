@@ -369,8 +369,12 @@ impl ColdTables {
     ) -> Result<HashMap<Vec<u8>, StoredRow>, ColdError> {
         let mut found = HashMap::new();
         let mut missing = BTreeSet::new();
-        for key in keys {
-            match self.store.get_row(key).map_err(ColdError::store)? {
+        let stored = self
+            .store
+            .get_rows(keys.iter().map(Vec::as_slice))
+            .map_err(ColdError::store)?;
+        for (key, row) in keys.iter().zip(stored) {
+            match row {
                 Some(row) if !row.deleted => {
                     found.insert(key.clone(), row);
                 }

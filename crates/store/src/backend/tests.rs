@@ -241,3 +241,36 @@ fn a_row_seq_reads_without_its_cells() {
     }
     assert!(StoredRow::decode_seq(&[]).is_err());
 }
+
+#[test]
+fn batched_lookups_match_single_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Reopening moves these rows out of the memtable into a file.
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let mut batch = store.batch();
+        for id in (0..40).step_by(3) {
+            batch.put_row(&key(7, id), &row(id, "in a file"));
+        }
+        store.commit(batch).unwrap();
+    }
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let mut batch = store.batch();
+    for id in (0..40).step_by(5) {
+        batch.put_row(&key(7, id), &row(100 + id, "in memory"));
+    }
+    batch.delete_row(&key(7, 9));
+    batch.put_row(&key(8, 1), &row(1, "other table"));
+    store.commit(batch).unwrap();
+
+    let keys: Vec<Vec<u8>> = (0..45).map(|id| key(7, id)).collect();
+    let batched = store.get_rows(keys.iter().map(Vec::as_slice)).unwrap();
+    assert_eq!(batched.len(), keys.len());
+    for (id, (key, found)) in keys.iter().zip(&batched).enumerate() {
+        assert_eq!(*found, store.get_row(key).unwrap(), "id {id}");
+    }
+    assert_eq!(batched[15], Some(row(115, "in memory")));
+    assert_eq!(batched[3], Some(row(3, "in a file")));
+    assert_eq!(batched[1], None);
+    assert!(store.get_rows([]).unwrap().is_empty());
+}

@@ -253,7 +253,15 @@ impl QueryEngine {
                         _ => break,
                     }
                 }
-                if let Some(end) = &end {
+                // A range delete costs the store a memtable switch: only
+                // when the scope's oldest row has expired.
+                if let Some(end) = &end
+                    && store
+                        .scan_rows(&scope, None, 1)?
+                        .rows
+                        .first()
+                        .is_some_and(|(key, _)| **key < **end)
+                {
                     batch.delete_row_range(&scope.prefix(), end);
                 }
                 expired.push((scope, changes));

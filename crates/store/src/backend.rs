@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
-    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+    FlushOptions, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use crate::keys::{Scope, decode_owner, table_prefix};
@@ -82,6 +82,8 @@ pub struct Batch<'a> {
     store: &'a Store,
     inner: WriteBatch,
     max_seq: Option<i64>,
+    /// Whether the batch removes a range of rows.
+    removes_range: bool,
 }
 
 impl Batch<'_> {
@@ -109,13 +111,14 @@ impl Batch<'_> {
     /// Removes the row versions with keys in `[start, end)`.
     pub fn delete_row_range(&mut self, start: &[u8], end: &[u8]) {
         self.inner.delete_range_cf(self.store.rows(), start, end);
+        self.removes_range = true;
     }
 
     /// Removes every row of a table.
     pub fn delete_table_rows(&mut self, table_id: u64) {
         let start = table_prefix(table_id);
         let end = table_prefix(table_id + 1);
-        self.inner.delete_range_cf(self.store.rows(), start, end);
+        self.delete_row_range(&start, &end);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -157,6 +160,9 @@ impl Store {
         // memtable Bloom filter answers those without a skip-list search.
         rows_options.set_memtable_prefix_bloom_ratio(0.1);
         rows_options.set_memtable_whole_key_filtering(true);
+        // Range deletes switch memtables early (see `commit`): room for two
+        // being written out while a third fills.
+        rows_options.set_max_write_buffer_number(3);
         rows_options.set_compression_type(DBCompressionType::Lz4);
         rows_options.set_bottommost_compression_type(DBCompressionType::Zstd);
 
@@ -212,6 +218,7 @@ impl Store {
             store: self,
             inner: WriteBatch::default(),
             max_seq: None,
+            removes_range: false,
         }
     }
 
@@ -224,6 +231,15 @@ impl Store {
                 .put_cf(self.meta(), SEQ_HIGH_WATER, max_seq.to_be_bytes());
         }
         self.db.write_opt(batch.inner, &self.write_options)?;
+        if batch.removes_range {
+            // RocksDB skips the Bloom filter of a memtable that holds a
+            // range delete, so every insert's key lookup would search the
+            // skip list until the memtable fills. Switch it out now; it is
+            // written to a file in the background.
+            let mut options = FlushOptions::default();
+            options.set_wait(false);
+            self.db.flush_cf_opt(self.rows(), &options)?;
+        }
         Ok(())
     }
 
@@ -251,37 +267,66 @@ impl Store {
     /// still holds that version; a row written again since keeps its newer
     /// one. One pass over the keys' range, not a lookup per row. A flush
     /// calls this for the rows it moved, with the table's writers shut out.
+    ///
+    /// Rows to delete that are next to each other in the store (no other
+    /// row between them) form a run. A few runs are removed with one range
+    /// delete each, which costs RocksDB one record instead of a delete
+    /// marker per row; many runs (rows rewritten all over the range) are
+    /// removed row by row.
     pub fn delete_unchanged(&self, versions: &[(Box<[u8]>, i64)]) -> Result<(), StoreError> {
         let (Some((first, _)), Some((last, _))) = (versions.first(), versions.last()) else {
             return Ok(());
         };
         let mut read_options = ReadOptions::default();
-        // The smallest key after `last`.
-        let mut end = last.to_vec();
-        end.push(0);
-        read_options.set_iterate_upper_bound(end);
+        read_options.set_iterate_upper_bound(successor(last));
         let mut iter = self.db.raw_iterator_cf_opt(self.rows(), read_options);
         iter.seek(first);
-        let mut batch = self.batch();
-        let mut wanted = versions.iter().peekable();
-        while let (Some(key), Some(value), Some((want, seq))) =
+        // Runs as index ranges into `versions`, and the rows to delete.
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut doomed: Vec<usize> = Vec::new();
+        let mut in_run = false;
+        let mut wanted = versions.iter().enumerate().peekable();
+        while let (Some(key), Some(value), Some((index, (want, seq)))) =
             (iter.key(), iter.value(), wanted.peek())
         {
             match key.cmp(want) {
-                std::cmp::Ordering::Less => iter.next(),
+                std::cmp::Ordering::Less => {
+                    // A row the flush did not move: it ends the run.
+                    in_run = false;
+                    iter.next();
+                }
                 std::cmp::Ordering::Greater => {
                     wanted.next();
                 }
                 std::cmp::Ordering::Equal => {
-                    if StoredRow::decode_seq(value).map_err(corrupt_row)? == *seq {
-                        batch.delete_row(key);
+                    let unchanged = StoredRow::decode_seq(value).map_err(corrupt_row)? == *seq;
+                    match (unchanged, in_run, runs.last_mut()) {
+                        (true, true, Some(run)) => run.end = index + 1,
+                        (true, _, _) => runs.push(*index..index + 1),
+                        (false, _, _) => {}
                     }
+                    if unchanged {
+                        doomed.push(*index);
+                    }
+                    in_run = unchanged;
                     wanted.next();
                     iter.next();
                 }
             }
         }
         iter.status()?;
+        let mut batch = self.batch();
+        if runs.len() <= RANGE_DELETES {
+            for run in runs {
+                let start = &versions[run.start].0;
+                let end = successor(&versions[run.end - 1].0);
+                batch.delete_row_range(start, &end);
+            }
+        } else {
+            for index in doomed {
+                batch.delete_row(&versions[index].0);
+            }
+        }
         self.commit(batch)
     }
 
@@ -461,6 +506,18 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// The most runs of rows [`Store::delete_unchanged`] removes with range
+/// deletes. Reads pass over each range delete until compaction drops it.
+const RANGE_DELETES: usize = 8;
+
+/// The smallest key after `key`.
+fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
 }
 
 fn decode_row(bytes: &[u8]) -> Result<StoredRow, StoreError> {

@@ -274,3 +274,72 @@ fn batched_lookups_match_single_lookups() {
     assert_eq!(batched[1], None);
     assert!(store.get_rows([]).unwrap().is_empty());
 }
+
+#[test]
+fn delete_unchanged_removes_runs_and_scattered_rows_alike() {
+    // Every row flushed and unchanged: one run. Every third row rewritten
+    // and a new row between others: more runs than range deletes.
+    for scattered in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let mut batch = store.batch();
+        for id in (0..60).step_by(2) {
+            batch.put_row(&key(7, id), &row(id, "flushed"));
+        }
+        batch.put_row(&key(7, 100), &row(1, "after the range"));
+        store.commit(batch).unwrap();
+        let versions: Vec<(Box<[u8]>, i64)> = (0..60)
+            .step_by(2)
+            .map(|id| (key(7, id).into_boxed_slice(), id))
+            .collect();
+        let kept = |id: i64| scattered && (id % 6 == 0 || id == 31);
+        let mut batch = store.batch();
+        for id in 0..60 {
+            if kept(id) {
+                batch.put_row(&key(7, id), &row(1000 + id, "since"));
+            }
+        }
+        store.commit(batch).unwrap();
+
+        store.delete_unchanged(&versions).unwrap();
+        for id in 0..60 {
+            let expected = kept(id).then(|| row(1000 + id, "since"));
+            assert_eq!(store.get_row(&key(7, id)).unwrap(), expected, "id {id}");
+        }
+        assert_eq!(
+            store.get_row(&key(7, 100)).unwrap(),
+            Some(row(1, "after the range"))
+        );
+    }
+}
+
+#[test]
+fn inserts_after_a_range_delete_still_use_the_memtable_bloom_filter() {
+    use rocksdb::perf::{PerfContext, PerfMetric, PerfStatsLevel, set_perf_stats};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let mut batch = store.batch();
+    for id in 0..100 {
+        batch.put_row(&key(7, id), &row(id, "x"));
+    }
+    batch.delete_table_rows(9);
+    store.commit(batch).unwrap();
+    let mut batch = store.batch();
+    for id in 0..100 {
+        batch.put_row(&key(7, id), &row(id, "x"));
+    }
+    store.commit(batch).unwrap();
+
+    set_perf_stats(PerfStatsLevel::EnableCount);
+    let mut perf = PerfContext::default();
+    perf.reset();
+    let absent: Vec<Vec<u8>> = (1000..1100).map(|id| key(7, id)).collect();
+    let found = store.get_rows(absent.iter().map(Vec::as_slice)).unwrap();
+    assert!(found.iter().all(Option::is_none));
+    let skipped = perf.metric(PerfMetric::BloomMemtableMissCount);
+    set_perf_stats(PerfStatsLevel::Disable);
+    assert!(
+        skipped >= 90,
+        "the Bloom filter ruled out {skipped} of 100 keys"
+    );
+}

@@ -486,7 +486,10 @@ async fn snapshot(bench: &Bench) -> anyhow::Result<Report> {
     .note("subscribe sent to last snapshot row received"))
 }
 
-/// Inserts one row and times until the subscriber sees it.
+/// Inserts one row and times until the subscriber sees it. The change and
+/// the INSERT's response travel on different sockets and either may come
+/// first, so both are awaited together and the change is timed when it
+/// arrives.
 async fn notify_latency(bench: &Bench) -> anyhow::Result<Report> {
     let n = bench.size(200, 2000);
     let mut ws = bench.connect().await?;
@@ -500,15 +503,20 @@ async fn notify_latency(bench: &Bench) -> anyhow::Result<Report> {
     let mut latencies = Vec::with_capacity(n);
     let started = Instant::now();
     for i in 0..n {
+        let params = [json!(i)];
         let t = Instant::now();
-        bench
-            .sql(
-                "INSERT INTO bench.events (id, k, body) VALUES ($1, 'watched', 'e')",
-                &[json!(i)],
-            )
-            .await?;
-        let message = next_json(&mut ws).await?;
-        latencies.push(t.elapsed());
+        let insert = bench.sql(
+            "INSERT INTO bench.events (id, k, body) VALUES ($1, 'watched', 'e')",
+            &params,
+        );
+        let change = async {
+            let message = next_json(&mut ws).await;
+            (message, t.elapsed())
+        };
+        let (inserted, (message, latency)) = tokio::join!(insert, change);
+        inserted?;
+        let message = message?;
+        latencies.push(latency);
         ensure!(
             message["type"] == "change" && message["rows"][0]["id"] == json!(i.to_string()),
             "unexpected notification {message}"

@@ -156,3 +156,157 @@ async fn a_full_disk_refuses_writes_clearly_and_loses_no_acknowledged_row() {
     assert!(sigterm(&mut child).await.success());
     println!("{acknowledged} rows acknowledged before the disk was full");
 }
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+/// `n` characters that zstd cannot shrink much, different for each seed.
+fn noise(seed: u64, n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ALPHABET[(state >> 33) as usize % ALPHABET.len()] as char
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_during_a_flush_fails_the_job_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nport = 0\n[storage]\ndata_path = {:?}\n[flush]\nrows = 1000000\n",
+            dir.path().join("data").display().to_string()
+        ),
+    );
+    // No file beyond 3 MB. The rows go to two write-ahead logs of about
+    // 2.5 MB each (creating a table switches to a new one), so every
+    // write fits; their segment, about 3.7 MB, does not.
+    let mut limited = Command::new("bash");
+    limited.args([
+        "-c",
+        "trap '' XFSZ; ulimit -f 3000; exec \"$0\" --config \"$1\"",
+        env!("CARGO_BIN_EXE_quiver"),
+    ]);
+    limited.arg(&config);
+    piped(&mut limited);
+    let (mut child, address, _log) = start_command(limited).await;
+    let (status, body) = sql(
+        &address,
+        "CREATE NAMESPACE f; CREATE TABLE f.t (id BIGINT PRIMARY KEY, body TEXT)",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    const ROWS: u64 = 250;
+    const ROW_BYTES: usize = 20_000;
+    for id in 1..=ROWS {
+        if id == ROWS / 2 + 1 {
+            let (status, body) =
+                sql(&address, "CREATE TABLE f.other (id BIGINT PRIMARY KEY)").await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let text = noise(id, ROW_BYTES);
+        let (status, body) = sql(
+            &address,
+            &format!("INSERT INTO f.t VALUES ({id}, '{text}')"),
+        )
+        .await;
+        assert_eq!(status, 200, "row {id}: {body}");
+    }
+    let expected_bytes = ROWS as i64 * ROW_BYTES as i64;
+    let check = |body: &Value| {
+        let row = &body["results"][0]["rows"][0];
+        let number = |v: &Value| {
+            v.as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .or_else(|| v.as_i64())
+        };
+        (number(&row[0]), number(&row[1]))
+    };
+    let all = "SELECT count(*), sum(length(body)) FROM f.t";
+
+    let (status, body) = sql(&address, "STORAGE FLUSH TABLE f.t").await;
+    assert_eq!(status, 500, "the flush cannot have fit: {body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("segment files unavailable: File too large"),
+        "{message}"
+    );
+    assert!(!message.contains('/'), "no path in the message: {message}");
+    // Nothing half-written is left among the segment files.
+    let leftovers: Vec<_> = walk(&dir.path().join("data").join("cold"))
+        .into_iter()
+        .filter(|path| !path.ends_with("manifest.json"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let (status, body) = sql(
+        &address,
+        "SELECT status, message FROM system.jobs WHERE job_type = 'flush' AND status = 'failed'",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let failed = body["results"][0]["rows"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{body}");
+    assert!(
+        failed[0][1].as_str().unwrap().contains("File too large"),
+        "{body}"
+    );
+
+    // Every row is still there, hot, and the table takes writes.
+    let (status, body) = sql(&address, all).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(check(&body), (Some(ROWS as i64), Some(expected_bytes)));
+    let (status, body) = sql(&address, "INSERT INTO f.t VALUES (0, 'small')").await;
+    assert_eq!(status, 200, "{body}");
+    sigterm(&mut child).await;
+
+    // With space again, the node has every row, and the flush succeeds.
+    let (mut child, address) = start(&config).await;
+    let (_, body) = sql(&address, all).await;
+    assert_eq!(
+        check(&body),
+        (Some(ROWS as i64 + 1), Some(expected_bytes + 5))
+    );
+    let (status, body) = sql(&address, "STORAGE FLUSH TABLE f.t").await;
+    assert_eq!(status, 200, "{body}");
+    let files = walk(&dir.path().join("data").join("cold"));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "parquet")),
+        "{files:?}"
+    );
+    let (_, body) = sql(&address, all).await;
+    assert_eq!(
+        check(&body),
+        (Some(ROWS as i64 + 1), Some(expected_bytes + 5))
+    );
+    let (_, body) = sql(&address, "SELECT body FROM f.t WHERE id = 77").await;
+    assert_eq!(
+        body["results"][0]["rows"][0][0],
+        json!(noise(77, ROW_BYTES))
+    );
+    assert!(sigterm(&mut child).await.success());
+}

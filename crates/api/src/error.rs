@@ -30,8 +30,11 @@ impl ApiError {
         let code = error.code();
         // A storage failure names its reason (never a path) so that an
         // application can tell a full disk from a bug.
-        let internal =
-            code == ErrorCode::InternalError && !matches!(error, QueryError::StorageUnavailable(_));
+        let internal = code == ErrorCode::InternalError
+            && !matches!(
+                error,
+                QueryError::StorageUnavailable(_) | QueryError::SegmentsUnavailable(_)
+            );
         let message = if internal {
             tracing::error!(error = %error, "internal error while running SQL");
             "internal error; the server log has the details".to_string()

@@ -43,6 +43,14 @@ pub enum QueryError {
          data directory and restarts the node"
     )]
     StorageUnavailable(String),
+    /// Segment files could not be written or read: a full disk, an
+    /// unwritable directory. A flush that fails this way leaves its rows
+    /// in the hot store.
+    #[error(
+        "segment files unavailable: {0}; rows not yet flushed stay in the hot store, and the \
+         flush is tried again"
+    )]
+    SegmentsUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -63,7 +71,9 @@ impl QueryError {
                 ErrorCode::SqlExecutionError
             }
             Self::ResultTooLarge { .. } => ErrorCode::ResultTooLarge,
-            Self::Internal(_) | Self::StorageUnavailable(_) => ErrorCode::InternalError,
+            Self::Internal(_) | Self::StorageUnavailable(_) | Self::SegmentsUnavailable(_) => {
+                ErrorCode::InternalError
+            }
         }
     }
 
@@ -114,6 +124,7 @@ impl QueryError {
             Self::InvalidParameter(m) => Self::InvalidParameter(m.clone()),
             Self::Internal(m) => Self::Internal(m.clone()),
             Self::StorageUnavailable(m) => Self::StorageUnavailable(m.clone()),
+            Self::SegmentsUnavailable(m) => Self::SegmentsUnavailable(m.clone()),
             Self::PermissionDenied(m) => Self::PermissionDenied(m.clone()),
             other => Self::DataFusion(other.to_string()),
         }
@@ -137,7 +148,14 @@ impl From<quiver_store::ColdError> for QueryError {
     fn from(error: quiver_store::ColdError) -> Self {
         match error {
             quiver_store::ColdError::Store(e) => e.into(),
-            other => Self::Internal(other.to_string()),
+            other => match other.io_reason() {
+                Some(reason) => {
+                    // The path stays in the server log.
+                    tracing::error!(error = %other, "segment files unavailable");
+                    Self::SegmentsUnavailable(reason)
+                }
+                None => Self::Internal(other.to_string()),
+            },
         }
     }
 }

@@ -63,6 +63,28 @@ pub enum ColdError {
     },
 }
 
+impl ColdError {
+    /// The operating system's reason when a segment or manifest file could
+    /// not be written or read ("No space left on device", "File too
+    /// large"), without the path.
+    pub fn io_reason(&self) -> Option<String> {
+        if let Self::Store(e) = self {
+            return e.io_reason();
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = cause {
+            if let Some(io) = error.downcast_ref::<std::io::Error>()
+                && io.raw_os_error().is_some()
+            {
+                let text = io.to_string();
+                return Some(text.split(" (os error").next().unwrap_or(&text).to_string());
+            }
+            cause = error.source();
+        }
+        None
+    }
+}
+
 /// Minimum, maximum and NULL count of one column of a segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnStats {

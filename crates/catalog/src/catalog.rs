@@ -609,9 +609,8 @@ impl Catalog {
             SystemTable::TableVersions,
             system::version_row(&def, &first_version(&def)),
         );
-        // A crashed earlier attempt cannot have left rows under a fresh id,
-        // but clearing the range keeps that true by construction.
-        batch.delete_table_rows(id);
+        // No rows can exist under a fresh id: ids are never reused, the
+        // next one is stored in this same batch.
         self.store.commit(batch)?;
         Ok(Some(self.registry.put(def)))
     }

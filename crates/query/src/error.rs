@@ -46,10 +46,7 @@ pub enum QueryError {
     /// Segment files could not be written or read: a full disk, an
     /// unwritable directory. A flush that fails this way leaves its rows
     /// in the hot store.
-    #[error(
-        "segment files unavailable: {0}; rows not yet flushed stay in the hot store, and the \
-         flush is tried again"
-    )]
+    #[error("segment files cannot be read or written: {0}")]
     SegmentsUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
@@ -151,7 +148,7 @@ impl From<quiver_store::ColdError> for QueryError {
             other => match other.io_reason() {
                 Some(reason) => {
                     // The path stays in the server log.
-                    tracing::error!(error = %other, "segment files unavailable");
+                    tracing::error!(error = %other, "segment files cannot be read or written");
                     Self::SegmentsUnavailable(reason)
                 }
                 None => Self::Internal(other.to_string()),

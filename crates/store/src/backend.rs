@@ -1,8 +1,11 @@
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use switcher::Switcher;
 
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
-    FlushOptions, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use crate::keys::{Scope, decode_owner, table_prefix};
@@ -32,6 +35,8 @@ pub enum StoreError {
     Rocks(#[from] rocksdb::Error),
     #[error("corrupt {what} in storage: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    #[error("cannot start a storage thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 impl StoreError {
@@ -65,7 +70,8 @@ pub type MetaRecord = (Box<[u8]>, Box<[u8]>);
 
 /// The RocksDB-backed store of one node.
 pub struct Store {
-    db: DB,
+    db: Arc<DB>,
+    switcher: Switcher,
     write_options: WriteOptions,
     seq: SeqGenerator,
     path: PathBuf,
@@ -160,9 +166,6 @@ impl Store {
         // memtable Bloom filter answers those without a skip-list search.
         rows_options.set_memtable_prefix_bloom_ratio(0.1);
         rows_options.set_memtable_whole_key_filtering(true);
-        // Range deletes switch memtables early (see `commit`): room for two
-        // being written out while a third fills.
-        rows_options.set_max_write_buffer_number(3);
         rows_options.set_compression_type(DBCompressionType::Lz4);
         rows_options.set_bottommost_compression_type(DBCompressionType::Zstd);
 
@@ -184,7 +187,9 @@ impl Store {
             };
         let mut write_options = WriteOptions::default();
         write_options.set_sync(options.sync_writes);
+        let db = Arc::new(db);
         Ok(Self {
+            switcher: Switcher::start(db.clone()).map_err(StoreError::Thread)?,
             db,
             write_options,
             seq: SeqGenerator::starting_after(high_water),
@@ -232,13 +237,7 @@ impl Store {
         }
         self.db.write_opt(batch.inner, &self.write_options)?;
         if batch.removes_range {
-            // RocksDB skips the Bloom filter of a memtable that holds a
-            // range delete, so every insert's key lookup would search the
-            // skip list until the memtable fills. Switch it out now; it is
-            // written to a file in the background.
-            let mut options = FlushOptions::default();
-            options.set_wait(false);
-            self.db.flush_cf_opt(self.rows(), &options)?;
+            self.switcher.request();
         }
         Ok(())
     }
@@ -531,5 +530,6 @@ fn corrupt_row(e: postcard::Error) -> StoreError {
     }
 }
 
+mod switcher;
 #[cfg(test)]
 mod tests;

@@ -510,12 +510,12 @@ async fn notify_latency(bench: &Bench) -> anyhow::Result<Report> {
             &params,
         );
         let change = async {
-            let message = next_json(&mut ws).await;
+            let message = tokio::time::timeout(Duration::from_secs(10), next_json(&mut ws)).await;
             (message, t.elapsed())
         };
         let (inserted, (message, latency)) = tokio::join!(insert, change);
         inserted?;
-        let message = message?;
+        let message = message.context("no change within 10 s")??;
         latencies.push(latency);
         ensure!(
             message["type"] == "change" && message["rows"][0]["id"] == json!(i.to_string()),

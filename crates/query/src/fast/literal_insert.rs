@@ -47,13 +47,13 @@ pub(crate) fn recognize(
     scan.blank();
     scan.keyword("INTO")?;
     scan.blank();
+    // `ns.t` without blanks around the dot: sqlparser reads some blanked
+    // forms (`ns ._t`) as errors.
     let mut table = vec![scan.name()?];
-    scan.blank();
     if scan.eat(b'.') {
-        scan.blank();
         table.push(scan.name()?);
-        scan.blank();
     }
+    scan.blank();
     // sqlparser reads these words after `INTO` as clauses, not names.
     const CLAUSES: &[&str] = &["TABLE", "FUNCTION", "LOCAL", "DIRECTORY"];
     if table
@@ -418,6 +418,7 @@ mod tests {
             ("INSERT INTO t VALUES (1.)", json!([])),
             ("INSERT INTO t VALUES ()", json!([])),
             ("INSERT INTO t SELECT 1", json!([])),
+            ("INSERT INTO ns ._t VALUES (1)", json!([])),
         ];
         for (sql, params) in cases {
             let params = params.as_array().unwrap();
@@ -455,6 +456,12 @@ mod tests {
         "é",
         "t x",
         "a.b.c",
+        "a ._b",
+        "a . b",
+        "a. b",
+        "a .b",
+        "a._b",
+        "a.1",
     ];
     const COLUMNS: &[&str] = &["a", "id", "name", "value", "B", "x_1"];
     const ODD_COLUMNS: &[&str] = &["select", "x y", "\"c\"", "t.a", "with", "1"];

@@ -324,6 +324,22 @@ fn inserts_after_a_range_delete_still_use_the_memtable_bloom_filter() {
     }
     batch.delete_table_rows(9);
     store.commit(batch).unwrap();
+    // The memtable holding the range delete is switched out soon after.
+    let active_entries = || {
+        store
+            .db
+            .property_int_value_cf(store.rows(), "rocksdb.num-entries-active-mem-table")
+            .unwrap()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while active_entries() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the memtable with the range delete was not switched out"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let mut batch = store.batch();
     for id in 0..100 {
         batch.put_row(&key(7, id), &row(id, "x"));

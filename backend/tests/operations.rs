@@ -334,6 +334,10 @@ async fn metrics_and_system_stats_count_the_same_things() {
     assert_eq!(status, 200);
     let (status, _) = node.sql("SELECT * FROM default.m").await;
     assert_eq!(status, 200);
+    // A key in a segment: its page is decoded and cached.
+    let (status, body) = node.sql("SELECT v FROM default.m WHERE id = 2").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["results"][0]["rows"][0], json!(["b"]), "{body}");
 
     let mut ws = node.connect_ws().await;
     let subscribe = json!({
@@ -402,16 +406,22 @@ async fn metrics_and_system_stats_count_the_same_things() {
     assert_eq!(sample(&text, "quiver_live_subscriptions"), 1.0);
     assert_eq!(sample(&text, "quiver_tables"), 1.0);
     assert!(sample(&text, "quiver_cold_bytes") > 0.0);
+    assert!(sample(&text, "quiver_memtable_bytes") > 0.0);
+    assert!(sample(&text, "quiver_page_cache_bytes") > 0.0);
+    for gauge in ["quiver_table_reader_bytes", "quiver_block_cache_bytes"] {
+        assert!(sample(&text, gauge) >= 0.0, "{gauge}");
+    }
 
     let (_, body) = node
         .sql(
             "SELECT rows_written, flushes, websocket_connections, live_subscriptions, \
-             notifications_sent, cold_bytes > 0 FROM system.stats",
+             notifications_sent, cold_bytes > 0, memtable_bytes > 0, \
+             page_cache_bytes > 0 FROM system.stats",
         )
         .await;
     assert_eq!(
         body["results"][0]["rows"][0],
-        json!(["4", "1", "1", "1", "1", true]),
+        json!(["4", "1", "1", "1", "1", true, true, true]),
         "{body}"
     );
     drop(ws);

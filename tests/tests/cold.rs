@@ -160,6 +160,103 @@ async fn segments_survive_restarts_and_drops_remove_their_files() {
 }
 
 #[tokio::test]
+async fn compaction_keeps_the_newest_version_of_every_key_across_segments() {
+    let server = TestServer::start().await;
+    server
+        .sql_ok("CREATE NAMESPACE app; CREATE TABLE app.c (id INT PRIMARY KEY, v TEXT)")
+        .await;
+    // Several read batches per segment, and versions of one key in each.
+    let mut expected: std::collections::BTreeMap<i64, &str> = Default::default();
+    let values: Vec<String> = (0..3000).map(|id| format!("({id}, 'a')")).collect();
+    server
+        .sql_ok(&format!(
+            "INSERT INTO app.c VALUES {}; STORAGE FLUSH TABLE app.c",
+            values.join(", ")
+        ))
+        .await;
+    expected.extend((0..3000).map(|id| (id, "a")));
+    let values: Vec<String> = (3000..3500).map(|id| format!("({id}, 'c')")).collect();
+    server
+        .sql_ok(&format!(
+            "UPDATE app.c SET v = 'b' WHERE id % 3 = 0; DELETE FROM app.c WHERE id % 5 = 0; \
+             INSERT INTO app.c VALUES {}; STORAGE FLUSH TABLE app.c",
+            values.join(", ")
+        ))
+        .await;
+    for id in 0..3000 {
+        if id % 3 == 0 {
+            expected.insert(id, "b");
+        }
+    }
+    expected.retain(|id, _| id % 5 != 0);
+    expected.extend((3000..3500).map(|id| (id, "c")));
+    server
+        .sql_ok(
+            "UPDATE app.c SET v = 'd' WHERE id % 7 = 0; INSERT INTO app.c VALUES (5, 'e'); \
+             STORAGE FLUSH TABLE app.c",
+        )
+        .await;
+    for (id, v) in expected.iter_mut() {
+        if id % 7 == 0 {
+            *v = "d";
+        }
+    }
+    expected.insert(5, "e");
+    let dir = table_dir(&server, "app.c").await;
+    assert_eq!(segment_files(&dir), 3);
+
+    server.sql_ok("STORAGE COMPACT TABLE app.c").await;
+    assert_eq!(segment_files(&dir), 1);
+    let rows = server.sql_ok("SELECT id, v FROM app.c ORDER BY id").await;
+    let expected: Vec<_> = expected.iter().map(|(id, v)| json!([id, v])).collect();
+    assert_eq!(rows.rows(0).len(), expected.len());
+    assert_eq!(rows.rows(0), &expected);
+    // The merged segment answers reads by key too.
+    let row = server.sql_ok("SELECT v FROM app.c WHERE id = 21").await;
+    assert_eq!(row.rows(0), &vec![json!(["d"])]);
+    server.stop().await;
+}
+
+async fn cached_footers(server: &TestServer) -> i64 {
+    let stats = server
+        .sql_ok("SELECT cached_footers FROM system.stats")
+        .await;
+    stats.rows(0)[0][0].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn footers_of_replaced_and_dropped_segments_leave_the_scan_cache() {
+    let server = TestServer::start().await;
+    server
+        .sql_ok("CREATE NAMESPACE app; CREATE TABLE app.f (id INT PRIMARY KEY, v TEXT)")
+        .await;
+    for id in 0..3 {
+        server
+            .sql_ok(&format!(
+                "INSERT INTO app.f VALUES ({id}, 'v'); STORAGE FLUSH TABLE app.f"
+            ))
+            .await;
+    }
+    let dir = table_dir(&server, "app.f").await;
+    assert_eq!(segment_files(&dir), 3);
+    let count = "SELECT COUNT(*) FROM app.f";
+    assert_eq!(server.sql_ok(count).await.rows(0), &vec![json!(["3"])]);
+    // Other tables' segments may be cached too; only app.f's change.
+    let scanned = cached_footers(&server).await;
+    assert!(scanned >= 3, "{scanned}");
+
+    server.sql_ok("STORAGE COMPACT TABLE app.f").await;
+    assert_eq!(segment_files(&dir), 1);
+    assert_eq!(cached_footers(&server).await, scanned - 3);
+    assert_eq!(server.sql_ok(count).await.rows(0), &vec![json!(["3"])]);
+    assert_eq!(cached_footers(&server).await, scanned - 2);
+
+    server.sql_ok("DROP TABLE app.f").await;
+    assert_eq!(cached_footers(&server).await, scanned - 3);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn explain_shows_segment_pruning() {
     let server = TestServer::start_with(|c| c.flush.row_group_rows = 10).await;
     let values: Vec<String> = (1..=100).map(|i| format!("({i}, {})", i % 7)).collect();

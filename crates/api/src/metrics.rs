@@ -133,8 +133,13 @@ impl Collector for NodeCollector {
             compactions,
             compaction_seconds,
             fast_path_statements,
+            memtable_bytes,
+            table_reader_bytes,
+            block_cache_bytes,
+            page_cache_bytes,
+            cached_footers,
         } = self.engine.node().stats(self.engine.catalog());
-        let gauges: [(&str, &str, u64); 8] = [
+        let gauges: [(&str, &str, u64); 13] = [
             (
                 "quiver_uptime_seconds",
                 "Seconds since the node started",
@@ -158,6 +163,31 @@ impl Collector for NodeCollector {
                 "quiver_live_subscriptions",
                 "Live query subscriptions",
                 live_subscriptions,
+            ),
+            (
+                "quiver_memtable_bytes",
+                "Bytes of RocksDB memtables, active and immutable",
+                memtable_bytes,
+            ),
+            (
+                "quiver_table_reader_bytes",
+                "Bytes of RocksDB index and filter blocks held outside its block cache",
+                table_reader_bytes,
+            ),
+            (
+                "quiver_block_cache_bytes",
+                "Bytes of RocksDB's block cache in use",
+                block_cache_bytes,
+            ),
+            (
+                "quiver_page_cache_bytes",
+                "Bytes of decoded segment pages cached for reads by key",
+                page_cache_bytes,
+            ),
+            (
+                "quiver_cached_footers",
+                "Segment footers held by the scans' metadata cache",
+                cached_footers,
             ),
         ];
         for (name, help, value) in gauges {

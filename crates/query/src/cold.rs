@@ -9,7 +9,6 @@
 //! files; hidden columns included), `_seq` and `_deleted`. Rows in a
 //! segment are in key order, one version per key.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BinaryArray, RecordBatch};
@@ -112,38 +111,57 @@ pub async fn compact(
             segments: current.segments.len(),
         });
     }
-    let mut newest: BTreeMap<Vec<u8>, StoredRow> = BTreeMap::new();
+    // Each segment holds one version per key, in key order: a merge of
+    // their heads yields every key once, newest version first, while only
+    // a batch per segment and one row group are decoded at a time.
+    let mut heads = Vec::with_capacity(current.segments.len());
     for segment in &current.segments {
-        for (key, row) in tier.read_rows(segment, |_| true).await? {
-            match newest.get(&key) {
-                Some(existing) if existing.seq >= row.seq => {}
-                _ => {
-                    newest.insert(key, row);
+        let mut rows = tier.segment_rows(segment).await?;
+        let head = rows.next_row()?;
+        heads.push((rows, head));
+    }
+    let group_rows = row_group_rows.max(1);
+    let mut group: Vec<(Box<[u8]>, StoredRow)> = Vec::with_capacity(group_rows);
+    let mut builder: Option<SegmentBuilder<'_>> = None;
+    let mut purged: Option<i64> = None;
+    while let Some(key) = heads
+        .iter()
+        .filter_map(|(_, head)| head.as_ref().map(|(key, _)| key))
+        .min()
+        .cloned()
+    {
+        let mut newest: Option<StoredRow> = None;
+        for (rows, head) in &mut heads {
+            if head.as_ref().is_some_and(|(k, _)| *k == key) {
+                let next = rows.next_row()?;
+                if let Some((_, row)) = std::mem::replace(head, next)
+                    && newest.as_ref().is_none_or(|n| row.seq > n.seq)
+                {
+                    newest = Some(row);
                 }
             }
         }
+        let Some(row) = newest else { continue };
+        if row.deleted {
+            purged = purged.max(Some(row.seq));
+            continue;
+        }
+        group.push((key.into_boxed_slice(), row));
+        if group.len() == group_rows {
+            write_group(&mut builder, tier, def, row_group_rows, &mut group)?;
+        }
     }
-    let purged = newest
-        .values()
-        .filter(|row| row.deleted)
-        .map(|row| row.seq)
-        .max();
-    let rows: Vec<(Box<[u8]>, StoredRow)> = newest
-        .into_iter()
-        .filter(|(_, row)| !row.deleted)
-        .map(|(key, row)| (key.into_boxed_slice(), row))
-        .collect();
+    if !group.is_empty() {
+        write_group(&mut builder, tier, def, row_group_rows, &mut group)?;
+    }
+    drop(heads);
     let version = current.version + 1;
     let mut next = (*current).clone();
     next.version = version;
     next.purged_seq = next.purged_seq.max(purged.unwrap_or(i64::MIN));
     next.segments.clear();
     let mut outcome = Outcome::default();
-    if !rows.is_empty() {
-        let mut builder = SegmentBuilder::new(tier, def, row_group_rows)?;
-        for chunk in rows.chunks(row_group_rows.max(1)) {
-            builder.push(chunk)?;
-        }
+    if let Some(builder) = builder {
         let segment = builder
             .finish(ColdStore::segment_path(scope, version))
             .await?;
@@ -162,6 +180,24 @@ pub async fn compact(
         tier.cold().delete(&path).await?;
     }
     Ok(outcome)
+}
+
+/// Appends `group` to the segment being written, starting it on the first
+/// group, and empties `group`.
+fn write_group<'a>(
+    builder: &mut Option<SegmentBuilder<'a>>,
+    tier: &ColdTables,
+    def: &'a TableDef,
+    row_group_rows: usize,
+    group: &mut Vec<(Box<[u8]>, StoredRow)>,
+) -> Result<()> {
+    let builder = match builder {
+        Some(builder) => builder,
+        None => builder.insert(SegmentBuilder::new(tier, def, row_group_rows)?),
+    };
+    builder.push(group)?;
+    group.clear();
+    Ok(())
 }
 
 /// The Arrow schema of a segment of `def` as it is now.

@@ -88,12 +88,16 @@ impl QueryEngine {
             node_id.clone(),
             live_limits(&config.websocket),
         ));
+        let runtime = RuntimeEnvBuilder::new()
+            .build_arc()
+            .map_err(|e| QueryError::Internal(format!("building the query runtime: {e}")))?;
         let node = Arc::new(NodeInfo {
             node_id,
             started_at: std::time::Instant::now(),
             config: shared,
             live,
             counters: NodeCounters::default(),
+            footers: runtime.cache_manager.get_file_metadata_cache(),
         });
         let mut config = SessionConfig::new()
             .with_information_schema(true)
@@ -108,11 +112,15 @@ impl QueryEngine {
         let mut live: Vec<u64> = catalog.tables().iter().map(|t| t.def().id.0).collect();
         live.extend(catalog.system_tables().iter().map(|t| t.def().id.0));
         cold.retain(&live)?;
-        let runtime = RuntimeEnvBuilder::new()
-            .build_arc()
-            .map_err(|e| QueryError::Internal(format!("building the query runtime: {e}")))?;
         let url = url::Url::parse(COLD_URL).expect("valid URL");
         runtime.register_object_store(&url, cold.cold().objects());
+        // A deleted segment's footer leaves the scans' metadata cache with
+        // it; otherwise every segment ever written would sit there until
+        // evicted.
+        let footers = runtime.cache_manager.get_file_metadata_cache();
+        cold.cold().on_delete(Box::new(move |path| {
+            footers.remove(&object_store::path::Path::from(path));
+        }));
         // Each session gets its own catalog list, bound to its user.
         let base_state = SessionStateBuilder::new()
             .with_config(config)

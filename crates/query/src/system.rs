@@ -15,6 +15,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::DataFusionError;
 use datafusion::execution::TaskContext;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -42,6 +43,8 @@ pub struct NodeInfo {
     /// The node's live queries.
     pub live: Arc<LiveQueryManager>,
     pub counters: NodeCounters,
+    /// The scans' cache of segment footers and page indexes.
+    pub footers: Arc<FileMetadataCache>,
 }
 
 /// Totals since the node started.
@@ -83,6 +86,16 @@ pub struct NodeStats {
     pub compactions: u64,
     pub compaction_seconds: f64,
     pub fast_path_statements: u64,
+    /// RocksDB memtables, active and immutable.
+    pub memtable_bytes: u64,
+    /// RocksDB index and filter blocks held outside its block cache.
+    pub table_reader_bytes: u64,
+    /// RocksDB's cached blocks.
+    pub block_cache_bytes: u64,
+    /// Decoded segment pages cached for reads by key.
+    pub page_cache_bytes: u64,
+    /// Segment footers held by the scans' metadata cache.
+    pub cached_footers: u64,
 }
 
 impl NodeInfo {
@@ -90,6 +103,7 @@ impl NodeInfo {
         let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let seconds = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e6;
         let live = self.live.stats();
+        let memory = catalog.store().memory();
         NodeStats {
             uptime_seconds: self.started_at.elapsed().as_secs(),
             namespaces: catalog.namespaces().len() as u64,
@@ -108,6 +122,11 @@ impl NodeInfo {
             compactions: count(&self.counters.compactions),
             compaction_seconds: seconds(&self.counters.compaction_micros),
             fast_path_statements: count(&self.counters.fast_path_statements),
+            memtable_bytes: memory.memtables,
+            table_reader_bytes: memory.table_readers,
+            block_cache_bytes: memory.block_cache,
+            page_cache_bytes: catalog.tier().cold().cached_page_bytes(),
+            cached_footers: self.footers.len() as u64,
         }
     }
 }
@@ -360,6 +379,11 @@ impl LiveTable for Stats {
             int("compactions"),
             float("compaction_seconds"),
             int("fast_path_statements"),
+            int("memtable_bytes"),
+            int("table_reader_bytes"),
+            int("block_cache_bytes"),
+            int("page_cache_bytes"),
+            int("cached_footers"),
         ]))
     }
 
@@ -388,6 +412,11 @@ impl LiveTable for Stats {
                 int(stats.compactions),
                 float(stats.compaction_seconds),
                 int(stats.fast_path_statements),
+                int(stats.memtable_bytes),
+                int(stats.table_reader_bytes),
+                int(stats.block_cache_bytes),
+                int(stats.page_cache_bytes),
+                int(stats.cached_footers),
             ],
         )
     }

@@ -62,6 +62,18 @@ pub struct StoreOptions {
     pub sync_writes: bool,
 }
 
+/// Bytes RocksDB holds in memory, by what holds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Active and immutable memtables, including those being flushed.
+    pub memtables: u64,
+    /// Index and filter blocks of open table files kept outside the
+    /// block cache.
+    pub table_readers: u64,
+    /// Cached blocks of table files.
+    pub block_cache: u64,
+}
+
 /// The first and last key of a range of rows.
 pub type KeyRange = (Box<[u8]>, Box<[u8]>);
 
@@ -485,6 +497,24 @@ impl Store {
                 .unwrap_or(0)
         };
         property("rocksdb.total-sst-files-size") + property("rocksdb.cur-size-all-mem-tables")
+    }
+
+    /// What RocksDB holds in memory now, over every column family.
+    pub fn memory(&self) -> StoreMemory {
+        let mut memory = StoreMemory::default();
+        for cf in [self.meta(), self.rows()] {
+            let property = |name: &str| {
+                self.db
+                    .property_int_value_cf(cf, name)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            };
+            memory.memtables += property("rocksdb.cur-size-all-mem-tables");
+            memory.table_readers += property("rocksdb.estimate-table-readers-mem");
+            memory.block_cache += property("rocksdb.block-cache-usage");
+        }
+        memory
     }
 
     /// Flushes memtables and syncs the write-ahead log.

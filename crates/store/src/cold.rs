@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arc_swap::ArcSwapOption;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
@@ -280,7 +281,13 @@ pub struct ColdStore {
     footers: Arc<DashMap<String, Footer>>,
     /// Decoded pages of segments read by key; `None` when disabled.
     pages: Option<Arc<PageCache>>,
+    /// Told the path of every file deleted, so that caches outside the
+    /// store (the query engine's footers) drop what they hold for it.
+    on_delete: Arc<ArcSwapOption<DeleteHook>>,
 }
+
+/// What [`ColdStore::on_delete`] registers.
+pub type DeleteHook = Box<dyn Fn(&str) + Send + Sync>;
 
 impl std::fmt::Debug for ColdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -364,6 +371,7 @@ impl ColdStore {
             objects: Arc::new(LocalFileSystem::new_with_prefix(root)?),
             footers: Arc::default(),
             pages: None,
+            on_delete: Arc::default(),
         })
     }
 
@@ -381,6 +389,11 @@ impl ColdStore {
     /// Pages held in the page cache.
     pub fn cached_pages(&self) -> usize {
         self.pages.as_ref().map_or(0, |pages| pages.len())
+    }
+
+    /// Arrow bytes of the pages held in the page cache.
+    pub fn cached_page_bytes(&self) -> u64 {
+        self.pages.as_ref().map_or(0, |pages| pages.weight())
     }
 
     /// The object store the segments live in, for readers.
@@ -529,12 +542,24 @@ impl ColdStore {
         }
     }
 
+    /// Calls `hook` with the path of every file deleted from now on,
+    /// replacing any hook registered before.
+    pub fn on_delete(&self, hook: DeleteHook) {
+        self.on_delete.store(Some(Arc::new(hook)));
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), ColdError> {
         self.footers.remove(path);
-        match self.objects.delete(&ObjectPath::from(path)).await {
+        let deleted = match self.objects.delete(&ObjectPath::from(path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
+        };
+        // After the file is gone, so that a scan racing the delete cannot
+        // put its footer back.
+        if let Some(hook) = self.on_delete.load().as_ref() {
+            hook(path);
         }
+        deleted
     }
 
     /// Every file of a table, its owners' included.

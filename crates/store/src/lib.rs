@@ -11,15 +11,17 @@ mod row;
 mod seq;
 mod tier;
 
-pub use backend::{Batch, KeyRange, MetaRecord, RowScan, Store, StoreError, StoreOptions};
+pub use backend::{
+    Batch, KeyRange, MetaRecord, RowScan, Store, StoreError, StoreMemory, StoreOptions,
+};
 pub use cold::{
-    ColdError, ColdStore, ColumnStats, Manifest, Segment, SegmentOptions, SegmentWriter, from_hex,
-    to_hex,
+    ColdError, ColdStore, ColumnStats, DeleteHook, Manifest, Segment, SegmentOptions,
+    SegmentWriter, from_hex, to_hex,
 };
 pub use keys::{Scope, encode_key_value, table_prefix};
 pub use row::{StoredRow, Value};
 pub use seq::SeqGenerator;
 pub use tier::{
-    ColdTables, DELETED_COLUMN, KEY_COLUMN, PendingWrites, SEQ_COLUMN, TableCold, block_on,
-    segment_column, wait_for_readers,
+    ColdTables, DELETED_COLUMN, KEY_COLUMN, PendingWrites, SEQ_COLUMN, SegmentRows, TableCold,
+    block_on, segment_column, wait_for_readers,
 };

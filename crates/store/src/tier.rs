@@ -21,7 +21,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use dashmap::DashMap;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
@@ -335,6 +335,17 @@ impl ColdTables {
         decode_segment(bytes, &segment.path, wanted)
     }
 
+    /// Every row version of a segment, in key order, decoded a batch at a
+    /// time: what a merge reads without holding whole segments decoded.
+    pub async fn segment_rows(&self, segment: &Segment) -> Result<SegmentRows, ColdError> {
+        let bytes = self.cold.read(&segment.path).await?;
+        Ok(SegmentRows {
+            reader: ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?,
+            path: segment.path.clone(),
+            decoded: Vec::new().into_iter(),
+        })
+    }
+
     /// The rows of a segment whose keys are in `keys`. Only the pages
     /// whose `_key` statistics (row group, then page index) hold one of
     /// the keys are read (from the page cache, or fetched and decoded),
@@ -560,6 +571,33 @@ fn rows_holding(page_keys: &BinaryArray, keys: &BTreeSet<Vec<u8>>) -> Vec<u32> {
         }
     }
     rows
+}
+
+/// The row versions of one segment in key order; see
+/// [`ColdTables::segment_rows`].
+pub struct SegmentRows {
+    reader: ParquetRecordBatchReader,
+    path: String,
+    /// The rest of the batch decoded last.
+    decoded: std::vec::IntoIter<(Vec<u8>, StoredRow)>,
+}
+
+impl SegmentRows {
+    /// The next row version, or `None` after the last.
+    pub fn next_row(&mut self) -> Result<Option<(Vec<u8>, StoredRow)>, ColdError> {
+        loop {
+            if let Some(row) = self.decoded.next() {
+                return Ok(Some(row));
+            }
+            let Some(batch) = self.reader.next() else {
+                return Ok(None);
+            };
+            let batch = batch.map_err(|e| corrupt(&self.path)(e.to_string()))?;
+            let mut rows = Vec::with_capacity(batch.num_rows());
+            convert_batch(batch, &self.path, &mut rows)?;
+            self.decoded = rows.into_iter();
+        }
+    }
 }
 
 /// The error for a segment at `path` whose contents are not what Quiver

@@ -479,6 +479,7 @@ pub(crate) async fn run(
     let warm_up = total / 5;
     tokio::time::sleep(warm_up).await;
     let rss_warm = bench.metric("process_resident_memory_bytes").await?;
+    let parts_warm = memory_parts(bench).await?;
     let mut rss_peak = rss_warm;
     let mut restarts: Vec<Duration> = Vec::new();
     let mut last_kill = Instant::now();
@@ -523,6 +524,7 @@ pub(crate) async fn run(
     }
     drained.cancel();
     let rss_end = bench.metric("process_resident_memory_bytes").await?;
+    let parts_end = memory_parts(bench).await?;
     let mut seen_all = Vec::new();
     for subscriber in told {
         seen_all.push(subscriber.await??);
@@ -585,17 +587,34 @@ pub(crate) async fn run(
     let flat = rss_end <= rss_warm * 1.25 + 64.0 * (1u64 << 20) as f64;
     ensure!(
         flat,
-        "server memory grew from {:.0} MiB after the warm-up to {:.0} MiB",
+        "server memory grew from {:.0} MiB after the warm-up ({parts_warm}) to {:.0} MiB \
+         ({parts_end})",
         mib(rss_warm),
         mib(rss_end)
     );
     Ok(Report::new("soak", Vec::new(), started.elapsed(), requests as usize)
         .note(format!(
             "{seconds} s mixed load: {requests} requests, 0 failed; {notifications} notifications, \
-             none lost or duplicated; RSS {:.0} MiB after warm-up, {:.0} MiB peak, {:.0} MiB at the end",
+             none lost or duplicated; RSS {:.0} MiB after warm-up ({parts_warm}), {:.0} MiB peak, \
+             {:.0} MiB at the end ({parts_end})",
             mib(rss_warm),
             mib(rss_peak),
             mib(rss_end)
         ))
         .unit("requests/s"))
+}
+
+/// The server's caches and buffers as it reports them, in MiB.
+async fn memory_parts(bench: &Bench) -> anyhow::Result<String> {
+    let mut parts = Vec::new();
+    for (name, label) in [
+        ("quiver_memtable_bytes", "memtables"),
+        ("quiver_block_cache_bytes", "block cache"),
+        ("quiver_table_reader_bytes", "table readers"),
+        ("quiver_page_cache_bytes", "page cache"),
+    ] {
+        let bytes = bench.metric(name).await?;
+        parts.push(format!("{label} {:.0}", bytes / (1u64 << 20) as f64));
+    }
+    Ok(format!("{} MiB", parts.join(", ")))
 }

@@ -168,6 +168,7 @@ async fn literal_inserts_store_what_planned_inserts_store() {
         fast.rows(0).len()
     );
     assert_eq!(fast.body["results"][0], planned.body["results"][0]);
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -255,4 +256,5 @@ async fn point_selects_answer_what_planned_selects_answer() {
     }
     let three = server.sql_ok("SELECT id FROM fp.fast WHERE id = '3'").await;
     assert_eq!(three.rows(0), &vec![json!(["3"])]);
+    server.stop().await;
 }

@@ -177,6 +177,7 @@ async fn random_websocket_messages_get_errors_and_the_connection_keeps_serving()
     eprintln!("{inputs} random WebSocket messages, {errors} error messages");
     assert!(errors > inputs / 2, "{errors} errors for {inputs} inputs");
     still_serving(&server).await;
+    server.stop().await;
 }
 
 /// Sends raw bytes on a fresh connection, then (with `half_close`) ends
@@ -272,6 +273,7 @@ async fn malformed_websocket_frames_close_the_connection() {
         still_serving(&server).await;
     }
     eprintln!("{} malformed WebSocket frames", cases.len());
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,4 +358,5 @@ async fn malformed_http_gets_a_client_error_or_a_closed_connection() {
         still_serving(&server).await;
     }
     eprintln!("{} malformed HTTP requests", cases.len());
+    server.stop().await;
 }

@@ -19,14 +19,12 @@ use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableDef, TableType
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_config::{Config, LimitsConfig, SharedConfig, WebSocketConfig};
 
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use quiver_live::{LiveLimits, LiveQueryManager};
 use quiver_store::{ColdTables, Scope};
 
 use crate::dialect::{QuiverStatement, StorageTarget, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::fast::{PointSelect, literal_insert};
-use crate::merge::COLD_URL;
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
 use crate::system::{self, NodeCounters, NodeInfo, SYSTEM_NAMESPACE};
 use crate::{ddl, dml, suggest, views};
@@ -88,9 +86,8 @@ impl QueryEngine {
             node_id.clone(),
             live_limits(&config.websocket),
         ));
-        let runtime = RuntimeEnvBuilder::new()
-            .build_arc()
-            .map_err(|e| QueryError::Internal(format!("building the query runtime: {e}")))?;
+        let cold = catalog.tier().clone();
+        let runtime = crate::merge::scan_runtime(&cold)?;
         let node = Arc::new(NodeInfo {
             node_id,
             started_at: std::time::Instant::now(),
@@ -108,19 +105,9 @@ impl QueryEngine {
                 QueryError::invalid(format!("invalid [datafusion] option {key} = {value}: {e}"))
             })?;
         }
-        let cold = catalog.tier().clone();
         let mut live: Vec<u64> = catalog.tables().iter().map(|t| t.def().id.0).collect();
         live.extend(catalog.system_tables().iter().map(|t| t.def().id.0));
         cold.retain(&live)?;
-        let url = url::Url::parse(COLD_URL).expect("valid URL");
-        runtime.register_object_store(&url, cold.cold().objects());
-        // A deleted segment's footer leaves the scans' metadata cache with
-        // it; otherwise every segment ever written would sit there until
-        // evicted.
-        let footers = runtime.cache_manager.get_file_metadata_cache();
-        cold.cold().on_delete(Box::new(move |path| {
-            footers.remove(&object_store::path::Path::from(path));
-        }));
         // Each session gets its own catalog list, bound to its user.
         let base_state = SessionStateBuilder::new()
             .with_config(config)

@@ -32,6 +32,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::physical_expr::expressions::{Column, Literal};
@@ -49,13 +50,31 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use parquet::file::metadata::PageIndexPolicy;
 use quiver_catalog::{SEQ_COLUMN, TableDef, arrow_type};
-use quiver_store::{Manifest, Segment};
+use quiver_store::{ColdTables, Manifest, Segment};
 
+use crate::QueryError;
 use crate::convert::value_to_scalar;
 use quiver_store::{DELETED_COLUMN, KEY_COLUMN, segment_column};
 
 /// The URL DataFusion reads segments through.
 pub const COLD_URL: &str = "quiver-cold://segments";
+
+/// The runtime every query runs in: segments are read from the cold
+/// store under [`COLD_URL`], and a deleted segment's footer leaves the
+/// metadata cache with it (otherwise every segment ever written would sit
+/// there until evicted).
+pub(crate) fn scan_runtime(cold: &ColdTables) -> Result<Arc<RuntimeEnv>, QueryError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .build_arc()
+        .map_err(|e| QueryError::Internal(format!("building the query runtime: {e}")))?;
+    let url = url::Url::parse(COLD_URL).expect("valid URL");
+    runtime.register_object_store(&url, cold.cold().objects());
+    let footers = runtime.cache_manager.get_file_metadata_cache();
+    cold.cold().on_delete(Box::new(move |path| {
+        footers.remove(&object_store::path::Path::from(path));
+    }));
+    Ok(runtime)
+}
 
 /// Whether some key may have versions in more than one place.
 pub(crate) fn needs_merge(manifest: &Manifest, hot_range: Option<(&[u8], &[u8])>) -> bool {

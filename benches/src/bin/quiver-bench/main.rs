@@ -178,6 +178,11 @@ impl Bench {
     }
 
     async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        Ok(self.metrics(&[name]).await?[0])
+    }
+
+    /// Several of the server's metrics, from one scrape.
+    async fn metrics(&self, names: &[&str]) -> anyhow::Result<Vec<f64>> {
         let text = self
             .http
             .get(format!("{}/metrics", self.url))
@@ -185,12 +190,17 @@ impl Bench {
             .await?
             .text()
             .await?;
-        text.lines()
-            .find_map(|line| {
-                let (key, value) = line.rsplit_once(' ')?;
-                (key == name).then(|| value.parse().ok())?
+        names
+            .iter()
+            .map(|name| {
+                text.lines()
+                    .find_map(|line| {
+                        let (key, value) = line.rsplit_once(' ')?;
+                        (key == *name).then(|| value.parse().ok())?
+                    })
+                    .with_context(|| format!("no metric {name}"))
             })
-            .with_context(|| format!("no metric {name}"))
+            .collect()
     }
 }
 

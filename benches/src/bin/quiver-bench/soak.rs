@@ -478,8 +478,7 @@ pub(crate) async fn run(
     let total = Duration::from_secs(seconds);
     let warm_up = total / 5;
     tokio::time::sleep(warm_up).await;
-    let rss_warm = bench.metric("process_resident_memory_bytes").await?;
-    let parts_warm = memory_parts(bench).await?;
+    let (rss_warm, parts_warm) = memory(bench).await?;
     let mut rss_peak = rss_warm;
     let mut restarts: Vec<Duration> = Vec::new();
     let mut last_kill = Instant::now();
@@ -523,8 +522,7 @@ pub(crate) async fn run(
         task.await?;
     }
     drained.cancel();
-    let rss_end = bench.metric("process_resident_memory_bytes").await?;
-    let parts_end = memory_parts(bench).await?;
+    let (rss_end, parts_end) = memory(bench).await?;
     let mut seen_all = Vec::new();
     for subscriber in told {
         seen_all.push(subscriber.await??);
@@ -604,17 +602,22 @@ pub(crate) async fn run(
         .unit("requests/s"))
 }
 
-/// The server's caches and buffers as it reports them, in MiB.
-async fn memory_parts(bench: &Bench) -> anyhow::Result<String> {
-    let mut parts = Vec::new();
-    for (name, label) in [
+/// The server's resident bytes, and its caches and buffers as it reports
+/// them (in MiB), from one scrape.
+async fn memory(bench: &Bench) -> anyhow::Result<(f64, String)> {
+    const PARTS: [(&str, &str); 4] = [
         ("quiver_memtable_bytes", "memtables"),
         ("quiver_block_cache_bytes", "block cache"),
         ("quiver_table_reader_bytes", "table readers"),
         ("quiver_page_cache_bytes", "page cache"),
-    ] {
-        let bytes = bench.metric(name).await?;
-        parts.push(format!("{label} {:.0}", bytes / (1u64 << 20) as f64));
-    }
-    Ok(format!("{} MiB", parts.join(", ")))
+    ];
+    let mut names = vec!["process_resident_memory_bytes"];
+    names.extend(PARTS.map(|(name, _)| name));
+    let values = bench.metrics(&names).await?;
+    let parts: Vec<String> = PARTS
+        .iter()
+        .zip(&values[1..])
+        .map(|((_, label), bytes)| format!("{label} {:.0}", bytes / (1u64 << 20) as f64))
+        .collect();
+    Ok((values[0], format!("{} MiB", parts.join(", "))))
 }

@@ -329,7 +329,8 @@ pub(crate) struct PageSpan {
 
 /// Decoded page spans (every column of the file) by footer and span,
 /// bounded by their Arrow memory size. Segments never change, so entries
-/// are never stale; a deleted segment's pages age out.
+/// are never stale; a deleted segment's pages leave with its footer (one
+/// a read still holding the footer puts back ages out).
 type PageCache = quick_cache::sync::Cache<(u64, usize, usize), RecordBatch, PageWeight>;
 
 #[derive(Debug, Clone)]
@@ -549,7 +550,9 @@ impl ColdStore {
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), ColdError> {
-        self.footers.remove(path);
+        if let (Some((_, footer)), Some(pages)) = (self.footers.remove(path), &self.pages) {
+            pages.retain(|&(id, _, _), _| id != footer.id);
+        }
         let deleted = match self.objects.delete(&ObjectPath::from(path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),

@@ -75,11 +75,7 @@ async fn tables_with_segment(
         .unwrap()
         .with_page_cache(cache_bytes);
     let store = Arc::new(
-        Store::open(
-            &dir.join("rocks"),
-            &crate::backend::StoreOptions { sync_writes: false },
-        )
-        .unwrap(),
+        Store::open(&dir.join("rocks"), &crate::backend::StoreOptions::default()).unwrap(),
     );
     // Opening removes files no manifest names: open first.
     let tables = ColdTables::open(store, cold).unwrap();
@@ -185,4 +181,23 @@ async fn the_page_cache_keeps_no_more_than_its_capacity() {
             "a {capacity}-byte cache holds no page"
         );
     }
+}
+
+#[tokio::test]
+async fn a_deleted_segment_leaves_the_page_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tables, segment) = tables_with_segment(dir.path(), 1 << 20, 20_000, 8_192).await;
+    for k in [5, 12_345] {
+        let found = tables
+            .read_keys(&segment, &BTreeSet::from([key(k)]))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "key {k}");
+    }
+    assert_eq!(tables.cold().cached_pages(), 2, "a page of each row group");
+    assert!(tables.cold().cached_page_bytes() > 0);
+
+    tables.cold().delete(&segment.path).await.unwrap();
+    assert_eq!(tables.cold().cached_pages(), 0);
+    assert_eq!(tables.cold().cached_page_bytes(), 0);
 }

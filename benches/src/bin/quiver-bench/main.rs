@@ -58,6 +58,11 @@ struct Args {
     /// (`--node-bin`, `--node-config`) instead of using one at `--url`.
     #[arg(long, requires_all = ["soak", "node_bin", "node_config"])]
     kill_every: Option<u64>,
+    /// Most live rows the soak's table holds: at this size, writers
+    /// delete where they would insert, so the table stops growing; 0 lets
+    /// it grow for the whole run.
+    #[arg(long, default_value_t = 0, requires = "soak")]
+    soak_rows: usize,
     /// The `quiver` binary to start, for `--kill-every`.
     #[arg(long)]
     node_bin: Option<PathBuf>,
@@ -818,7 +823,7 @@ async fn main() -> anyhow::Result<()> {
     let run_started = Instant::now();
     let mut reports = Vec::new();
     if let Some(seconds) = args.soak {
-        reports.push(soak::run(&bench, seconds, killer).await?);
+        reports.push(soak::run(&bench, seconds, args.soak_rows, killer).await?);
         return write_results(&args, &bench, &reports, run_started);
     }
     setup(&bench).await?;

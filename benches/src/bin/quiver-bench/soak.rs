@@ -1,5 +1,6 @@
 //! `--soak <seconds>`: a mixed workload held for a while. Writers insert,
-//! update and delete; readers select; subscribers on every key count what
+//! update and delete (with `--soak-rows`, inserting only while the table
+//! is below that size); readers select; subscribers on every key count what
 //! they are told; connections come and go; flushes and compactions run.
 //! At the end every subscriber must have been told each acknowledged
 //! change of its key exactly once, no request may have failed, and the
@@ -250,6 +251,7 @@ pub(crate) struct Killer {
 pub(crate) async fn run(
     bench: &Arc<Bench>,
     seconds: u64,
+    max_rows: usize,
     mut killer: Option<Killer>,
 ) -> anyhow::Result<Report> {
     bench
@@ -319,7 +321,9 @@ pub(crate) async fn run(
 
     let mut tasks = Vec::new();
     // Writers: each owns its ids, so the ledger order per row is exact.
-    for w in 0..2i64 {
+    const WRITERS: i64 = 2;
+    let max_mine = max_rows.div_ceil(WRITERS as usize);
+    for w in 0..WRITERS {
         let (bench, stop, ledger, counts, kills) = (
             bench.clone(),
             stop.clone(),
@@ -329,6 +333,7 @@ pub(crate) async fn run(
         );
         tasks.push(tokio::spawn(async move {
             let mut next = w;
+            let full = |mine: &Vec<i64>| max_mine > 0 && mine.len() >= max_mine;
             let mut mine: Vec<i64> = Vec::new();
             let mut rng = 0x9e3779b97f4a7c15u64 ^ w as u64;
             while !stop.is_cancelled() {
@@ -337,9 +342,9 @@ pub(crate) async fn run(
                 rng ^= rng << 17;
                 let choice = rng % 10;
                 let _pass = kills.gate.read().await;
-                if choice < 6 || mine.is_empty() {
+                if mine.is_empty() || (choice < 6 && !full(&mine)) {
                     let id = next;
-                    next += 2;
+                    next += WRITERS;
                     let k = id % KEYS;
                     let outcome = kills
                         .request(
@@ -362,7 +367,7 @@ pub(crate) async fn run(
                         }
                         Outcome::Failed => {}
                     }
-                } else if choice < 9 {
+                } else if (6..9).contains(&choice) {
                     let at = (rng as usize / 16) % mine.len();
                     let id = mine[at];
                     let outcome = kills

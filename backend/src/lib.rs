@@ -128,6 +128,8 @@ impl AppContext {
             &config.storage.data_path.join("rocksdb"),
             &StoreOptions {
                 sync_writes: config.storage.sync_writes,
+                memtable_bytes: config.storage.memtable_bytes as usize,
+                block_cache_bytes: config.storage.block_cache_bytes as usize,
             },
         )?);
         let cold = ColdStore::local(&config.storage.data_path.join("cold"))?

@@ -148,6 +148,9 @@ fn apply_env(table: &mut toml::Table, var: &str, raw: &str) -> Result<(), Config
     Ok(())
 }
 
+/// Smaller memtables would turn every few writes into a table file.
+const MIN_MEMTABLE_BYTES: u64 = 1024 * 1024;
+
 fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
     let bad = |key: &'static str, message: String| ConfigError::Value {
         key,
@@ -160,6 +163,12 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
     }
     if config.storage.data_path.as_os_str().is_empty() {
         return Err(bad("storage.data_path", "must not be empty".to_string()));
+    }
+    if config.storage.memtable_bytes < MIN_MEMTABLE_BYTES {
+        return Err(bad(
+            "storage.memtable_bytes",
+            format!("must be at least {MIN_MEMTABLE_BYTES} (1 MiB)"),
+        ));
     }
     let limits = &config.limits;
     for (key, value) in [

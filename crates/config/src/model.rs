@@ -93,6 +93,12 @@ pub struct StorageConfig {
     /// Most bytes of decoded segment pages kept for reads by primary key
     /// (0: none kept).
     pub page_cache_bytes: u64,
+    /// Bytes of written rows RocksDB gathers in memory, over all its
+    /// memtables, before it writes them to a table file.
+    pub memtable_bytes: u64,
+    /// Bytes of RocksDB table file blocks kept in memory, their indexes
+    /// and filters included.
+    pub block_cache_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -101,6 +107,8 @@ impl Default for StorageConfig {
             data_path: PathBuf::from("./data"),
             sync_writes: false,
             page_cache_bytes: 64 * 1024 * 1024,
+            memtable_bytes: 64 * 1024 * 1024,
+            block_cache_bytes: 32 * 1024 * 1024,
         }
     }
 }

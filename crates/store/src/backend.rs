@@ -4,8 +4,8 @@ use std::sync::Arc;
 use switcher::Switcher;
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
-    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
+    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use crate::keys::{Scope, decode_owner, table_prefix};
@@ -56,10 +56,26 @@ impl StoreError {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Fsync the write-ahead log before a commit returns.
     pub sync_writes: bool,
+    /// Bytes all memtables together gather before they are written to a
+    /// table file.
+    pub memtable_bytes: usize,
+    /// Capacity of the block cache, which also holds the table files'
+    /// indexes and filters.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            sync_writes: false,
+            memtable_bytes: 64 << 20,
+            block_cache_bytes: 32 << 20,
+        }
+    }
 }
 
 /// Bytes RocksDB holds in memory, by what holds them.
@@ -67,10 +83,9 @@ pub struct StoreOptions {
 pub struct StoreMemory {
     /// Active and immutable memtables, including those being flushed.
     pub memtables: u64,
-    /// Index and filter blocks of open table files kept outside the
-    /// block cache.
+    /// What open table files hold outside the block cache.
     pub table_readers: u64,
-    /// Cached blocks of table files.
+    /// Cached blocks of table files, their indexes and filters included.
     pub block_cache: u64,
 }
 
@@ -83,6 +98,8 @@ pub type MetaRecord = (Box<[u8]>, Box<[u8]>);
 /// The RocksDB-backed store of one node.
 pub struct Store {
     db: Arc<DB>,
+    /// Shared by both column families.
+    block_cache: Cache,
     switcher: Switcher,
     write_options: WriteOptions,
     seq: SeqGenerator,
@@ -169,11 +186,27 @@ impl Store {
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         db_options.set_keep_log_file_num(4);
+        db_options.set_db_write_buffer_size(options.memtable_bytes);
 
+        // One cache for both families, holding the files' indexes and
+        // filters too, so that the memory they take is bounded however
+        // many files there are.
+        let block_cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let table_options = |bloom: bool| {
+            let mut table = BlockBasedOptions::default();
+            if bloom {
+                table.set_bloom_filter(10.0, false);
+            }
+            table.set_block_cache(&block_cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            table
+        };
+        let mut meta_options = Options::default();
+        meta_options.set_block_based_table_factory(&table_options(false));
         let mut rows_options = Options::default();
-        let mut table_options = BlockBasedOptions::default();
-        table_options.set_bloom_filter(10.0, false);
-        rows_options.set_block_based_table_factory(&table_options);
+        rows_options.set_block_based_table_factory(&table_options(true));
+        rows_options.set_write_buffer_size(options.memtable_bytes);
         // Every insert looks its key up first, and new keys are absent: a
         // memtable Bloom filter answers those without a skip-list search.
         rows_options.set_memtable_prefix_bloom_ratio(0.1);
@@ -182,7 +215,7 @@ impl Store {
         rows_options.set_bottommost_compression_type(DBCompressionType::Zstd);
 
         let families = vec![
-            ColumnFamilyDescriptor::new(CF_META, Options::default()),
+            ColumnFamilyDescriptor::new(CF_META, meta_options),
             ColumnFamilyDescriptor::new(CF_ROWS, rows_options),
         ];
         let db = DB::open_cf_descriptors(&db_options, path, families).map_err(open_error)?;
@@ -203,6 +236,7 @@ impl Store {
         Ok(Self {
             switcher: Switcher::start(db.clone()).map_err(StoreError::Thread)?,
             db,
+            block_cache,
             write_options,
             seq: SeqGenerator::starting_after(high_water),
             path: path.to_path_buf(),
@@ -501,7 +535,10 @@ impl Store {
 
     /// What RocksDB holds in memory now, over every column family.
     pub fn memory(&self) -> StoreMemory {
-        let mut memory = StoreMemory::default();
+        let mut memory = StoreMemory {
+            block_cache: self.block_cache.get_usage() as u64,
+            ..StoreMemory::default()
+        };
         for cf in [self.meta(), self.rows()] {
             let property = |name: &str| {
                 self.db
@@ -512,7 +549,6 @@ impl Store {
             };
             memory.memtables += property("rocksdb.cur-size-all-mem-tables");
             memory.table_readers += property("rocksdb.estimate-table-readers-mem");
-            memory.block_cache += property("rocksdb.block-cache-usage");
         }
         memory
     }

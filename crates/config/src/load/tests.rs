@@ -90,6 +90,17 @@ fn zero_limits_are_refused() {
 }
 
 #[test]
+fn memtables_below_a_mebibyte_are_refused() {
+    let file = write_config("[storage]\nmemtable_bytes = 65536\n");
+    let err = load(Some(&file.0), no_env()).unwrap_err().to_string();
+    assert!(err.contains("storage.memtable_bytes"), "{err}");
+    let file = write_config("[storage]\nmemtable_bytes = 1048576\nblock_cache_bytes = 0\n");
+    let (config, _) = load(Some(&file.0), no_env()).unwrap();
+    assert_eq!(config.storage.memtable_bytes, 1 << 20);
+    assert_eq!(config.storage.block_cache_bytes, 0);
+}
+
+#[test]
 fn rate_and_lockout_settings_are_checked() {
     let file = write_config("[limits]\nqueries_per_second = 10\nquery_burst = 5\n");
     let err = load(Some(&file.0), no_env()).unwrap_err().to_string();

@@ -485,6 +485,9 @@ pub(crate) async fn run(
     tokio::time::sleep(warm_up).await;
     let (rss_warm, parts_warm) = memory(bench).await?;
     let mut rss_peak = rss_warm;
+    // (seconds into the run, resident bytes), once a second after the
+    // warm-up: the trend of the run's second half.
+    let mut rss_samples: Vec<(f64, f64)> = Vec::new();
     let mut restarts: Vec<Duration> = Vec::new();
     let mut last_kill = Instant::now();
     while started.elapsed() < total {
@@ -511,6 +514,7 @@ pub(crate) async fn run(
         }
         let rss = bench.metric("process_resident_memory_bytes").await?;
         rss_peak = rss_peak.max(rss);
+        rss_samples.push((started.elapsed().as_secs_f64(), rss));
         let killed = match killer {
             Some(_) => format!(", {} kills", restarts.len()),
             None => String::new(),
@@ -588,6 +592,18 @@ pub(crate) async fn run(
     // Flat: after the warm-up, growth stays within a quarter plus 64 MiB
     // (memtables fill between flushes).
     let flat = rss_end <= rss_warm * 1.25 + 64.0 * (1u64 << 20) as f64;
+    let half = total.as_secs_f64() / 2.0;
+    let second_half: Vec<(f64, f64)> = rss_samples
+        .into_iter()
+        .filter(|(at, _)| *at >= half)
+        .collect();
+    let trend = match slope(&second_half) {
+        Some(per_second) => format!(
+            ", {:+.1} MiB a minute over the second half",
+            mib(per_second * 60.0)
+        ),
+        None => String::new(),
+    };
     ensure!(
         flat,
         "server memory grew from {:.0} MiB after the warm-up ({parts_warm}) to {:.0} MiB \
@@ -599,12 +615,26 @@ pub(crate) async fn run(
         .note(format!(
             "{seconds} s mixed load: {requests} requests, 0 failed; {notifications} notifications, \
              none lost or duplicated; RSS {:.0} MiB after warm-up ({parts_warm}), {:.0} MiB peak, \
-             {:.0} MiB at the end ({parts_end})",
+             {:.0} MiB at the end ({parts_end}){trend}",
             mib(rss_warm),
             mib(rss_peak),
             mib(rss_end)
         ))
         .unit("requests/s"))
+}
+
+/// The least-squares slope of `y` over `x`, or `None` for fewer than two
+/// distinct `x`.
+fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|(x, _)| x).sum::<f64>() / n;
+    let mean_y = points.iter().map(|(_, y)| y).sum::<f64>() / n;
+    let covariance: f64 = points
+        .iter()
+        .map(|(x, y)| (x - mean_x) * (y - mean_y))
+        .sum();
+    let variance: f64 = points.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
+    (points.len() >= 2 && variance > 0.0).then(|| covariance / variance)
 }
 
 /// The server's resident bytes, and its caches and buffers as it reports
@@ -625,4 +655,26 @@ async fn memory(bench: &Bench) -> anyhow::Result<(f64, String)> {
         .map(|((_, label), bytes)| format!("{label} {:.0}", bytes / (1u64 << 20) as f64))
         .collect();
     Ok((values[0], format!("{} MiB", parts.join(", "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slope;
+
+    #[test]
+    fn slope_is_the_trend_of_noisy_samples() {
+        let line: Vec<(f64, f64)> = (0..60)
+            .map(|t| {
+                let t = t as f64;
+                let noise = if t as i64 % 2 == 0 { 3.0 } else { -3.0 };
+                (t, 100.0 + 0.5 * t + noise)
+            })
+            .collect();
+        let fitted = slope(&line).unwrap();
+        assert!((fitted - 0.5).abs() < 0.01, "slope {fitted}");
+        let flat: Vec<(f64, f64)> = (0..10).map(|t| (t as f64, 7.0)).collect();
+        assert_eq!(slope(&flat), Some(0.0));
+        assert_eq!(slope(&[(1.0, 5.0)]), None);
+        assert_eq!(slope(&[(1.0, 5.0), (1.0, 6.0)]), None);
+    }
 }

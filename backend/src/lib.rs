@@ -45,6 +45,14 @@ pub enum StartError {
     },
 }
 
+/// How long an idle blocking thread of the query runtime (segment file
+/// reads and writes, password hashing, compaction's row removal) waits for
+/// work before it exits. Tokio's 10 s made a node under steady load start
+/// and end such threads all the time, and each new thread left more memory
+/// with the allocators: resident memory kept rising (see
+/// docs/reliability.md). Idle threads cost little; new ones cost memory.
+const BLOCKING_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(600);
+
 /// The tokio runtime that plans and executes queries, so that CPU-heavy
 /// work never stalls the threads serving HTTP. Shut down without waiting
 /// when the last owner drops it.
@@ -60,6 +68,7 @@ impl QueryRuntime {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("quiver-query")
+            .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
             .enable_all()
             .build()?;
         Ok(Self(Some(runtime)))

@@ -48,9 +48,8 @@ pub enum StartError {
 /// How long an idle blocking thread of the query runtime (segment file
 /// reads and writes, password hashing, compaction's row removal) waits for
 /// work before it exits. Tokio's 10 s made a node under steady load start
-/// and end such threads all the time, and each new thread left more memory
-/// with the allocators: resident memory kept rising (see
-/// docs/reliability.md). Idle threads cost little; new ones cost memory.
+/// and end such threads all the time; an idle thread costs little, and
+/// each new one takes fresh memory from the allocators.
 const BLOCKING_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(600);
 
 /// The tokio runtime that plans and executes queries, so that CPU-heavy

@@ -626,6 +626,9 @@ pub(crate) async fn run(
 /// The least-squares slope of `y` over `x`, or `None` for fewer than two
 /// distinct `x`.
 fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
     let n = points.len() as f64;
     let mean_x = points.iter().map(|(x, _)| x).sum::<f64>() / n;
     let mean_y = points.iter().map(|(_, y)| y).sum::<f64>() / n;
@@ -634,7 +637,7 @@ fn slope(points: &[(f64, f64)]) -> Option<f64> {
         .map(|(x, y)| (x - mean_x) * (y - mean_y))
         .sum();
     let variance: f64 = points.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
-    (points.len() >= 2 && variance > 0.0).then(|| covariance / variance)
+    (variance > 0.0).then(|| covariance / variance)
 }
 
 /// The server's resident bytes, and its caches and buffers as it reports

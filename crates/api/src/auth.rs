@@ -13,6 +13,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use base64::Engine as _;
+use dashmap::DashMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use quiver_catalog::{Catalog, UserRecord, verify_password};
@@ -42,7 +43,7 @@ enum TokenKind {
     Refresh,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Claims {
     sub: String,
     role: Role,
@@ -61,6 +62,9 @@ pub struct WeakSecret {
     pub host: String,
 }
 
+/// Most tokens whose signature [`Auth`] remembers having checked.
+const VERIFIED_TOKENS: usize = 4096;
+
 /// Token keys and lifetimes.
 pub struct Auth {
     encoding: EncodingKey,
@@ -68,6 +72,11 @@ pub struct Auth {
     access_ttl_secs: i64,
     refresh_ttl_secs: i64,
     logins: LoginGuard,
+    /// Claims of tokens whose signature checked out, by the token's exact
+    /// text: a client sends the same token with every request, and
+    /// checking its HMAC and decoding its JSON each time cost as much as
+    /// answering a primary-key read. Expiry is still checked on every use.
+    verified: DashMap<Box<str>, Claims>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -107,6 +116,7 @@ impl Auth {
             access_ttl_secs: config.access_token_ttl_secs as i64,
             refresh_ttl_secs: config.refresh_token_ttl_secs as i64,
             logins: LoginGuard::new(config),
+            verified: DashMap::new(),
         })
     }
 
@@ -144,18 +154,25 @@ impl Auth {
 
     /// The claims of a valid token of `kind`.
     fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, ApiError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => ApiError::new(
-                    ErrorCode::TokenExpired,
-                    "the token has expired; sign in again",
-                ),
-                _ => ApiError::new(ErrorCode::InvalidCredentials, "invalid token"),
-            })?
-            .claims;
+        let claims = match self.verified.get(token) {
+            Some(claims) => {
+                // As the decoder checks it, without leeway.
+                if claims.exp < chrono::Utc::now().timestamp() {
+                    return Err(token_expired());
+                }
+                claims.clone()
+            }
+            None => {
+                let claims = self.decode(token)?;
+                if self.verified.len() >= VERIFIED_TOKENS {
+                    // Mostly expired ones by then; those in use come back
+                    // on their next request.
+                    self.verified.clear();
+                }
+                self.verified.insert(token.into(), claims.clone());
+                claims
+            }
+        };
         if claims.token_type != kind {
             let message = match kind {
                 TokenKind::Access => "a refresh token is only accepted at /v1/api/auth/refresh",
@@ -165,6 +182,26 @@ impl Auth {
         }
         Ok(claims)
     }
+
+    /// Checks a token's signature and expiry and reads its claims.
+    fn decode(&self, token: &str) -> Result<Claims, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => token_expired(),
+                _ => ApiError::new(ErrorCode::InvalidCredentials, "invalid token"),
+            })
+    }
+}
+
+fn token_expired() -> ApiError {
+    ApiError::new(
+        ErrorCode::TokenExpired,
+        "the token has expired; sign in again",
+    )
 }
 
 fn admin(role: Role) -> bool {
@@ -437,4 +474,83 @@ pub(crate) async fn setup(
         .update_user(root)
         .map_err(|e| ApiError::from_query(e.into(), None))?;
     Ok(Json(state.auth.session_body(&user)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        let config = AuthConfig {
+            access_token_ttl_secs: 24 * 3600,
+            ..AuthConfig::default()
+        };
+        Auth::new(&config, "127.0.0.1").expect("loopback needs no secret")
+    }
+
+    fn user() -> UserRecord {
+        UserRecord {
+            id: UserId::parse("alice").expect("valid name"),
+            role: Role::User,
+            email: None,
+            password_hash: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn code(result: Result<Claims, ApiError>) -> ErrorCode {
+        result.expect_err("refused").code
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_keeps_its_kind() {
+        let auth = auth();
+        let now = chrono::Utc::now().timestamp();
+        let (token, _) = auth.token(&user(), TokenKind::Access, now);
+        assert_eq!(auth.verify(&token, TokenKind::Access).unwrap().sub, "alice");
+        assert_eq!(auth.verified.len(), 1);
+        // Remembered, but only for the kind it is.
+        assert_eq!(
+            code(auth.verify(&token, TokenKind::Refresh)),
+            ErrorCode::InvalidCredentials
+        );
+        assert!(auth.verify(&token, TokenKind::Access).is_ok());
+        // A token whose expiry passes while remembered is refused.
+        auth.verified.get_mut(token.as_str()).unwrap().exp = now - 1;
+        assert_eq!(
+            code(auth.verify(&token, TokenKind::Access)),
+            ErrorCode::TokenExpired
+        );
+    }
+
+    #[test]
+    fn only_the_exact_text_of_a_checked_token_is_remembered() {
+        let auth = auth();
+        let now = chrono::Utc::now().timestamp();
+        let (token, _) = auth.token(&user(), TokenKind::Access, now);
+        auth.verify(&token, TokenKind::Access).unwrap();
+        let mut tampered = token.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert_eq!(
+            code(auth.verify(&tampered, TokenKind::Access)),
+            ErrorCode::InvalidCredentials
+        );
+        assert_eq!(auth.verified.len(), 1, "a refused token is not remembered");
+    }
+
+    #[test]
+    fn remembered_tokens_are_bounded() {
+        let auth = auth();
+        let now = chrono::Utc::now().timestamp();
+        for age in 0..=VERIFIED_TOKENS as i64 {
+            // A different issue time makes a different token.
+            let (token, _) = auth.token(&user(), TokenKind::Access, now - age);
+            auth.verify(&token, TokenKind::Access).unwrap();
+        }
+        assert!(auth.verified.len() <= VERIFIED_TOKENS);
+        assert!(!auth.verified.is_empty());
+    }
 }

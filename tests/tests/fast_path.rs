@@ -258,3 +258,64 @@ async fn point_selects_answer_what_planned_selects_answer() {
     assert_eq!(three.rows(0), &vec![json!(["3"])]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn key_reads_the_fast_path_cannot_answer_get_the_planned_answers() {
+    let server = setup().await;
+    for id in 0..5 {
+        server
+            .sql_ok(&format!(
+                "INSERT INTO fp.fast (id, t) VALUES ({id}, 'row {id}')"
+            ))
+            .await;
+    }
+    server
+        .sql_ok("CREATE VIEW fp.recent AS SELECT id, t FROM fp.fast")
+        .await;
+    // Each reads as a key read from its text; the names then resolve to
+    // something else than a table's primary key, or to nothing.
+    let declined: &[(&str, Value)] = &[
+        ("SELECT nope FROM fp.fast WHERE id = 3", json!([])),
+        ("SELECT id, id FROM fp.fast WHERE id = 3", json!([])),
+        ("SELECT id FROM fp.nope WHERE id = 3", json!([])),
+        ("SELECT id FROM nope.fast WHERE id = 3", json!([])),
+        ("SELECT t FROM fp.recent WHERE id = 3", json!([])),
+        ("SELECT id FROM fp.fast WHERE t = 'row 3'", json!([])),
+        ("SELECT id FROM fp.fast WHERE id = $1", json!(["3"])),
+        ("SELECT id FROM fp.fast WHERE id = $1", json!([1.5])),
+        (
+            "SELECT * FROM system.namespaces WHERE name = 'fp'",
+            json!([]),
+        ),
+        ("SELECT t FROM fast WHERE id = 3", json!([])),
+    ];
+    let before = fast_statements(&server).await;
+    for (sql, params) in declined {
+        let answer = server.post(json!({"sql": sql, "params": params})).await;
+        let planned = server
+            .post(json!({"sql": format!("{sql} AND TRUE"), "params": params}))
+            .await;
+        assert_eq!(outcome(&answer), outcome(&planned), "{sql} {params}");
+    }
+    assert_eq!(
+        fast_statements(&server).await - before,
+        0,
+        "every one was planned"
+    );
+    let view = server.sql_ok("SELECT t FROM fp.recent WHERE id = 3").await;
+    assert_eq!(view.rows(0), &vec![json!(["row 3"])]);
+
+    // With a parameter of the key's type, the same text is answered
+    // without planning, as is a read in the request's namespace.
+    let before = fast_statements(&server).await;
+    let answer = server
+        .post(json!({"sql": "SELECT t FROM fp.fast WHERE id = $1", "params": [3]}))
+        .await;
+    assert_eq!(answer.rows(0), &vec![json!(["row 3"])]);
+    let answer = server
+        .post(json!({"sql": "SELECT t FROM fast WHERE id = 4", "namespace_id": "fp"}))
+        .await;
+    assert_eq!(answer.rows(0), &vec![json!(["row 4"])]);
+    assert_eq!(fast_statements(&server).await - before, 2);
+    server.stop().await;
+}

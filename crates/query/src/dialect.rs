@@ -14,6 +14,7 @@ use quiver_common::Role;
 use std::ops::ControlFlow;
 
 use crate::error::{QueryError, Result};
+use crate::fast::KeyRead;
 use crate::fast::literal_insert::LiteralInsert;
 
 mod literal_rows;
@@ -88,6 +89,35 @@ pub enum QuiverStatement {
     Standard(Box<Statement>),
     /// An `INSERT` of literal rows, read without sqlparser.
     InsertLiterals(Box<LiteralInsert>),
+    /// A `SELECT` of one row by key, read without sqlparser.
+    KeySelect(Box<TextKeyRead>),
+}
+
+/// A key read recognized from a request's text, with that text and its
+/// parameters for the parsed path should the names not resolve to a
+/// table's primary key.
+#[derive(Debug, Clone)]
+pub struct TextKeyRead {
+    pub read: KeyRead,
+    pub sql: String,
+    pub params: Vec<serde_json::Value>,
+}
+
+impl TextKeyRead {
+    /// The statement as sqlparser reads it, parameters bound.
+    pub fn parsed(&self) -> Result<Statement> {
+        let mut statements = parse(&self.sql)?;
+        match (statements.pop(), statements.is_empty()) {
+            (Some(QuiverStatement::Standard(mut statement)), true) => {
+                bind_params(&mut statement, &self.params)?;
+                Ok(*statement)
+            }
+            _ => Err(QueryError::Internal(format!(
+                "{:?} was read as one SELECT, but sqlparser reads it otherwise",
+                self.sql
+            ))),
+        }
+    }
 }
 
 impl QuiverStatement {

@@ -22,9 +22,9 @@ use quiver_config::{Config, LimitsConfig, SharedConfig, WebSocketConfig};
 use quiver_live::{LiveLimits, LiveQueryManager};
 use quiver_store::{ColdTables, Scope};
 
-use crate::dialect::{QuiverStatement, StorageTarget, bind_params, parse};
+use crate::dialect::{QuiverStatement, StorageTarget, TextKeyRead, bind_params, parse};
 use crate::error::{QueryError, Result};
-use crate::fast::{PointSelect, literal_insert};
+use crate::fast::{KeyRead, PointSelect, key_select, literal_insert};
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
 use crate::system::{self, NodeCounters, NodeInfo, SYSTEM_NAMESPACE};
 use crate::{ddl, dml, suggest, views};
@@ -236,12 +236,20 @@ impl QueryEngine {
                 limits.max_params
             )));
         }
-        // The common write needs neither sqlparser nor planning.
-        let mut statements = match literal_insert::recognize(sql, params, self.floats_as_decimal())
-        {
-            Some(insert) => vec![QuiverStatement::InsertLiterals(Box::new(insert))],
-            None => parse(sql)?,
-        };
+        // The common write and read need neither sqlparser nor planning.
+        let floats_as_decimal = self.floats_as_decimal();
+        let mut statements =
+            if let Some(insert) = literal_insert::recognize(sql, params, floats_as_decimal) {
+                vec![QuiverStatement::InsertLiterals(Box::new(insert))]
+            } else if let Some(read) = key_select::recognize(sql, params, floats_as_decimal) {
+                vec![QuiverStatement::KeySelect(Box::new(TextKeyRead {
+                    read,
+                    sql: sql.to_string(),
+                    params: params.to_vec(),
+                }))]
+            } else {
+                parse(sql)?
+            };
         if statements.is_empty() {
             return Err(QueryError::EmptySql);
         }
@@ -261,7 +269,7 @@ impl QueryEngine {
         match first {
             Some(QuiverStatement::Standard(statement)) => bind_params(statement, params)?,
             // Bound while it was recognized.
-            Some(QuiverStatement::InsertLiterals(_)) => {}
+            Some(QuiverStatement::InsertLiterals(_) | QuiverStatement::KeySelect(_)) => {}
             _ if !params.is_empty() => {
                 return Err(QueryError::InvalidParameter(
                     "parameters can only be used in SELECT, INSERT, UPDATE and DELETE".into(),
@@ -654,6 +662,10 @@ impl QuerySession {
             }
             QuiverStatement::Standard(statement) => self.execute_standard(*statement).await,
             QuiverStatement::InsertLiterals(insert) => dml::insert_literals(self, *insert).await,
+            QuiverStatement::KeySelect(read) => match PointSelect::resolve(self, &read.read) {
+                Some(point) => self.run_point(point?).await,
+                None => self.execute_standard(read.parsed()?).await,
+            },
         }
     }
 
@@ -753,16 +765,20 @@ impl QuerySession {
                 Ok(done(0, format!("{dropped} view(s) dropped")))
             }
             statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
-                if let Some(point) = PointSelect::recognize(self, &statement) {
-                    let point = point?;
-                    crate::fast::counted(&self.engine);
-                    return point.run(self).await;
+                let read = KeyRead::of(&statement, self.engine.floats_as_decimal());
+                if let Some(point) = read.and_then(|read| PointSelect::resolve(self, &read)) {
+                    return self.run_point(point?).await;
                 }
                 let stream = self.query(statement).await?;
                 Ok(StatementOutput::Rows(stream))
             }
             other => Err(QueryError::Unsupported(statement_kind(&other))),
         }
+    }
+
+    async fn run_point(&self, point: PointSelect) -> Result<StatementOutput> {
+        crate::fast::counted(&self.engine);
+        point.run(self).await
     }
 
     /// Plans and starts a query through DataFusion.

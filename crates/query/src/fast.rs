@@ -8,7 +8,9 @@
 //! structures are destructured field by field, so a clause added in a new
 //! sqlparser version fails to compile here instead of being ignored.
 
+pub(crate) mod key_select;
 pub(crate) mod literal_insert;
+mod scanner;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use quiver_catalog::CachedTableData;
 use quiver_common::ColumnType;
-use quiver_store::{Scope, Value};
+use quiver_store::Scope;
 
 use crate::convert::{OutputColumn, rows_to_batch};
 use crate::error::Result;
@@ -183,6 +185,72 @@ fn plain_name(ident: &Ident) -> Option<&str> {
     plain.then_some(ident.value.as_str())
 }
 
+/// A read of one row by its key as written, before names are resolved:
+/// what the text recognizer and the parsed statement both yield.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRead {
+    /// The table's name, part by part.
+    pub table: Vec<String>,
+    /// The output columns in order; `None` for `*`.
+    pub items: Vec<Option<String>>,
+    /// The column the `WHERE` compares with `key`.
+    pub column: String,
+    pub key: ScalarValue,
+}
+
+impl KeyRead {
+    /// Reads `SELECT <columns | *> FROM t WHERE column = <literal>` (or
+    /// `<literal> = column`) from a parsed statement.
+    pub(crate) fn of(statement: &Statement, floats_as_decimal: bool) -> Option<Self> {
+        let Statement::Query(query) = statement else {
+            return None;
+        };
+        let SetExpr::Select(select) = plain_body(query)? else {
+            return None;
+        };
+        let (name, projection, selection) = simple_select(select)?;
+        let table = name
+            .0
+            .iter()
+            .map(|part| part.as_ident().and_then(plain_name).map(str::to_string))
+            .collect::<Option<Vec<_>>>()?;
+        let items = projection
+            .iter()
+            .map(|item| match item {
+                SelectItem::Wildcard(options) if plain_wildcard(options) => Some(None),
+                SelectItem::UnnamedExpr(Expr::Identifier(ident)) => {
+                    plain_name(ident).map(|name| Some(name.to_string()))
+                }
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let mut expr = selection;
+        while let Expr::Nested(inner) = expr {
+            expr = inner;
+        }
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = expr
+        else {
+            return None;
+        };
+        let (column, key) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Identifier(column), other) | (other, Expr::Identifier(column)) => {
+                (plain_name(column)?, literal(other, floats_as_decimal)?)
+            }
+            _ => return None,
+        };
+        Some(Self {
+            table,
+            items,
+            column: column.to_string(),
+            key,
+        })
+    }
+}
+
 /// A `SELECT` the fast path answers: plain columns of one table whose
 /// primary key equals a literal.
 pub(crate) struct PointSelect {
@@ -195,25 +263,15 @@ pub(crate) struct PointSelect {
 }
 
 impl PointSelect {
-    /// Recognizes `SELECT <columns | *> FROM t WHERE pk = <literal>` on a
-    /// user table (not a view, not a system table). A session that may not
-    /// read the table gets the planned path's error.
-    pub(crate) fn recognize(session: &QuerySession, statement: &Statement) -> Option<Result<Self>> {
-        let Statement::Query(query) = statement else {
-            return None;
-        };
-        let SetExpr::Select(select) = plain_body(query)? else {
-            return None;
-        };
-        let (name, projection, selection) = simple_select(select)?;
-        if name
-            .0
-            .iter()
-            .any(|part| part.as_ident().and_then(plain_name).is_none())
-        {
-            return None;
-        }
-        let (namespace, table) = session.split_name(name).ok()?;
+    /// Resolves a key read of a user table (not a view, not a system
+    /// table) whose column is the primary key and whose literal compares
+    /// with it without coercion: an integer for an integer key, a string
+    /// for a text key. `None` for anything the planned path must answer;
+    /// a session that may not read the table gets the planned path's
+    /// error.
+    pub(crate) fn resolve(session: &QuerySession, read: &KeyRead) -> Option<Result<Self>> {
+        let name = ObjectName::from(read.table.iter().map(Ident::new).collect::<Vec<_>>());
+        let (namespace, table) = session.split_name(&name).ok()?;
         if namespace.as_str() == SYSTEM_NAMESPACE {
             return None;
         }
@@ -221,23 +279,33 @@ impl PointSelect {
         let def = table.def();
         let schema = table.arrow_schema();
         let mut indices = Vec::new();
-        for item in projection {
+        for item in &read.items {
             match item {
-                SelectItem::Wildcard(options) if plain_wildcard(options) => {
-                    indices.extend(0..schema.fields().len());
-                }
-                SelectItem::UnnamedExpr(Expr::Identifier(ident)) => {
-                    indices.push(schema.index_of(plain_name(ident)?).ok()?);
-                }
-                _ => return None,
+                None => indices.extend(0..schema.fields().len()),
+                Some(column) => indices.push(schema.index_of(column).ok()?),
             }
         }
         // DataFusion refuses duplicate output names.
         if indices.iter().collect::<BTreeSet<_>>().len() != indices.len() {
             return None;
         }
-        let floats_as_decimal = session.engine().floats_as_decimal();
-        let value = key_literal(def.primary_key_column()?, selection, floats_as_decimal)?;
+        let pk = def.primary_key_column()?;
+        if pk.name != read.column {
+            return None;
+        }
+        let comparable = matches!(
+            (&read.key, pk.column_type),
+            (
+                ScalarValue::Int64(Some(_)),
+                ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt
+            ) | (ScalarValue::Utf8(Some(_)), ColumnType::Text)
+        );
+        if !comparable {
+            return None;
+        }
+        // An integer out of the key's range matches nothing; the planned
+        // path says so.
+        let value = literal_value(&read.key, pk)?;
         let scope = session.scope(def);
         let key = scope.key(&value)?;
         if let Err(e) = session.check_read(def) {
@@ -377,45 +445,4 @@ fn plain_wildcard(options: &WildcardAdditionalOptions) -> bool {
         && opt_replace.is_none()
         && opt_rename.is_none()
         && opt_alias.is_none()
-}
-
-/// The key of `pk = <literal>` (either way round), when the literal
-/// compares with the key column without coercion: an integer for an
-/// integer key, a string for a text key.
-fn key_literal(
-    pk: &quiver_catalog::ColumnDef,
-    selection: &Expr,
-    floats_as_decimal: bool,
-) -> Option<Value> {
-    let mut expr = selection;
-    while let Expr::Nested(inner) = expr {
-        expr = inner;
-    }
-    let Expr::BinaryOp {
-        left,
-        op: BinaryOperator::Eq,
-        right,
-    } = expr
-    else {
-        return None;
-    };
-    let is_key =
-        |e: &Expr| matches!(e, Expr::Identifier(i) if plain_name(i) == Some(pk.name.as_str()));
-    let value = match (left.as_ref(), right.as_ref()) {
-        (column, other) | (other, column) if is_key(column) => literal(other, floats_as_decimal)?,
-        _ => return None,
-    };
-    let comparable = matches!(
-        (&value, pk.column_type),
-        (
-            ScalarValue::Int64(Some(_)),
-            ColumnType::SmallInt | ColumnType::Int | ColumnType::BigInt
-        ) | (ScalarValue::Utf8(Some(_)), ColumnType::Text)
-    );
-    if !comparable {
-        return None;
-    }
-    // An integer out of the key's range matches nothing; the planned path
-    // says so.
-    literal_value(&value, pk)
 }

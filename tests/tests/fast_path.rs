@@ -319,3 +319,40 @@ async fn key_reads_the_fast_path_cannot_answer_get_the_planned_answers() {
     assert_eq!(fast_statements(&server).await - before, 2);
     server.stop().await;
 }
+
+/// Statements answered where the request arrived are one statement each,
+/// of bounded work; everything else goes to the query runtime.
+#[tokio::test]
+async fn only_bounded_statements_run_directly() {
+    let server = setup().await;
+    server
+        .sql_ok("CREATE VIEW fp.recent AS SELECT id, t FROM fp.fast")
+        .await;
+    let engine = &server.context.engine;
+    let root = quiver_common::UserId::parse("root").unwrap();
+    let session = engine
+        .session(Some("fp"), root, quiver_common::Role::System)
+        .unwrap();
+    let direct = |sql: &str| session.runs_directly(&engine.prepare(sql, &[]).unwrap());
+    let insert = |rows: usize| {
+        let values: Vec<String> = (0..rows).map(|i| format!("({i})")).collect();
+        format!("INSERT INTO fp.fast (id) VALUES {}", values.join(", "))
+    };
+    assert!(direct("SELECT t FROM fp.fast WHERE id = 1"));
+    assert!(direct("SELECT t FROM fast WHERE id = 1"));
+    assert!(direct(&insert(1)));
+    assert!(direct(&insert(quiver_query::DIRECT_INSERT_ROWS)));
+    assert!(!direct(&insert(quiver_query::DIRECT_INSERT_ROWS + 1)));
+    for planned in [
+        "SELECT t FROM fp.recent WHERE id = 1",
+        "SELECT t FROM fp.fast WHERE t = 'a'",
+        "SELECT t FROM fp.fast WHERE id = 1 AND TRUE",
+        "SELECT COUNT(*) FROM fp.fast",
+        "INSERT INTO fp.fast (id) VALUES (1); INSERT INTO fp.fast (id) VALUES (2)",
+        "UPDATE fp.fast SET t = 'x' WHERE id = 1",
+        "CREATE NAMESPACE other",
+    ] {
+        assert!(!direct(planned), "{planned}");
+    }
+    server.stop().await;
+}

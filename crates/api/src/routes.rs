@@ -17,7 +17,7 @@ use futures::StreamExt;
 use http_body_util::Limited;
 use quiver_common::{ErrorCode, UserId};
 use quiver_config::Config;
-use quiver_query::{QueryEngine, QueryError, StatementOutput};
+use quiver_query::{QueryEngine, QueryError, QuerySession, QuiverStatement, StatementOutput};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -108,6 +108,14 @@ struct SqlRequest {
     namespace_id: Option<String>,
 }
 
+/// Requests up to this size start on the thread that received them: they
+/// are authenticated, read and parsed there, and answered there when their
+/// one statement needs no planning (see `QuerySession::runs_directly`).
+/// Anything else is planned and run on the query runtime. Handing a request
+/// to the other runtime and its answer back costs about 0.04 ms, a fifth of
+/// a point read's whole time.
+const DIRECT_BODY_BYTES: usize = 16 * 1024;
+
 fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
@@ -129,16 +137,25 @@ async fn sql(
     let seen: Arc<OnceLock<(UserId, String)>> = Arc::new(OnceLock::new());
     let slow_ms = config.logging.slow_query_ms;
     let noted = (slow_ms >= 0).then(|| seen.clone());
-    // Aborted if the client goes away or the time limit passes: a
-    // statement either committed before that or wrote nothing.
-    let task = AbortOnDropHandle::new(state.query_runtime.clone().spawn(async move {
+    let direct = body
+        .as_ref()
+        .is_ok_and(|body| body.len() <= DIRECT_BODY_BYTES);
+    let query_runtime = state.query_runtime.clone();
+    let work = async move {
         let principal = authenticate(&state, &headers, peer).await?;
         // The rate in force now, not when the request arrived.
         state
             .request_rate
             .check(&principal.user, &state.engine.config().limits)?;
-        run_sql(&state, &config, &principal, body, noted).await
-    }));
+        run_sql(&state, &config, &principal, body, noted, direct).await
+    };
+    // Aborted if the client goes away or the time limit passes: a
+    // statement either committed before that or wrote nothing.
+    let task = AbortOnDropHandle::new(if direct {
+        tokio::spawn(work)
+    } else {
+        query_runtime.spawn(work)
+    });
     let joined = if timeout_ms == 0 {
         Ok(task.await)
     } else {
@@ -194,6 +211,7 @@ async fn run_sql(
     principal: &Principal,
     body: Result<Bytes, BytesRejection>,
     noted: Option<Arc<OnceLock<(UserId, String)>>>,
+    direct: bool,
 ) -> Result<Vec<u8>, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -230,7 +248,7 @@ async fn run_sql(
     if let Some(noted) = noted {
         let _ = noted.set((principal.user.clone(), request.sql.clone()));
     }
-    run_statements(state, config, principal, &request, params).await
+    run_statements(state, config, principal, &request, params, direct).await
 }
 
 /// Logs a request that took at least `[logging] slow_query_ms`.
@@ -279,27 +297,63 @@ pub(crate) fn mask_passwords(sql: &str) -> String {
     out
 }
 
+/// Prepares the request's statements and runs them: here when `direct`
+/// and they need no planning, on the query runtime otherwise.
 async fn run_statements(
     state: &ApiState,
     config: &Config,
     principal: &Principal,
     request: &SqlRequest,
     params: &[serde_json::Value],
+    direct: bool,
 ) -> Result<Vec<u8>, ApiError> {
     let engine = &state.engine;
-    let mut rows_read = 0u64;
     let statements = engine
         .prepare(&request.sql, params)
         .map_err(|e| ApiError::from_query(e, None))?;
-    let user = principal.user.clone();
-    let mut session = engine
+    let session = engine
         .session(
             request.namespace_id.as_deref(),
-            user.clone(),
+            principal.user.clone(),
             principal.role,
         )
         .map_err(|e| ApiError::from_query(e, None))?;
+    if !direct || session.runs_directly(&statements) {
+        return execute_statements(engine, config.limits.max_result_rows, session, statements)
+            .await;
+    }
+    let engine = engine.clone();
     let max_rows = config.limits.max_result_rows;
+    let planned = state
+        .query_runtime
+        .spawn(async move { execute_statements(&engine, max_rows, session, statements).await });
+    // Dropped with this task (client gone, time limit), it is aborted too.
+    AbortOnDropHandle::new(planned).await.map_err(|e| {
+        if e.is_cancelled() {
+            ApiError::new(
+                ErrorCode::ShuttingDown,
+                "the server stopped before the request finished; statements that had finished \
+                 stay committed",
+            )
+        } else {
+            tracing::error!(error = %e, "query task failed");
+            ApiError::new(
+                ErrorCode::InternalError,
+                "internal error; the server log has the details",
+            )
+        }
+    })?
+}
+
+/// Runs prepared statements in order, encoding each one's result.
+async fn execute_statements(
+    engine: &Arc<QueryEngine>,
+    max_rows: usize,
+    mut session: QuerySession,
+    statements: Vec<QuiverStatement>,
+) -> Result<Vec<u8>, ApiError> {
+    let user = session.user().clone();
+    let mut rows_read = 0u64;
 
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"{\"status\":\"success\",\"results\":[");

@@ -29,6 +29,10 @@ use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
 use crate::system::{self, NodeCounters, NodeInfo, SYSTEM_NAMESPACE};
 use crate::{ddl, dml, suggest, views};
 
+/// Most rows of a literal INSERT that [`QuerySession::runs_directly`]
+/// accepts: about a tenth of a millisecond of work.
+pub const DIRECT_INSERT_ROWS: usize = 100;
+
 /// What one statement produced.
 pub enum StatementOutput {
     /// A result set, streamed batch by batch.
@@ -773,6 +777,21 @@ impl QuerySession {
                 Ok(StatementOutput::Rows(stream))
             }
             other => Err(QueryError::Unsupported(statement_kind(&other))),
+        }
+    }
+
+    /// Whether `statements` are one statement answered without planning,
+    /// in work bounded by its size: a literal INSERT of at most
+    /// [`DIRECT_INSERT_ROWS`] rows, or a read by primary key that resolves
+    /// to one (a refusal of access counts: it is answered at once). The
+    /// server answers those on the thread that received them.
+    pub fn runs_directly(&self, statements: &[QuiverStatement]) -> bool {
+        match statements {
+            [QuiverStatement::InsertLiterals(insert)] => {
+                insert.rows.num_rows() <= DIRECT_INSERT_ROWS
+            }
+            [QuiverStatement::KeySelect(read)] => PointSelect::resolve(self, &read.read).is_some(),
+            _ => false,
         }
     }
 

@@ -22,7 +22,7 @@ mod views;
 
 pub use dialect::QuiverStatement;
 pub use error::QueryError;
-pub use executor::{QueryEngine, QuerySession, StatementOutput};
+pub use executor::{DIRECT_INSERT_ROWS, QueryEngine, QuerySession, StatementOutput};
 pub use live::{Snapshot, Subscribed};
 pub use maintenance::run_maintenance;
 pub use provider::CATALOG_NAME;

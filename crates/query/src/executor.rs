@@ -437,6 +437,22 @@ impl QuerySession {
 
     /// Runs one statement.
     pub async fn execute(&mut self, statement: QuiverStatement) -> Result<StatementOutput> {
+        // The statements answered without planning run in this future;
+        // the others in a boxed one, so that the many and large futures of
+        // planning and DDL do not make every request's future as large
+        // (tens of KiB, copied when a request's task is spawned).
+        match statement {
+            QuiverStatement::InsertLiterals(insert) => dml::insert_literals(self, *insert).await,
+            QuiverStatement::KeySelect(read) => match PointSelect::resolve(self, &read.read) {
+                Some(point) => self.run_point(point?).await,
+                None => Box::pin(self.execute_standard(read.parsed()?)).await,
+            },
+            other => Box::pin(self.execute_planned(other)).await,
+        }
+    }
+
+    /// Runs a statement other than those [`Self::execute`] answers itself.
+    async fn execute_planned(&mut self, statement: QuiverStatement) -> Result<StatementOutput> {
         let catalog = self.engine.catalog.clone();
         match statement {
             QuiverStatement::CreateNamespace {
@@ -665,11 +681,9 @@ impl QuerySession {
                 Box::pin(inner.execute(*statement)).await
             }
             QuiverStatement::Standard(statement) => self.execute_standard(*statement).await,
-            QuiverStatement::InsertLiterals(insert) => dml::insert_literals(self, *insert).await,
-            QuiverStatement::KeySelect(read) => match PointSelect::resolve(self, &read.read) {
-                Some(point) => self.run_point(point?).await,
-                None => self.execute_standard(read.parsed()?).await,
-            },
+            fast @ (QuiverStatement::InsertLiterals(_) | QuiverStatement::KeySelect(_)) => {
+                Box::pin(self.execute(fast)).await
+            }
         }
     }
 

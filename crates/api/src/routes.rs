@@ -163,19 +163,7 @@ async fn sql(
     };
     let outcome = match joined {
         Ok(Ok(outcome)) => outcome,
-        // The query runtime stopped under it: the node is shutting down.
-        Ok(Err(e)) if e.is_cancelled() => Err(ApiError::new(
-            ErrorCode::ShuttingDown,
-            "the server stopped before the request finished; statements that had finished \
-             stay committed",
-        )),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "query task failed");
-            Err(ApiError::new(
-                ErrorCode::InternalError,
-                "internal error; the server log has the details",
-            ))
-        }
+        Ok(Err(e)) => Err(task_failed(e)),
         Err(_) => Err(ApiError::new(
             ErrorCode::QueryTimeout,
             format!(
@@ -328,21 +316,25 @@ async fn run_statements(
         .query_runtime
         .spawn(async move { execute_statements(&engine, max_rows, session, statements).await });
     // Dropped with this task (client gone, time limit), it is aborted too.
-    AbortOnDropHandle::new(planned).await.map_err(|e| {
-        if e.is_cancelled() {
-            ApiError::new(
-                ErrorCode::ShuttingDown,
-                "the server stopped before the request finished; statements that had finished \
-                 stay committed",
-            )
-        } else {
-            tracing::error!(error = %e, "query task failed");
-            ApiError::new(
-                ErrorCode::InternalError,
-                "internal error; the server log has the details",
-            )
-        }
-    })?
+    AbortOnDropHandle::new(planned).await.map_err(task_failed)?
+}
+
+/// The error for a request whose task ended without an answer: cancelled
+/// when its runtime stopped under it (the node is shutting down), or
+/// panicked.
+fn task_failed(error: tokio::task::JoinError) -> ApiError {
+    if error.is_cancelled() {
+        return ApiError::new(
+            ErrorCode::ShuttingDown,
+            "the server stopped before the request finished; statements that had finished stay \
+             committed",
+        );
+    }
+    tracing::error!(%error, "query task failed");
+    ApiError::new(
+        ErrorCode::InternalError,
+        "internal error; the server log has the details",
+    )
 }
 
 /// Runs prepared statements in order, encoding each one's result.

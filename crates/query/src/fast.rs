@@ -11,6 +11,8 @@
 pub(crate) mod key_select;
 pub(crate) mod literal_insert;
 mod scanner;
+#[cfg(test)]
+mod testing;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -142,20 +142,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::dialect::{QuiverStatement, bind_params, parse};
+    use crate::fast::testing::{parsed_statement, pick};
 
     /// The parsed path's reading of `sql` with `params`, or why there is
     /// none.
     fn parsed(sql: &str, params: &[serde_json::Value]) -> Result<KeyRead, String> {
-        let mut statements = parse(sql).map_err(|e| e.to_string())?;
-        if statements.len() != 1 {
-            return Err(format!("{} statements", statements.len()));
-        }
-        let Some(QuiverStatement::Standard(mut statement)) = statements.pop() else {
-            return Err("not a standard statement".into());
-        };
-        bind_params(&mut statement, params).map_err(|e| e.to_string())?;
-        KeyRead::of(&statement, false).ok_or_else(|| "not a key read".into())
+        KeyRead::of(&parsed_statement(sql, params)?, false).ok_or_else(|| "not a key read".into())
     }
 
     /// Recognized statements read exactly as the parsed path reads them.
@@ -272,13 +264,6 @@ mod tests {
     const ODD_EQUALS: &[&str] = &["==", "<>", ">=", " IS "];
     const ENDS: &[&str] = &["", ";", " ; ", "\n"];
     const ODD_ENDS: &[&str] = &["; SELECT 1", " LIMIT 1", " -- x", " AND id = 2", ";;"];
-
-    fn pick(
-        usual: &'static [&'static str],
-        odd: &'static [&'static str],
-    ) -> impl Strategy<Value = &'static str> + Clone {
-        prop_oneof![6 => prop::sample::select(usual), 1 => prop::sample::select(odd)]
-    }
 
     fn params() -> impl Strategy<Value = Vec<serde_json::Value>> {
         let param = prop::sample::select(vec![

@@ -127,20 +127,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::dialect::{QuiverStatement, bind_params, parse};
     use crate::fast::literal_rows;
+    use crate::fast::testing::{parsed_statement, pick};
 
     /// The parsed path's reading of `sql` with `params`: the table, the
     /// target columns and the literal rows, or why it differs.
     fn parsed(sql: &str, params: &[serde_json::Value]) -> Result<LiteralInsert, String> {
-        let mut statements = parse(sql).map_err(|e| e.to_string())?;
-        if statements.len() != 1 {
-            return Err(format!("{} statements", statements.len()));
-        }
-        let Some(QuiverStatement::Standard(mut statement)) = statements.pop() else {
-            return Err("not a standard statement".into());
-        };
-        bind_params(&mut statement, params).map_err(|e| e.to_string())?;
         let Statement::Insert(Insert {
             table: TableObject::TableName(table),
             columns,
@@ -155,7 +147,7 @@ mod tests {
             partitioned: None,
             assignments,
             ..
-        }) = *statement
+        }) = parsed_statement(sql, params)?
         else {
             return Err("another kind of INSERT".into());
         };
@@ -335,13 +327,6 @@ mod tests {
         ",",
         ") ",
     ];
-
-    fn pick(
-        usual: &'static [&'static str],
-        odd: &'static [&'static str],
-    ) -> impl Strategy<Value = &'static str> + Clone {
-        prop_oneof![6 => prop::sample::select(usual), 1 => prop::sample::select(odd)]
-    }
 
     fn params() -> impl Strategy<Value = Vec<serde_json::Value>> {
         let param = prop_oneof![

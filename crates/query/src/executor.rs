@@ -14,7 +14,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::sqlparser::ast::{CreateView, ObjectName, ObjectType, Statement};
+use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
 use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableDef, TableType};
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_config::{Config, LimitsConfig, SharedConfig, WebSocketConfig};
@@ -22,7 +22,7 @@ use quiver_config::{Config, LimitsConfig, SharedConfig, WebSocketConfig};
 use quiver_live::{LiveLimits, LiveQueryManager};
 use quiver_store::{ColdTables, Scope};
 
-use crate::dialect::{QuiverStatement, StorageTarget, TextKeyRead, bind_params, parse};
+use crate::dialect::{QuiverStatement, TextKeyRead, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::fast::{KeyRead, PointSelect, key_select, literal_insert};
 use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
@@ -687,48 +687,6 @@ impl QuerySession {
         }
     }
 
-    /// The tables a `STORAGE` statement names. `ALL` skips STREAM tables
-    /// when flushing, since they never flush.
-    fn storage_targets(
-        &self,
-        target: &StorageTarget,
-        flushing: bool,
-    ) -> Result<Vec<Arc<CachedTableData>>> {
-        let catalog = &self.engine.catalog;
-        match target {
-            StorageTarget::Table(name) => match self.split_name(name)? {
-                (ns, table) if ns.as_str() == SYSTEM_NAMESPACE => catalog
-                    .system_table(table.as_str())
-                    .map(|t| vec![t])
-                    .ok_or_else(|| {
-                        QueryError::TableNotFound(format!("system.{table} (a stored system table)"))
-                    }),
-                _ => Ok(vec![self.resolve_table(name)?]),
-            },
-            StorageTarget::All { namespace } => {
-                let tables = match namespace {
-                    Some(ns) if ns == SYSTEM_NAMESPACE => catalog.system_tables().to_vec(),
-                    Some(ns) => {
-                        let ns = NamespaceId::new(ns)?;
-                        if !catalog.namespace_exists(&ns) {
-                            return Err(suggest::namespace_not_found(catalog, ns.as_str()));
-                        }
-                        catalog.registry().tables_in(&ns)
-                    }
-                    None => {
-                        let mut all = catalog.tables();
-                        all.extend(catalog.system_tables().iter().cloned());
-                        all
-                    }
-                };
-                Ok(tables
-                    .into_iter()
-                    .filter(|t| !(flushing && t.def().table_type == TableType::Stream))
-                    .collect())
-            }
-        }
-    }
-
     async fn execute_standard(&mut self, statement: Statement) -> Result<StatementOutput> {
         match statement {
             Statement::Insert(insert) => dml::insert(self, insert).await,
@@ -828,7 +786,10 @@ impl QuerySession {
     }
 
     /// Plans a query whose views are already expanded.
-    async fn plan_expanded(&self, statement: Statement) -> Result<(SessionContext, LogicalPlan)> {
+    pub(crate) async fn plan_expanded(
+        &self,
+        statement: Statement,
+    ) -> Result<(SessionContext, LogicalPlan)> {
         let ctx = self.context();
         let state = ctx.state();
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
@@ -847,45 +808,6 @@ impl QuerySession {
             .with_allow_statements(false)
             .verify_plan(&plan)?;
         Ok((ctx, plan))
-    }
-
-    /// `CREATE [OR REPLACE] VIEW`: validated by planning it; nothing is
-    /// stored if that fails.
-    async fn create_view(&self, create: &CreateView) -> Result<StatementOutput> {
-        let (namespace, name) = self.split_name(&create.name)?;
-        let catalog = &self.engine.catalog;
-        if !catalog.namespace_exists(&namespace) {
-            return Err(suggest::namespace_not_found(catalog, namespace.as_str()));
-        }
-        let (def, mut statement) = views::prepare(create, namespace, name)?;
-        let qualified = def.qualified_name();
-        let expanded = views::expand(&mut statement, catalog, &self.namespace)?;
-        if expanded.contains(&qualified) {
-            return Err(QueryError::invalid(format!(
-                "view {qualified} cannot read itself"
-            )));
-        }
-        let (_, plan) = self.plan_expanded(statement).await?;
-        let width = plan.schema().fields().len();
-        if !def.columns.is_empty() && def.columns.len() != width {
-            return Err(QueryError::invalid(format!(
-                "view {qualified} names {} column(s) but its query returns {width}",
-                def.columns.len()
-            )));
-        }
-        let replaced = create.or_replace && catalog.view(&def.namespace, &def.name).is_some();
-        if create.if_not_exists && catalog.view(&def.namespace, &def.name).is_some() {
-            return Ok(done(0, format!("View {qualified} already exists")));
-        }
-        catalog.create_view(def, create.or_replace)?;
-        Ok(done(
-            0,
-            if replaced {
-                format!("View {qualified} replaced")
-            } else {
-                format!("View {qualified} created")
-            },
-        ))
     }
 
     /// Names a missing namespace or table before DataFusion would.

@@ -8,16 +8,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use quiver_catalog::{FlushPolicy, JobRecord, JobStatus, SYSTEM_NAMESPACE, TableDef, TableType};
-use quiver_common::SeqId;
+use quiver_catalog::{
+    CachedTableData, FlushPolicy, JobRecord, JobStatus, SYSTEM_NAMESPACE, TableDef, TableType,
+};
+use quiver_common::{NamespaceId, SeqId};
 use quiver_config::{CompactionConfig, FlushConfig};
 use quiver_store::{Scope, Store, StoredRow, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::cold::{self, Outcome};
+use crate::dialect::StorageTarget;
 use crate::error::{QueryError, Result};
-use crate::executor::QueryEngine;
+use crate::executor::{QueryEngine, QuerySession};
 use crate::live::RowChange;
+use crate::suggest;
 
 /// Whether a table is due for a flush under `policy`.
 fn due(policy: &FlushPolicy, rows: u64, since_ms: i64, now: i64) -> bool {
@@ -353,6 +357,50 @@ pub async fn run_maintenance(engine: Arc<QueryEngine>, shutdown: CancellationTok
             .await
         {
             tracing::warn!(error = %e, "storage maintenance failed; retrying");
+        }
+    }
+}
+
+impl QuerySession {
+    /// The tables a `STORAGE` statement names. `ALL` skips STREAM tables
+    /// when flushing, since they never flush.
+    pub(crate) fn storage_targets(
+        &self,
+        target: &StorageTarget,
+        flushing: bool,
+    ) -> Result<Vec<Arc<CachedTableData>>> {
+        let catalog = self.engine().catalog();
+        match target {
+            StorageTarget::Table(name) => match self.split_name(name)? {
+                (ns, table) if ns.as_str() == SYSTEM_NAMESPACE => catalog
+                    .system_table(table.as_str())
+                    .map(|t| vec![t])
+                    .ok_or_else(|| {
+                        QueryError::TableNotFound(format!("system.{table} (a stored system table)"))
+                    }),
+                _ => Ok(vec![self.resolve_table(name)?]),
+            },
+            StorageTarget::All { namespace } => {
+                let tables = match namespace {
+                    Some(ns) if ns == SYSTEM_NAMESPACE => catalog.system_tables().to_vec(),
+                    Some(ns) => {
+                        let ns = NamespaceId::new(ns)?;
+                        if !catalog.namespace_exists(&ns) {
+                            return Err(suggest::namespace_not_found(catalog, ns.as_str()));
+                        }
+                        catalog.registry().tables_in(&ns)
+                    }
+                    None => {
+                        let mut all = catalog.tables();
+                        all.extend(catalog.system_tables().iter().cloned());
+                        all
+                    }
+                };
+                Ok(tables
+                    .into_iter()
+                    .filter(|t| !(flushing && t.def().table_type == TableType::Stream))
+                    .collect())
+            }
         }
     }
 }

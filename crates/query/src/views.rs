@@ -17,7 +17,9 @@ use quiver_catalog::{Catalog, ViewDef};
 use quiver_common::{NamespaceId, TableName};
 
 use crate::error::{QueryError, Result};
+use crate::executor::{QuerySession, StatementOutput, done};
 use crate::provider::relation_name;
+use crate::suggest;
 
 /// How many view references one statement may expand, which also stops a
 /// view that (through others) reads itself.
@@ -230,4 +232,45 @@ pub(crate) fn prepare(
         created_at: 0,
     };
     Ok((def, statement))
+}
+
+impl QuerySession {
+    /// `CREATE [OR REPLACE] VIEW`: validated by planning it; nothing is
+    /// stored if that fails.
+    pub(crate) async fn create_view(&self, create: &CreateView) -> Result<StatementOutput> {
+        let (namespace, name) = self.split_name(&create.name)?;
+        let catalog = self.engine().catalog();
+        if !catalog.namespace_exists(&namespace) {
+            return Err(suggest::namespace_not_found(catalog, namespace.as_str()));
+        }
+        let (def, mut statement) = prepare(create, namespace, name)?;
+        let qualified = def.qualified_name();
+        let expanded = expand(&mut statement, catalog, self.namespace())?;
+        if expanded.contains(&qualified) {
+            return Err(QueryError::invalid(format!(
+                "view {qualified} cannot read itself"
+            )));
+        }
+        let (_, plan) = self.plan_expanded(statement).await?;
+        let width = plan.schema().fields().len();
+        if !def.columns.is_empty() && def.columns.len() != width {
+            return Err(QueryError::invalid(format!(
+                "view {qualified} names {} column(s) but its query returns {width}",
+                def.columns.len()
+            )));
+        }
+        let replaced = create.or_replace && catalog.view(&def.namespace, &def.name).is_some();
+        if create.if_not_exists && catalog.view(&def.namespace, &def.name).is_some() {
+            return Ok(done(0, format!("View {qualified} already exists")));
+        }
+        catalog.create_view(def, create.or_replace)?;
+        Ok(done(
+            0,
+            if replaced {
+                format!("View {qualified} replaced")
+            } else {
+                format!("View {qualified} created")
+            },
+        ))
+    }
 }

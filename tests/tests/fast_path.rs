@@ -320,6 +320,17 @@ async fn key_reads_the_fast_path_cannot_answer_get_the_planned_answers() {
     server.stop().await;
 }
 
+/// Whether `server` answers `sql`, sent by root in namespace `fp`, on the
+/// thread that received it.
+fn runs_directly(server: &TestServer, sql: &str) -> bool {
+    let engine = &server.context.engine;
+    let root = quiver_common::UserId::parse("root").unwrap();
+    let session = engine
+        .session(Some("fp"), root, quiver_common::Role::System)
+        .unwrap();
+    session.runs_directly(&engine.prepare(sql, &[]).unwrap())
+}
+
 /// Statements answered where the request arrived are one statement each,
 /// of bounded work; everything else goes to the query runtime.
 #[tokio::test]
@@ -328,12 +339,7 @@ async fn only_bounded_statements_run_directly() {
     server
         .sql_ok("CREATE VIEW fp.recent AS SELECT id, t FROM fp.fast")
         .await;
-    let engine = &server.context.engine;
-    let root = quiver_common::UserId::parse("root").unwrap();
-    let session = engine
-        .session(Some("fp"), root, quiver_common::Role::System)
-        .unwrap();
-    let direct = |sql: &str| session.runs_directly(&engine.prepare(sql, &[]).unwrap());
+    let direct = |sql: &str| runs_directly(&server, sql);
     let insert = |rows: usize| {
         let values: Vec<String> = (0..rows).map(|i| format!("({i})")).collect();
         format!("INSERT INTO fp.fast (id) VALUES {}", values.join(", "))
@@ -354,5 +360,18 @@ async fn only_bounded_statements_run_directly() {
     ] {
         assert!(!direct(planned), "{planned}");
     }
+    server.stop().await;
+
+    // A commit that waits for the disk does not wait on the HTTP threads.
+    let server = TestServer::start_with(|config| config.storage.sync_writes = true).await;
+    server.sql_ok("CREATE NAMESPACE fp").await;
+    server
+        .sql_ok(&format!("CREATE TABLE fp.fast ({COLUMNS})"))
+        .await;
+    assert!(runs_directly(&server, "SELECT t FROM fp.fast WHERE id = 1"));
+    assert!(!runs_directly(
+        &server,
+        "INSERT INTO fp.fast (id) VALUES (1)"
+    ));
     server.stop().await;
 }

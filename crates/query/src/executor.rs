@@ -754,13 +754,15 @@ impl QuerySession {
 
     /// Whether `statements` are one statement answered without planning,
     /// in work bounded by its size: a literal INSERT of at most
-    /// [`DIRECT_INSERT_ROWS`] rows, or a read by primary key that resolves
-    /// to one (a refusal of access counts: it is answered at once). The
-    /// server answers those on the thread that received them.
+    /// [`DIRECT_INSERT_ROWS`] rows (unless commits wait for the disk), or a
+    /// read by primary key that resolves to one (a refusal of access
+    /// counts: it is answered at once). The server answers those on the
+    /// thread that received them.
     pub fn runs_directly(&self, statements: &[QuiverStatement]) -> bool {
         match statements {
             [QuiverStatement::InsertLiterals(insert)] => {
                 insert.rows.num_rows() <= DIRECT_INSERT_ROWS
+                    && !self.engine.catalog.store().syncs_writes()
             }
             [QuiverStatement::KeySelect(read)] => PointSelect::resolve(self, &read.read).is_some(),
             _ => false,

@@ -102,6 +102,7 @@ pub struct Store {
     block_cache: Cache,
     switcher: Switcher,
     write_options: WriteOptions,
+    sync_writes: bool,
     seq: SeqGenerator,
     path: PathBuf,
 }
@@ -238,9 +239,15 @@ impl Store {
             db,
             block_cache,
             write_options,
+            sync_writes: options.sync_writes,
             seq: SeqGenerator::starting_after(high_water),
             path: path.to_path_buf(),
         })
+    }
+
+    /// Whether a commit waits for the write-ahead log to reach the disk.
+    pub fn syncs_writes(&self) -> bool {
+        self.sync_writes
     }
 
     pub fn path(&self) -> &Path {

@@ -328,7 +328,7 @@ fn runs_directly(server: &TestServer, sql: &str) -> bool {
     let session = engine
         .session(Some("fp"), root, quiver_common::Role::System)
         .unwrap();
-    session.runs_directly(&engine.prepare(sql, &[]).unwrap())
+    session.runs_directly(&mut engine.prepare(sql, &[]).unwrap())
 }
 
 /// Statements answered where the request arrived are one statement each,

@@ -296,7 +296,7 @@ async fn run_statements(
     direct: bool,
 ) -> Result<Vec<u8>, ApiError> {
     let engine = &state.engine;
-    let statements = engine
+    let mut statements = engine
         .prepare(&request.sql, params)
         .map_err(|e| ApiError::from_query(e, None))?;
     let session = engine
@@ -306,7 +306,7 @@ async fn run_statements(
             principal.role,
         )
         .map_err(|e| ApiError::from_query(e, None))?;
-    if !direct || session.runs_directly(&statements) {
+    if !direct || session.runs_directly(&mut statements) {
         return execute_statements(engine, config.limits.max_result_rows, session, statements)
             .await;
     }

@@ -14,8 +14,8 @@ use quiver_common::Role;
 use std::ops::ControlFlow;
 
 use crate::error::{QueryError, Result};
-use crate::fast::KeyRead;
 use crate::fast::literal_insert::LiteralInsert;
+use crate::fast::{KeyRead, PointSelect};
 
 mod literal_rows;
 
@@ -91,6 +91,9 @@ pub enum QuiverStatement {
     InsertLiterals(Box<LiteralInsert>),
     /// A `SELECT` of one row by key, read without sqlparser.
     KeySelect(Box<TextKeyRead>),
+    /// A key read already resolved for the session that runs it (see
+    /// `QuerySession::runs_directly`).
+    PointSelect(Box<PointSelect>),
 }
 
 /// A key read recognized from a request's text, with that text and its

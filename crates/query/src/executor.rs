@@ -447,6 +447,7 @@ impl QuerySession {
                 Some(point) => self.run_point(point?).await,
                 None => Box::pin(self.execute_standard(read.parsed()?)).await,
             },
+            QuiverStatement::PointSelect(point) => self.run_point(*point).await,
             other => Box::pin(self.execute_planned(other)).await,
         }
     }
@@ -681,9 +682,9 @@ impl QuerySession {
                 Box::pin(inner.execute(*statement)).await
             }
             QuiverStatement::Standard(statement) => self.execute_standard(*statement).await,
-            fast @ (QuiverStatement::InsertLiterals(_) | QuiverStatement::KeySelect(_)) => {
-                Box::pin(self.execute(fast)).await
-            }
+            fast @ (QuiverStatement::InsertLiterals(_)
+            | QuiverStatement::KeySelect(_)
+            | QuiverStatement::PointSelect(_)) => Box::pin(self.execute(fast)).await,
         }
     }
 
@@ -757,16 +758,25 @@ impl QuerySession {
     /// [`DIRECT_INSERT_ROWS`] rows (unless commits wait for the disk), or a
     /// read by primary key that resolves to one (a refusal of access
     /// counts: it is answered at once). The server answers those on the
-    /// thread that received them.
-    pub fn runs_directly(&self, statements: &[QuiverStatement]) -> bool {
-        match statements {
+    /// thread that received them. A key read that resolves is kept
+    /// resolved in `statements`, so that running it does not resolve it
+    /// again.
+    pub fn runs_directly(&self, statements: &mut [QuiverStatement]) -> bool {
+        let resolved = match statements {
             [QuiverStatement::InsertLiterals(insert)] => {
-                insert.rows.num_rows() <= DIRECT_INSERT_ROWS
-                    && !self.engine.catalog.store().syncs_writes()
+                return insert.rows.num_rows() <= DIRECT_INSERT_ROWS
+                    && !self.engine.catalog.store().syncs_writes();
             }
-            [QuiverStatement::KeySelect(read)] => PointSelect::resolve(self, &read.read).is_some(),
-            _ => false,
-        }
+            [QuiverStatement::KeySelect(read)] => match PointSelect::resolve(self, &read.read) {
+                Some(Ok(point)) => point,
+                // Refused: running it says so at once.
+                Some(Err(_)) => return true,
+                None => return false,
+            },
+            _ => return false,
+        };
+        statements[0] = QuiverStatement::PointSelect(Box::new(resolved));
+        true
     }
 
     async fn run_point(&self, point: PointSelect) -> Result<StatementOutput> {

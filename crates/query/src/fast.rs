@@ -254,8 +254,9 @@ impl KeyRead {
 }
 
 /// A `SELECT` the fast path answers: plain columns of one table whose
-/// primary key equals a literal.
-pub(crate) struct PointSelect {
+/// primary key equals a literal, resolved for one session.
+#[derive(Debug, Clone)]
+pub struct PointSelect {
     table: Arc<CachedTableData>,
     /// Indices into the table's Arrow schema (its columns, then `_seq`).
     projection: Vec<usize>,

@@ -14,14 +14,6 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// RocksDB's C++ takes its memtables in blocks of megabytes, from whichever
-// thread writes. glibc's malloc keeps freed blocks in that thread's arena,
-// so resident memory grew towards the sum of every arena's peak. jemalloc,
-// linked in as the process's `malloc`, hands freed pages back to the
-// system within seconds.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-use tikv_jemalloc_sys as _;
-
 /// Quiver: an embedded analytical database server.
 #[derive(Debug, Parser)]
 #[command(version)]

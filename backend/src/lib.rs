@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use quiver_api::{ApiState, Auth, Metrics, RequestRate, WeakSecret, router};
+use quiver_api::{ApiState, Metrics, router};
 use quiver_catalog::{Catalog, CatalogError, PasswordCost, hash_password, verify_password};
 use quiver_common::{NodeId, UserId};
-use quiver_config::{Config, ConfigError, Reload, SharedConfig};
-use quiver_query::{QueryEngine, QueryError, run_maintenance};
+use quiver_config::{Config, ConfigError, Reload, SharedConfig, WebSocketConfig};
+use quiver_live::{LiveLimits, LiveQueryManager};
+use quiver_query::{EngineParts, NodeCounters, QueryEngine, QueryError, run_maintenance};
+use quiver_service::{Auth, RequestService, WeakSecret};
 use quiver_store::{ColdError, ColdStore, ColdTables, Store, StoreError, StoreOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -99,10 +101,11 @@ pub struct AppContext {
     pub node_id: Arc<NodeId>,
     pub store: Arc<Store>,
     pub catalog: Arc<Catalog>,
+    /// The node's live queries: subscriptions and their notifications.
+    pub live: Arc<LiveQueryManager>,
     pub engine: Arc<QueryEngine>,
-    pub auth: Arc<Auth>,
-    /// Each user's allowance of SQL requests.
-    pub request_rate: Arc<RequestRate>,
+    /// What every request goes through, whatever its protocol.
+    pub service: Arc<RequestService>,
     pub query_runtime: Arc<QueryRuntime>,
     pub metrics: Arc<Metrics>,
     /// Applies a new `[logging] level`; set by the binary, which owns the
@@ -143,26 +146,50 @@ impl AppContext {
         let cold = ColdStore::local(&config.storage.data_path.join("cold"))?
             .with_page_cache(config.storage.page_cache_bytes);
         let tier = Arc::new(ColdTables::open(store.clone(), cold)?);
-        let catalog = Arc::new(Catalog::open(tier, (*node_id).clone())?);
-        let auth = Arc::new(Auth::new(&config.auth, &config.server.host)?);
-        let engine = Arc::new(QueryEngine::new(
-            catalog.clone(),
-            shared.clone(),
+        let catalog = Arc::new(Catalog::open(tier.clone(), (*node_id).clone())?);
+        // Recovery: segment files of dropped tables go, hot rows count
+        // toward their flush policies again.
+        quiver_query::recover(&catalog)?;
+        let live = Arc::new(LiveQueryManager::new(
             (*node_id).clone(),
+            live_limits(&config.websocket),
+        ));
+        let counters = Arc::new(NodeCounters::default());
+        let engine = Arc::new(QueryEngine::new(EngineParts {
+            catalog: catalog.clone(),
+            cold: tier,
+            live: live.clone(),
+            counters,
+            config: shared.clone(),
+            node_id: (*node_id).clone(),
+        })?);
+        let auth = Arc::new(Auth::new(
+            &config.auth,
+            &config.server.host,
+            catalog.clone(),
         )?);
         set_root_password(&catalog, &config)?;
         let query_runtime =
             Arc::new(QueryRuntime::new(config.server.query_threads).map_err(StartError::Runtime)?);
-        let request_rate = Arc::new(RequestRate::new(&config.limits));
-        let metrics = Arc::new(Metrics::new(engine.clone()));
+        let service = Arc::new(RequestService::new(
+            engine.clone(),
+            auth,
+            shared.clone(),
+            query_runtime.handle(),
+        ));
+        let metrics = Arc::new(Metrics::new(
+            engine.node_info(),
+            catalog.clone(),
+            service.query_seconds().clone(),
+        ));
         Ok(Self {
             config: shared,
             node_id,
             store,
             catalog,
+            live,
             engine,
-            auth,
-            request_rate,
+            service,
             query_runtime,
             metrics,
             log_level: None,
@@ -207,7 +234,8 @@ impl AppContext {
             tracing::info!(%trigger, "configuration reloaded; nothing to apply");
             return Ok(report);
         }
-        self.engine.reconfigure();
+        self.live
+            .set_limits(live_limits(&self.config.get().websocket));
         if report.applied.iter().any(|k| k == "logging.level")
             && let Some(set_level) = &self.log_level
             && let Err(e) = set_level(&self.config.get().logging.level)
@@ -225,13 +253,22 @@ impl AppContext {
     /// What the HTTP handlers share; `shutdown` ends WebSocket connections.
     pub fn api_state(&self, shutdown: CancellationToken) -> ApiState {
         ApiState {
-            engine: self.engine.clone(),
-            auth: self.auth.clone(),
-            request_rate: self.request_rate.clone(),
-            query_runtime: self.query_runtime.handle(),
+            service: self.service.clone(),
+            live: self.live.clone(),
+            node: self.engine.node_info(),
             metrics: self.metrics.clone(),
             shutdown,
         }
+    }
+}
+
+/// The live query limits of `[websocket]`, which are pushed to the
+/// manager rather than read on each use.
+fn live_limits(websocket: &WebSocketConfig) -> LiveLimits {
+    LiveLimits {
+        max_subscriptions_per_connection: websocket.max_subscriptions_per_connection,
+        max_subscriptions_per_user: websocket.max_subscriptions_per_user,
+        queue_capacity: websocket.queue_capacity,
     }
 }
 
@@ -296,7 +333,7 @@ pub async fn serve(
     let live = context
         .query_runtime
         .handle()
-        .spawn(context.engine.live().clone().run(shutdown.child_token()));
+        .spawn(context.live.clone().run(shutdown.child_token()));
     let app = router(context.api_state(shutdown.child_token()));
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     // Small answers and notifications go out at once, not after the

@@ -101,7 +101,7 @@ async fn kalam_client_signs_in_queries_and_follows_a_live_query() {
     }
 
     events.close().await.unwrap();
-    let live = server.context.engine.live();
+    let live = &server.context.live;
     for _ in 0..200 {
         if live.subscriptions().is_empty() {
             break;

@@ -5,88 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use quiver_tests::{ROOT_BASIC, TestServer, basic};
+use futures::StreamExt;
+use quiver_tests::{ROOT_BASIC, TestServer, WsClient as Client, basic};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Client {
-    /// Connects with `authorization` on the upgrade request (none when
-    /// empty).
-    async fn connect(server: &TestServer, authorization: &str) -> Self {
-        Self::connect_to(&server.base_url, authorization).await
-    }
-
-    /// Connects to the node at `base_url` (`http://...`).
-    async fn connect_to(base_url: &str, authorization: &str) -> Self {
-        let url = format!("{}/v1/ws", base_url.replace("http://", "ws://"));
-        let mut request = url.into_client_request().unwrap();
-        if !authorization.is_empty() {
-            request
-                .headers_mut()
-                .insert("authorization", authorization.parse().unwrap());
-        }
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
-            .await
-            .unwrap();
-        Self { ws }
-    }
-
-    /// Connects and reads `auth_success`.
-    async fn signed_in(server: &TestServer, authorization: &str) -> Self {
-        let mut client = Self::connect(server, authorization).await;
-        let welcome = client.next().await;
-        assert_eq!(welcome["type"], "auth_success", "{welcome}");
-        client
-    }
-
-    async fn send(&mut self, value: Value) {
-        self.ws
-            .send(Message::Text(value.to_string().into()))
-            .await
-            .unwrap();
-    }
-
-    /// The next JSON message, skipping pings.
-    async fn next(&mut self) -> Value {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(20), self.ws.next())
-                .await
-                .expect("a message within 20 s")
-                .expect("the connection is open")
-                .expect("a frame");
-            match message {
-                Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
-                Message::Close(frame) => {
-                    return json!({"type": "closed", "frame": format!("{frame:?}")});
-                }
-                _ => continue,
-            }
-        }
-    }
-
-    /// Subscribes and returns the ack and the first batch.
-    async fn subscribe(&mut self, id: &str, sql: &str, options: Option<Value>) -> (Value, Value) {
-        let mut subscription = json!({"id": id, "sql": sql});
-        if let Some(options) = options {
-            subscription["options"] = options;
-        }
-        self.send(json!({"type": "subscribe", "subscription": subscription}))
-            .await;
-        let ack = self.next().await;
-        assert_eq!(ack["type"], "subscription_ack", "{ack}");
-        let first = self.next().await;
-        assert_eq!(first["type"], "initial_data_batch", "{first}");
-        (ack, first)
-    }
-}
 
 /// `id:name` of each row object.
 fn ids(rows: &Value) -> Vec<String> {
@@ -396,7 +319,7 @@ async fn dropped_connections_leave_no_subscriptions_behind() {
     drop(leaving);
     drop(clients);
     wait_for_live_count(&server, 0).await;
-    assert_eq!(server.context.engine.live().connection_count(), 0);
+    assert_eq!(server.context.live.connection_count(), 0);
 
     // Many short connections leave nothing either, and memory stays flat
     // once warm.
@@ -414,7 +337,7 @@ async fn dropped_connections_leave_no_subscriptions_behind() {
         }
     }
     wait_for_live_count(&server, 0).await;
-    assert_eq!(server.context.engine.live().connection_count(), 0);
+    assert_eq!(server.context.live.connection_count(), 0);
     let grown = resident_bytes().saturating_sub(warm_rss);
     assert!(
         grown < 32 << 20,
@@ -457,7 +380,7 @@ async fn clients_that_vanish_mid_snapshot_leave_nothing_behind() {
         }
     }
     wait_for_live_count(&server, 0).await;
-    assert_eq!(server.context.engine.live().connection_count(), 0);
+    assert_eq!(server.context.live.connection_count(), 0);
     server.stop().await;
 }
 
@@ -834,7 +757,7 @@ async fn equality_filters_are_indexed_and_rows_move_between_values() {
     client
         .subscribe("two", "SELECT id, name FROM app.items WHERE 2 = id", None)
         .await;
-    let live = server.context.engine.live();
+    let live = &server.context.live;
     assert!(
         live.subscriptions().iter().all(|s| s.plan.key.is_some()),
         "every one of these filters is indexed"

@@ -2,7 +2,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use quiver_common::ErrorCode;
-use quiver_query::QueryError;
+use quiver_service::ServiceError;
 use serde_json::json;
 
 /// An error as the API reports it: a public code, a message a user can act
@@ -25,33 +25,22 @@ impl ApiError {
         }
     }
 
-    /// Wraps a statement's failure; internal details are logged, not sent.
-    pub fn from_query(error: QueryError, statement_index: Option<usize>) -> Self {
-        let code = error.code();
-        // A storage failure names its reason (never a path) so that an
-        // application can tell a full disk from a bug.
-        let internal = code == ErrorCode::InternalError
-            && !matches!(
-                error,
-                QueryError::StorageUnavailable(_) | QueryError::SegmentsUnavailable(_)
-            );
-        let message = if internal {
-            tracing::error!(error = %error, "internal error while running SQL");
-            "internal error; the server log has the details".to_string()
-        } else {
-            error.to_string()
-        };
-        Self {
-            code,
-            message,
-            details: statement_index.map(|i| json!({ "statement_index": i })),
-            took_ms: 0.0,
-        }
-    }
-
     pub fn took(mut self, took_ms: f64) -> Self {
         self.took_ms = took_ms;
         self
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        Self {
+            code: error.code,
+            message: error.message,
+            details: error
+                .statement_index
+                .map(|i| json!({ "statement_index": i })),
+            took_ms: 0.0,
+        }
     }
 }
 

@@ -1,18 +1,17 @@
-//! Quiver's HTTP surface: the v1 SQL endpoint, sign-in and tokens, and
-//! health checks, with the KalamDB-compatible JSON envelope and error
-//! codes.
+//! Quiver's HTTP and WebSocket adapters: the v1 SQL endpoint, live queries
+//! over `/v1/ws`, sign-in and tokens, health checks and metrics, with the
+//! KalamDB-compatible JSON envelope and error codes. Each handler decodes,
+//! calls the request service, and encodes.
 
 mod auth;
 mod encode;
 mod error;
-mod limits;
 mod metrics;
 mod routes;
+mod sql;
 mod ws;
 
-pub use auth::{Auth, MIN_SECRET_BYTES, Principal, WeakSecret, is_loopback_host};
 pub use encode::{schema_json, write_rows};
 pub use error::ApiError;
-pub use limits::RequestRate;
 pub use metrics::Metrics;
 pub use routes::{ApiState, router};

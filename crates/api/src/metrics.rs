@@ -14,9 +14,10 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use quiver_query::{NodeStats, QueryEngine};
+use quiver_catalog::Catalog;
+use quiver_query::{NodeInfo, NodeStats};
 
 use crate::routes::ApiState;
 
@@ -34,11 +35,12 @@ struct RequestLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    query_seconds: Histogram,
 }
 
 impl Metrics {
-    pub fn new(engine: Arc<QueryEngine>) -> Self {
+    /// The registry of a node; `query_seconds` is the request service's
+    /// timing of SQL requests.
+    pub fn new(node: Arc<NodeInfo>, catalog: Arc<Catalog>, query_seconds: Histogram) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -46,24 +48,14 @@ impl Metrics {
             "HTTP requests answered, by endpoint and status",
             requests.clone(),
         );
-        // 0.1 ms to about 26 s.
-        let query_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 19));
         registry.register_with_unit(
             "quiver_query_duration",
             "Time to answer a SQL request, from arrival to the last byte of its result",
             Unit::Seconds,
-            query_seconds.clone(),
-        );
-        registry.register_collector(Box::new(NodeCollector { engine }));
-        Self {
-            registry,
-            requests,
             query_seconds,
-        }
-    }
-
-    pub(crate) fn observe_query(&self, seconds: f64) {
-        self.query_seconds.observe(seconds);
+        );
+        registry.register_collector(Box::new(NodeCollector { node, catalog }));
+        Self { registry, requests }
     }
 
     /// The whole registry in the text format.
@@ -110,7 +102,8 @@ pub(crate) async fn scrape(State(state): State<ApiState>) -> Response {
 /// Reads [`NodeStats`] at each scrape.
 #[derive(Debug)]
 struct NodeCollector {
-    engine: Arc<QueryEngine>,
+    node: Arc<NodeInfo>,
+    catalog: Arc<Catalog>,
 }
 
 impl Collector for NodeCollector {
@@ -138,7 +131,7 @@ impl Collector for NodeCollector {
             block_cache_bytes,
             page_cache_bytes,
             cached_footers,
-        } = self.engine.node().stats(self.engine.catalog());
+        } = self.node.stats(&self.catalog);
         let gauges: [(&str, &str, u64); 13] = [
             (
                 "quiver_uptime_seconds",

@@ -22,15 +22,19 @@ use axum::http::header::AUTHORIZATION;
 use axum::response::{IntoResponse, Response};
 use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use quiver_common::ErrorCode;
 use quiver_config::WebSocketConfig;
 use quiver_live::{ChangeKind, ConnectionHandle, ConnectionId, Outbound, SubscribeError};
-use quiver_query::{QueryError, Snapshot};
+use quiver_query::Snapshot;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::auth::{Principal, authenticate, token_principal};
+use quiver_service::{Credentials, Principal};
+
+use crate::auth::credentials;
 use crate::encode::{schema_json, write_objects};
+use crate::error::ApiError;
 use crate::routes::ApiState;
 
 /// Rows per snapshot batch unless the subscription asks otherwise.
@@ -45,14 +49,18 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let principal = if headers.contains_key(AUTHORIZATION) {
-        match authenticate(&state, &headers, peer).await {
+        match state
+            .service
+            .authenticate(credentials(&headers), peer)
+            .await
+        {
             Ok(principal) => Some(principal),
-            Err(error) => return error.into_response(),
+            Err(error) => return ApiError::from(error).into_response(),
         }
     } else {
         None
     };
-    let config = state.engine.config().websocket;
+    let config = state.service.engine().config().websocket;
     let limit = config.max_message_bytes;
     // The read buffer is filled in full on every read, so its size is
     // memory each idle connection keeps; replies are flushed per message.
@@ -60,7 +68,7 @@ pub(crate) async fn upgrade(
         .max_frame_size(limit)
         .read_buffer_size(config.read_buffer_bytes)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| serve_socket(state, socket, principal))
+        .on_upgrade(move |socket| serve_socket(state, socket, peer, principal))
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,11 +121,11 @@ fn text(value: Json) -> Message {
 
 /// An `error` message; `subscription_id` is empty for errors about the
 /// connection rather than one subscription.
-fn error_message(subscription_id: Option<&str>, code: &str, message: &str) -> Message {
+fn error_message(subscription_id: Option<&str>, code: ErrorCode, message: &str) -> Message {
     text(json!({
         "type": "error",
         "subscription_id": subscription_id.unwrap_or_default(),
-        "code": code,
+        "code": code.socket_name(),
         "message": message,
     }))
 }
@@ -132,7 +140,11 @@ fn seq_of(value: &Json) -> Option<i64> {
 }
 
 /// Waits for an `authenticate` message and checks its token.
-async fn wait_for_auth(state: &ApiState, socket: &mut WebSocket) -> Result<Principal, String> {
+async fn wait_for_auth(
+    state: &ApiState,
+    socket: &mut WebSocket,
+    peer: SocketAddr,
+) -> Result<Principal, String> {
     loop {
         let message = match socket.recv().await {
             Some(Ok(message)) => message,
@@ -147,7 +159,11 @@ async fn wait_for_auth(state: &ApiState, socket: &mut WebSocket) -> Result<Princ
                     return Err("only the jwt authentication method is supported".to_string());
                 }
                 let token = token.ok_or("authenticate needs a token")?;
-                token_principal(state, &token).map_err(|e| e.message)
+                state
+                    .service
+                    .authenticate(Credentials::Bearer(token.trim().to_string()), peer)
+                    .await
+                    .map_err(|e| e.message)
             }
             Ok(_) => Err("the first message must be authenticate".to_string()),
             Err(e) => Err(format!("invalid authenticate message: {e}")),
@@ -155,14 +171,20 @@ async fn wait_for_auth(state: &ApiState, socket: &mut WebSocket) -> Result<Princ
     }
 }
 
-async fn serve_socket(state: ApiState, mut socket: WebSocket, principal: Option<Principal>) {
+async fn serve_socket(
+    state: ApiState,
+    mut socket: WebSocket,
+    peer: SocketAddr,
+    principal: Option<Principal>,
+) {
     // A connection keeps the settings it started with.
-    let websocket = state.engine.config().websocket;
+    let websocket = state.service.engine().config().websocket;
     let principal = match principal {
         Some(principal) => principal,
         None => {
             let limit = Duration::from_secs(websocket.auth_timeout_secs);
-            let outcome = tokio::time::timeout(limit, wait_for_auth(&state, &mut socket)).await;
+            let outcome =
+                tokio::time::timeout(limit, wait_for_auth(&state, &mut socket, peer)).await;
             match outcome {
                 Ok(Ok(principal)) => principal,
                 Ok(Err(reason)) => return refuse(socket, &reason).await,
@@ -185,7 +207,7 @@ async fn serve_socket(state: ApiState, mut socket: WebSocket, principal: Option<
     if socket.send(text(welcome)).await.is_err() {
         return;
     }
-    let live = state.engine.live().clone();
+    let live = state.live.clone();
     let handle = live.connect(principal.user.clone());
     let id = handle.id;
     let per_second = NonZeroU32::new(websocket.max_messages_per_second).unwrap_or(NonZeroU32::MIN);
@@ -279,7 +301,7 @@ impl Connection {
                             Message::Text(body) => self.handle_text(body.as_str()).await,
                             Message::Binary(_) => vec![error_message(
                                 None,
-                                "UNSUPPORTED_DATA",
+                                ErrorCode::UnsupportedData,
                                 "binary frames are not supported; send JSON text frames",
                             )],
                             Message::Close(_) => break End::Gone,
@@ -329,11 +351,11 @@ impl Connection {
                         Vec::new()
                     }
                     Some(_) => {
-                        self.state.engine.live().unsubscribe(self.id, &id);
-                        self.state.engine.live().note_overflow();
+                        self.state.live.unsubscribe(self.id, &id);
+                        self.state.live.note_overflow();
                         vec![self.ended(
                             &id,
-                            "SUBSCRIPTION_OVERFLOW",
+                            ErrorCode::SubscriptionOverflow,
                             "more changes arrived than the queue holds while the snapshot \
                              was sent",
                         )]
@@ -377,11 +399,11 @@ impl Connection {
 
     /// Forgets an ended subscription and tells the client; an overflow
     /// names the `_seq` to resume from.
-    fn ended(&mut self, subscription_id: &str, code: &str, message: &str) -> Message {
+    fn ended(&mut self, subscription_id: &str, code: ErrorCode, message: &str) -> Message {
         self.loading.remove(subscription_id);
         let current = self.current.remove(subscription_id);
         let message = match (code, current) {
-            ("SUBSCRIPTION_OVERFLOW", Some(current)) => format!(
+            (ErrorCode::SubscriptionOverflow, Some(current)) => format!(
                 "{message}; everything up to _seq {seq} was delivered: subscribe again with \
                  \"from\": {seq}",
                 seq = current.delivered
@@ -395,7 +417,7 @@ impl Connection {
         if self.rate.check().is_err() {
             return vec![error_message(
                 None,
-                "RATE_LIMIT_EXCEEDED",
+                ErrorCode::RateLimitExceeded,
                 &format!(
                     "more than {} messages per second ([websocket] max_messages_per_second); \
                      the message was ignored",
@@ -408,7 +430,7 @@ impl Connection {
             Err(e) => {
                 return vec![error_message(
                     None,
-                    "PROTOCOL",
+                    ErrorCode::Protocol,
                     &format!("invalid message: {e}"),
                 )];
             }
@@ -419,10 +441,7 @@ impl Connection {
             ClientMessage::Unsubscribe { subscription_id } => {
                 self.loading.remove(&subscription_id);
                 self.current.remove(&subscription_id);
-                self.state
-                    .engine
-                    .live()
-                    .unsubscribe(self.id, &subscription_id);
+                self.state.live.unsubscribe(self.id, &subscription_id);
                 Vec::new()
             }
             ClientMessage::NextBatch { subscription_id } => self.next_batch(&subscription_id),
@@ -432,21 +451,22 @@ impl Connection {
 
     async fn subscribe(&mut self, request: SubscribeRequest) -> Vec<Message> {
         let id = request.id.clone();
-        let fail = |code: &str, message: String| vec![error_message(Some(&id), code, &message)];
+        let fail =
+            |code: ErrorCode, message: String| vec![error_message(Some(&id), code, &message)];
         if id.is_empty() || id.len() > 128 {
             return fail(
-                "INVALID_SUBSCRIPTION_ID",
+                ErrorCode::InvalidSubscriptionId,
                 "a subscription id must be 1 to 128 characters".to_string(),
             );
         }
-        let live = self.state.engine.live().clone();
+        let live = self.state.live.clone();
         if let Err(e) = live.check_subscribe(self.id, &id) {
             let code = match e {
                 SubscribeError::TooMany(_) | SubscribeError::TooManyForUser(_) => {
-                    "SUBSCRIPTION_LIMIT_EXCEEDED"
+                    ErrorCode::SubscriptionLimitExceeded
                 }
-                SubscribeError::DuplicateId(_) => "INVALID_SUBSCRIPTION_ID",
-                SubscribeError::UnknownConnection => "SUBSCRIPTION_FAILED",
+                SubscribeError::DuplicateId(_) => ErrorCode::InvalidSubscriptionId,
+                SubscribeError::UnknownConnection => ErrorCode::SubscriptionFailed,
             };
             return fail(code, e.to_string());
         }
@@ -468,7 +488,7 @@ impl Connection {
                 Some(seq) => Snapshot::Since(seq),
                 None => {
                     return fail(
-                        "PROTOCOL",
+                        ErrorCode::Protocol,
                         format!("\"from\" must be a _seq number, got {from}"),
                     );
                 }
@@ -482,28 +502,23 @@ impl Connection {
             (true, _) => Snapshot::Full,
         };
         let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
-        let session =
-            match self
-                .state
-                .engine
-                .session(None, self.principal.user.clone(), self.principal.role)
-            {
-                Ok(session) => session,
-                Err(e) => return fail("SUBSCRIPTION_FAILED", e.to_string()),
-            };
+        let session = match self.state.service.session(&self.principal, None) {
+            Ok(session) => session,
+            Err(e) => return fail(e.code, e.message),
+        };
         let connection = self.id;
         let sql = request.sql.clone();
         let sub_id = id.clone();
         // Planning and the snapshot run where queries run.
-        let task = AbortOnDropHandle::new(self.state.query_runtime.spawn(async move {
+        let task = AbortOnDropHandle::new(self.state.service.query_runtime().spawn(async move {
             session
                 .subscribe(connection, &sub_id, &sql, &options_text, snapshot)
                 .await
         }));
         let subscribed = match task.await {
             Ok(Ok(subscribed)) => subscribed,
-            Ok(Err(e)) => return fail(query_error_code(&e), e.to_string()),
-            Err(e) => return fail("SUBSCRIPTION_FAILED", e.to_string()),
+            Ok(Err(e)) => return fail(e.code(), e.to_string()),
+            Err(e) => return fail(ErrorCode::SubscriptionFailed, e.to_string()),
         };
         let schema = subscribed.subscription.plan.schema.clone();
         self.current.insert(
@@ -573,7 +588,7 @@ impl Connection {
         let Some(loading) = self.loading.get_mut(id) else {
             return vec![error_message(
                 Some(id),
-                "INVALID_SUBSCRIPTION_ID",
+                ErrorCode::InvalidSubscriptionId,
                 "no snapshot batch is pending for this subscription",
             )];
         };
@@ -639,7 +654,7 @@ fn encode_outbound(message: &Outbound) -> Message {
             code,
             message,
             ..
-        } => error_message(Some(subscription_id), code, message),
+        } => error_message(Some(subscription_id), *code, message),
         Outbound::Change {
             subscription_id,
             kind,
@@ -665,18 +680,5 @@ fn encode_outbound(message: &Outbound) -> Message {
                 String::from_utf8(out).expect("JSON is UTF-8"),
             ))
         }
-    }
-}
-
-/// The socket error code for a failed subscription.
-fn query_error_code(error: &QueryError) -> &'static str {
-    if matches!(error, QueryError::Unsupported(_)) {
-        return "UNSUPPORTED";
-    }
-    match error.code().as_str() {
-        "TABLE_NOT_FOUND" => "NOT_FOUND",
-        "PERMISSION_DENIED" => "UNAUTHORIZED",
-        "INVALID_SQL" => "INVALID_SQL",
-        _ => "SUBSCRIPTION_FAILED",
     }
 }

@@ -176,6 +176,7 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
         ("limits.max_sql_bytes", limits.max_sql_bytes),
         ("limits.max_statements", limits.max_statements),
         ("limits.max_result_rows", limits.max_result_rows),
+        ("limits.max_result_bytes", limits.max_result_bytes),
     ] {
         if value == 0 {
             return Err(bad(key, "must be greater than 0".to_string()));

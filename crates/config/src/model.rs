@@ -126,6 +126,9 @@ pub struct LimitsConfig {
     pub max_statements: usize,
     /// Most rows one statement may return; more is a `RESULT_TOO_LARGE` error.
     pub max_result_rows: usize,
+    /// Most bytes of encoded results one request may return; more is a
+    /// `RESULT_TOO_LARGE` error.
+    pub max_result_bytes: usize,
     /// Longest a request's statements may run, in milliseconds; past it
     /// the request is cancelled with `QUERY_TIMEOUT` (0: no limit).
     pub query_timeout_ms: u64,
@@ -144,6 +147,7 @@ impl Default for LimitsConfig {
             max_params: 1000,
             max_statements: 1000,
             max_result_rows: 100_000,
+            max_result_bytes: 256 * 1024 * 1024,
             query_timeout_ms: 30_000,
             queries_per_second: 1000,
             query_burst: 2000,

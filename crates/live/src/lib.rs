@@ -22,7 +22,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use dashmap::DashMap;
 use datafusion::physical_expr::PhysicalExpr;
-use quiver_common::{NodeId, UserId};
+use quiver_common::{ErrorCode, NodeId, UserId};
 use quiver_store::Scope;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,7 @@ pub enum Outbound {
     Error {
         subscription_id: String,
         live_id: Arc<str>,
-        code: &'static str,
+        code: ErrorCode,
         message: String,
     },
 }
@@ -395,7 +395,7 @@ impl LiveQueryManager {
         };
         self.end(
             &subscription,
-            "SUBSCRIPTION_FAILED",
+            ErrorCode::SubscriptionFailed,
             format!("live query {live_id} was killed"),
         );
         true
@@ -422,11 +422,15 @@ impl LiveQueryManager {
     pub fn end_table(&self, table_id: u64, why: &str) {
         let subscriptions = self.tables.get(&table_id).map(|s| s.all());
         for subscription in subscriptions.unwrap_or_default() {
-            self.end(&subscription, "SUBSCRIPTION_FAILED", why.to_string());
+            self.end(
+                &subscription,
+                ErrorCode::SubscriptionFailed,
+                why.to_string(),
+            );
         }
     }
 
-    fn end(&self, subscription: &Arc<Subscription>, code: &'static str, message: String) {
+    fn end(&self, subscription: &Arc<Subscription>, code: ErrorCode, message: String) {
         if let Some(conn) = self.connections.get(&subscription.connection) {
             // Only this registration: the id may be in use again.
             conn.subscriptions
@@ -509,7 +513,7 @@ impl LiveQueryManager {
                 Err(e) => {
                     self.end(
                         subscription,
-                        "SUBSCRIPTION_FAILED",
+                        ErrorCode::SubscriptionFailed,
                         format!("evaluating the subscription failed: {e}"),
                     );
                     continue;
@@ -521,7 +525,7 @@ impl LiveQueryManager {
                     // The connection names the last change it delivered.
                     self.end(
                         subscription,
-                        "SUBSCRIPTION_OVERFLOW",
+                        ErrorCode::SubscriptionOverflow,
                         "the client did not keep up and the subscription was dropped".into(),
                     );
                     break;

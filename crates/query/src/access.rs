@@ -1,52 +1,87 @@
 //! What each role may do: read and write rules per table type, and the
 //! statements only dba and system may run. See `docs/security.md`.
+//!
+//! An [`Access`] is bound into everything a session resolves tables
+//! through: the DataFusion catalog it plans against (so views, joins,
+//! subqueries, CTEs, column defaults and `INSERT ... SELECT` reach tables
+//! only through it), the key-read fast path, DML targets, DESCRIBE and
+//! live subscriptions.
 
 use quiver_catalog::{AccessLevel, TableDef, TableType};
-use quiver_common::Role;
+use quiver_common::{Role, UserId};
 
 use crate::error::{QueryError, Result};
 use crate::executor::QuerySession;
 
-impl QuerySession {
-    fn is_admin(&self) -> bool {
+/// Who a session acts as.
+#[derive(Debug, Clone)]
+pub(crate) struct Access {
+    pub(crate) user: UserId,
+    pub(crate) role: Role,
+}
+
+impl Access {
+    pub(crate) fn new(user: UserId, role: Role) -> Self {
+        Self { user, role }
+    }
+
+    /// The refusal of `action`, which needs `needs`.
+    pub(crate) fn denied(&self, action: &str, needs: &str) -> QueryError {
+        QueryError::PermissionDenied {
+            action: action.to_string(),
+            needs: needs.to_string(),
+            user: self.user.clone(),
+            role: self.role,
+        }
+    }
+
+    pub(crate) fn is_admin(&self) -> bool {
         matches!(self.role, Role::Dba | Role::System)
     }
 
-    /// Refuses `what` unless the session's role is dba or system.
+    /// Refuses `what` unless the role is dba or system.
     pub(crate) fn require_admin(&self, what: &str) -> Result<()> {
         if self.is_admin() {
             return Ok(());
         }
-        Err(QueryError::PermissionDenied(format!(
-            "{what} needs the dba or system role; {} has role {}",
-            self.user, self.role
-        )))
+        Err(self.denied(what, "the dba or system role"))
     }
 
-    /// Whether the session may read `def`: USER and STREAM tables for
-    /// everyone; SHARED tables for service and above, and for users when
-    /// they are PUBLIC.
-    pub(crate) fn check_read(&self, def: &TableDef) -> Result<()> {
+    /// Whether `def` may be read: USER and STREAM tables by everyone;
+    /// SHARED tables by service and above, and by users when they are
+    /// PUBLIC; system tables by dba and system.
+    pub(crate) fn may_read(&self, def: &TableDef) -> bool {
+        if def.namespace.as_str() == crate::system::SYSTEM_NAMESPACE {
+            return self.is_admin();
+        }
         let allowed = match def.table_type {
             TableType::User | TableType::Stream => true,
             TableType::Shared => {
                 self.role != Role::User || def.options.access_level == Some(AccessLevel::Public)
             }
         };
-        if allowed && self.role != Role::Anonymous {
-            return Ok(());
-        }
-        Err(QueryError::PermissionDenied(format!(
-            "reading {} ({} table) needs the service role or above; {} has role {}",
-            def.qualified_name(),
-            def.table_type.as_str(),
-            self.user,
-            self.role
-        )))
+        allowed && self.role != Role::Anonymous
     }
 
-    /// Whether the session may write `def`: USER and STREAM tables for
-    /// everyone, SHARED tables for service and above.
+    pub(crate) fn check_read(&self, def: &TableDef) -> Result<()> {
+        if self.may_read(def) {
+            return Ok(());
+        }
+        if def.namespace.as_str() == crate::system::SYSTEM_NAMESPACE {
+            return self.require_admin(&format!("reading system.{}", def.name));
+        }
+        Err(self.denied(
+            &format!(
+                "reading {} ({} table)",
+                def.qualified_name(),
+                def.table_type.as_str()
+            ),
+            "the service role or above",
+        ))
+    }
+
+    /// Whether `def` may be written: USER and STREAM tables by everyone,
+    /// SHARED tables by service and above.
     pub(crate) fn check_write(&self, def: &TableDef) -> Result<()> {
         let allowed = match def.table_type {
             TableType::User | TableType::Stream => self.role != Role::Anonymous,
@@ -55,12 +90,23 @@ impl QuerySession {
         if allowed {
             return Ok(());
         }
-        Err(QueryError::PermissionDenied(format!(
-            "writing {} ({} table) needs the service role or above; {} has role {}",
-            def.qualified_name(),
-            def.table_type.as_str(),
-            self.user,
-            self.role
-        )))
+        Err(self.denied(
+            &format!(
+                "writing {} ({} table)",
+                def.qualified_name(),
+                def.table_type.as_str()
+            ),
+            "the service role or above",
+        ))
+    }
+}
+
+impl QuerySession {
+    pub(crate) fn require_admin(&self, what: &str) -> Result<()> {
+        self.access.require_admin(what)
+    }
+
+    pub(crate) fn check_read(&self, def: &TableDef) -> Result<()> {
+        self.access.check_read(def)
     }
 }

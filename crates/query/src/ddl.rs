@@ -361,7 +361,7 @@ pub async fn alter_table(
     for operation in &alter.operations {
         let current = catalog
             .table(&namespace, &name)
-            .ok_or_else(|| QueryError::TableNotFound(format!("{namespace}.{name}")))?;
+            .ok_or_else(|| QueryError::table_not_found(format!("{namespace}.{name}")))?;
         let def = current.def();
         let change = match operation {
             AlterTableOperation::AddColumn {
@@ -587,12 +587,13 @@ async fn default_value(
     let batches = ctx
         .sql(&format!("SELECT {expr}"))
         .await
-        .map_err(|e| {
-            QueryError::invalid(format!(
-                "invalid DEFAULT for column {}: {}",
-                column.name,
-                QueryError::from(e)
-            ))
+        .map_err(|e| match QueryError::from(e) {
+            // What the session may not read, or what is not there, is
+            // said as such.
+            e @ (QueryError::PermissionDenied { .. }
+            | QueryError::TableNotFound { .. }
+            | QueryError::NamespaceNotFound { .. }) => e,
+            e => QueryError::invalid(format!("invalid DEFAULT for column {}: {e}", column.name)),
         })?
         .collect()
         .await?;

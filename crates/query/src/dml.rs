@@ -26,9 +26,9 @@ use quiver_store::{Scope, StoredRow, Value};
 
 use crate::convert::{OutputColumn, array_to_values, display_value, now_value, rows_to_batch};
 use crate::error::{QueryError, Result};
-use crate::executor::{QueryEngine, QuerySession, StatementOutput};
+use crate::executor::{Intent, QueryEngine, QuerySession, StatementOutput};
 use crate::fast::literal_insert::LiteralInsert;
-use crate::live::{self, RowChange};
+use crate::writer::TableWriter;
 
 async fn collect(stream: SendableRecordBatchStream) -> Result<Vec<RecordBatch>> {
     Ok(stream.try_collect().await?)
@@ -134,8 +134,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
     if insert.returning.is_some() {
         return Err(QueryError::Unsupported("INSERT ... RETURNING".into()));
     }
-    let table = session.resolve_table(name)?;
-    session.check_write(table.def())?;
+    let table = session.resolve_table(name, Intent::Write)?;
     let def = table.def();
     let targets = target_columns(def, insert.columns.iter().map(last_part))?;
     let conflict = match insert.on {
@@ -190,8 +189,7 @@ pub async fn insert_literals(
     session: &QuerySession,
     insert: LiteralInsert,
 ) -> Result<StatementOutput> {
-    let table = session.resolve_table(&insert.table)?;
-    session.check_write(table.def())?;
+    let table = session.resolve_table(&insert.table, Intent::Write)?;
     let targets = target_columns(table.def(), insert.columns.into_iter())?;
     crate::fast::counted(session.engine());
     write_rows(session, &table, &targets, Conflict::Fail, vec![insert.rows]).await
@@ -271,16 +269,9 @@ async fn write_rows(
     }
 
     let scope = session.scope(def);
-    let lock = session.engine().writer_lock(def.id);
-    let _writer = lock.lock().await;
-    // Subscriptions register under the same lock, so this holds for the
-    // whole statement.
-    let watched = session.engine().live().watches(def.id.0);
-    let mut changes: Vec<RowChange> = Vec::new();
-    let store = session.engine().catalog().store().clone();
-    let mut batch = store.batch();
+    let mut writer = TableWriter::lock(session.engine(), table.clone()).await;
+    let store = writer.store();
     let mut upserts: Vec<(Vec<u8>, StoredRow, Vec<Value>)> = Vec::new();
-    let mut count = 0u64;
     let pk_index = def
         .columns
         .iter()
@@ -336,12 +327,7 @@ async fn write_rows(
                 }
             }
         }
-        let row = stored(def, *seq, row);
-        batch.put_row(key, &row);
-        if watched {
-            changes.push((None, row));
-        }
-        count += 1;
+        writer.put(&scope, key, stored(def, *seq, row), None);
     }
     if let Conflict::DoUpdate {
         assignments,
@@ -358,16 +344,11 @@ async fn write_rows(
                 cells: existing.cells.clone(),
             };
             apply_cells(def, &mut new_row, cells)?;
-            batch.put_row(key, &new_row);
-            if watched {
-                changes.push((Some(existing.clone()), new_row));
-            }
-            count += 1;
+            let before = writer.watched().then(|| existing.clone());
+            writer.put(&scope, key, new_row, before);
         }
     }
-    store.commit(batch)?;
-    session.engine().committed(&scope, count);
-    live::publish(session.engine(), table, &scope, &changes);
+    let count = writer.commit()?;
     Ok(done(count, "Inserted"))
 }
 
@@ -620,8 +601,7 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
             "UPDATE with FROM, RETURNING or LIMIT".into(),
         ));
     }
-    let table = session.resolve_table(single_table(&update.table)?)?;
-    session.check_write(table.def())?;
+    let table = session.resolve_table(single_table(&update.table)?, Intent::Write)?;
     let def = table.def();
     if def.primary_key.is_none() || def.table_type == TableType::Stream {
         return Err(QueryError::invalid(format!(
@@ -630,8 +610,7 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
         )));
     }
     let targets = assignment_targets(def, &update.assignments)?;
-    let lock = session.engine().writer_lock(def.id);
-    let _writer = lock.lock().await;
+    let mut writer = TableWriter::lock(session.engine(), table.clone()).await;
     let matches = matching_rows(
         session,
         def,
@@ -640,17 +619,14 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
         update.selection.as_ref(),
     )
     .await?;
-    let store = session.engine().catalog().store().clone();
+    let store = writer.store();
+    let scope = session.scope(def);
     let mut current = current_rows(session, def, &matches).await?;
-    let watched = session.engine().live().watches(def.id.0);
-    let mut changes: Vec<RowChange> = Vec::new();
-    let mut batch = store.batch();
-    let mut count = 0;
     for (key, values) in matches {
         let Some(existing) = current.remove(&key) else {
             continue;
         };
-        let before = watched.then(|| existing.clone());
+        let before = writer.watched().then(|| existing.clone());
         let mut row = StoredRow {
             seq: store.seq().next().0,
             deleted: false,
@@ -662,16 +638,9 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
             .map(|((c, _), v)| (c.id, v))
             .collect();
         apply_cells(def, &mut row, cells)?;
-        batch.put_row(&key, &row);
-        if let Some(before) = before {
-            changes.push((Some(before), row));
-        }
-        count += 1;
+        writer.put(&scope, &key, row, before);
     }
-    store.commit(batch)?;
-    let scope = session.scope(def);
-    session.engine().committed(&scope, count);
-    live::publish(session.engine(), &table, &scope, &changes);
+    let count = writer.commit()?;
     Ok(done(count, "Updated"))
 }
 
@@ -692,23 +661,18 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
     let [relation] = relations.as_slice() else {
         return Err(QueryError::Unsupported("DELETE from several tables".into()));
     };
-    let table = session.resolve_table(single_table(relation)?)?;
-    session.check_write(table.def())?;
+    let table = session.resolve_table(single_table(relation)?, Intent::Write)?;
     let def = table.def();
-    let lock = session.engine().writer_lock(def.id);
-    let _writer = lock.lock().await;
+    let mut writer = TableWriter::lock(session.engine(), table.clone()).await;
     let matches = matching_rows(session, def, relation, &[], delete.selection.as_ref()).await?;
-    let store = session.engine().catalog().store().clone();
+    let store = writer.store();
+    let scope = session.scope(def);
     let mut current = current_rows(session, def, &matches).await?;
-    let watched = session.engine().live().watches(def.id.0);
-    let mut changes: Vec<RowChange> = Vec::new();
-    let mut batch = store.batch();
-    let mut count = 0;
     for (key, _) in matches {
         let Some(existing) = current.remove(&key) else {
             continue;
         };
-        let before = watched.then(|| existing.clone());
+        let before = writer.watched().then(|| existing.clone());
         // The tombstone keeps the primary key so that a later flush can
         // carry it to cold storage.
         let cells = existing
@@ -721,16 +685,9 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
             deleted: true,
             cells,
         };
-        batch.put_row(&key, &tombstone);
-        if let Some(before) = before {
-            changes.push((Some(before), tombstone));
-        }
-        count += 1;
+        writer.put(&scope, &key, tombstone, before);
     }
-    store.commit(batch)?;
-    let scope = session.scope(def);
-    session.engine().committed(&scope, count);
-    live::publish(session.engine(), &table, &scope, &changes);
+    let count = writer.commit()?;
     Ok(done(count, "Deleted"))
 }
 
@@ -751,7 +708,7 @@ pub async fn append_batch(
     let table = engine
         .catalog()
         .table(&namespace, &name)
-        .ok_or_else(|| QueryError::TableNotFound(format!("{namespace}.{name}")))?;
+        .ok_or_else(|| QueryError::table_not_found(format!("{namespace}.{name}")))?;
     let def = table.def();
     if def.table_type.per_user() {
         return Err(QueryError::invalid(format!(
@@ -786,9 +743,8 @@ pub async fn append_batch(
         .iter()
         .position(|c| Some(c.id) == def.primary_key);
 
-    let lock = engine.writer_lock(def.id);
-    let _writer = lock.lock().await;
-    let store = engine.catalog().store().clone();
+    let mut writer = TableWriter::lock(engine, table.clone()).await;
+    let store = writer.store();
     let mut rows = Vec::with_capacity(batch.num_rows());
     let mut keys = BTreeSet::new();
     for r in 0..batch.num_rows() {
@@ -825,16 +781,8 @@ pub async fn append_batch(
             });
         }
     }
-    let mut write = store.batch();
-    for (key, row) in &rows {
-        write.put_row(key, row);
+    for (key, row) in rows {
+        writer.put(&scope, &key, row, None);
     }
-    store.commit(write)?;
-    let count = rows.len() as u64;
-    engine.committed(&scope, count);
-    if engine.live().watches(def.id.0) {
-        let changes: Vec<RowChange> = rows.into_iter().map(|(_, row)| (None, row)).collect();
-        live::publish(engine, &table, &scope, &changes);
-    }
-    Ok(count)
+    writer.commit()
 }

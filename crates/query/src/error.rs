@@ -1,6 +1,7 @@
+use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use quiver_catalog::CatalogError;
-use quiver_common::ErrorCode;
+use quiver_common::{ErrorCode, Role, UserId};
 use quiver_store::StoreError;
 
 /// Everything that can go wrong running SQL, each with its public code.
@@ -16,26 +17,39 @@ pub enum QueryError {
     TooManyStatements { count: usize, limit: usize },
     #[error("invalid SQL: {0}")]
     Parse(String),
-    #[error("permission denied: {0}")]
-    PermissionDenied(String),
+    #[error("permission denied: {action} needs {needs}; {user} has role {role}")]
+    PermissionDenied {
+        /// What was refused, e.g. "reading app.t (shared table)".
+        action: String,
+        /// The role it needs, e.g. "the dba or system role".
+        needs: String,
+        user: UserId,
+        role: Role,
+    },
     #[error("unsupported statement: {0}")]
     Unsupported(String),
     #[error("{0}")]
     InvalidParameter(String),
     #[error("params can only be used with a single statement, got {0} statements")]
     ParamsWithBatch(usize),
-    #[error("table not found: {0}")]
-    TableNotFound(String),
-    #[error("namespace not found: {0}")]
-    NamespaceNotFound(String),
+    #[error("table not found: {name}{hint}")]
+    TableNotFound {
+        name: String,
+        /// ", did you mean ...?" or nothing.
+        hint: String,
+    },
+    #[error("namespace not found: {name}{hint}")]
+    NamespaceNotFound { name: String, hint: String },
     #[error("{0}")]
     Invalid(String),
     #[error("duplicate primary key in {table}: {key}")]
     DuplicateKey { table: String, key: String },
     #[error("result has more than {limit} rows ([limits] max_result_rows)")]
     ResultTooLarge { limit: usize },
-    #[error("{0}")]
-    DataFusion(String),
+    /// A planning or execution error of DataFusion's: a missing column, a
+    /// type mismatch, a division by zero.
+    #[error("{}", .0.message())]
+    DataFusion(#[source] Box<DataFusionError>),
     /// The store cannot read or write its files: a full disk, a data
     /// directory that became unwritable, a failing device.
     #[error(
@@ -56,14 +70,14 @@ impl QueryError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::EmptySql => ErrorCode::EmptySql,
-            Self::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            Self::PermissionDenied { .. } => ErrorCode::PermissionDenied,
             Self::SqlTooLong { .. } | Self::TooManyStatements { .. } | Self::Parse(_) => {
                 ErrorCode::InvalidSql
             }
-            Self::Unsupported(_) => ErrorCode::InvalidSql,
+            Self::Unsupported(_) => ErrorCode::Unsupported,
             Self::InvalidParameter(_) => ErrorCode::InvalidParameter,
             Self::ParamsWithBatch(_) => ErrorCode::ParamsWithBatch,
-            Self::TableNotFound(_) | Self::NamespaceNotFound(_) => ErrorCode::TableNotFound,
+            Self::TableNotFound { .. } | Self::NamespaceNotFound { .. } => ErrorCode::TableNotFound,
             Self::Invalid(_) | Self::DuplicateKey { .. } | Self::DataFusion(_) => {
                 ErrorCode::SqlExecutionError
             }
@@ -79,60 +93,75 @@ impl QueryError {
     }
 }
 
+impl QueryError {
+    /// A table that does not exist, named as the user wrote it.
+    pub(crate) fn table_not_found(name: impl Into<String>) -> Self {
+        Self::TableNotFound {
+            name: name.into(),
+            hint: String::new(),
+        }
+    }
+
+    pub(crate) fn namespace_not_found(name: impl Into<String>) -> Self {
+        Self::NamespaceNotFound {
+            name: name.into(),
+            hint: String::new(),
+        }
+    }
+}
+
+/// Takes a DataFusion error apart down to what caused it: Quiver's own
+/// errors raised inside DataFusion (a table provider's refusal, a storage
+/// failure) come back as they were raised.
 impl From<DataFusionError> for QueryError {
     fn from(error: DataFusionError) -> Self {
-        let root = error.find_root();
-        match root {
-            DataFusionError::SQL(e, _) => Self::Parse(e.to_string()),
-            DataFusionError::Plan(message) => plan_error(message),
-            DataFusionError::SchemaError(e, _) => Self::DataFusion(e.to_string()),
-            DataFusionError::NotImplemented(message) => Self::Unsupported(message.clone()),
-            DataFusionError::Execution(message) => Self::DataFusion(message.clone()),
-            DataFusionError::ArrowError(e, _) => Self::DataFusion(e.to_string()),
-            DataFusionError::ResourcesExhausted(message) => Self::DataFusion(message.clone()),
-            DataFusionError::Configuration(message) => Self::Invalid(message.clone()),
-            DataFusionError::External(e) => match e.downcast_ref::<QueryError>() {
-                Some(inner) => inner.clone_shallow(),
-                None => Self::Internal(e.to_string()),
+        match error {
+            DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+                Self::from(*inner)
+            }
+            DataFusionError::Collection(mut errors) if !errors.is_empty() => {
+                Self::from(errors.swap_remove(0))
+            }
+            DataFusionError::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
+                Ok(error) => Self::from(error),
+                Err(shared) => Self::Internal(shared.message().into_owned()),
             },
-            other => Self::Internal(other.message().to_string()),
+            DataFusionError::External(external) => from_external(external),
+            DataFusionError::ArrowError(arrow, backtrace) => match *arrow {
+                ArrowError::ExternalError(external) => from_external(external),
+                other => Self::DataFusion(Box::new(DataFusionError::ArrowError(
+                    Box::new(other),
+                    backtrace,
+                ))),
+            },
+            DataFusionError::SQL(e, _) => Self::Parse(e.to_string()),
+            DataFusionError::NotImplemented(message) => Self::Unsupported(message),
+            DataFusionError::Configuration(message) => Self::Invalid(message),
+            error @ (DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::Execution(_)
+            | DataFusionError::ResourcesExhausted(_)) => Self::DataFusion(Box::new(error)),
+            other => Self::Internal(other.message().into_owned()),
         }
     }
 }
 
-fn plan_error(message: &str) -> QueryError {
-    // DataFusion says "table 'quiver.app.t' not found"; name it as users wrote it.
-    if let Some(rest) = message.strip_prefix("table '")
-        && let Some(name) = rest.strip_suffix("' not found")
-    {
-        let name = name.strip_prefix("quiver.").unwrap_or(name);
-        return QueryError::TableNotFound(name.to_string());
-    }
-    QueryError::DataFusion(message.to_string())
-}
-
-impl QueryError {
-    /// A copy for errors that crossed DataFusion as `External`.
-    fn clone_shallow(&self) -> Self {
-        match self {
-            Self::TableNotFound(t) => Self::TableNotFound(t.clone()),
-            Self::NamespaceNotFound(n) => Self::NamespaceNotFound(n.clone()),
-            Self::Invalid(m) => Self::Invalid(m.clone()),
-            Self::InvalidParameter(m) => Self::InvalidParameter(m.clone()),
-            Self::Internal(m) => Self::Internal(m.clone()),
-            Self::StorageUnavailable(m) => Self::StorageUnavailable(m.clone()),
-            Self::SegmentsUnavailable(m) => Self::SegmentsUnavailable(m.clone()),
-            Self::PermissionDenied(m) => Self::PermissionDenied(m.clone()),
-            other => Self::DataFusion(other.to_string()),
-        }
+fn from_external(error: Box<dyn std::error::Error + Send + Sync>) -> QueryError {
+    let error = match error.downcast::<QueryError>() {
+        Ok(query) => return *query,
+        Err(other) => other,
+    };
+    match error.downcast::<DataFusionError>() {
+        Ok(datafusion) => QueryError::from(*datafusion),
+        Err(other) => QueryError::Internal(other.to_string()),
     }
 }
 
 impl From<CatalogError> for QueryError {
     fn from(error: CatalogError) -> Self {
         match error {
-            CatalogError::NamespaceNotFound(ns) => Self::NamespaceNotFound(ns.to_string()),
-            CatalogError::TableNotFound(t) => Self::TableNotFound(t),
+            CatalogError::NamespaceNotFound(ns) => Self::namespace_not_found(ns.to_string()),
+            CatalogError::TableNotFound(t) => Self::table_not_found(t),
             CatalogError::Store(e) => e.into(),
             CatalogError::Corrupt { .. } => Self::Internal(error.to_string()),
             CatalogError::InvalidChange(message) => Self::Invalid(message),
@@ -157,8 +186,8 @@ impl From<quiver_store::ColdError> for QueryError {
     }
 }
 
-impl From<datafusion::arrow::error::ArrowError> for QueryError {
-    fn from(error: datafusion::arrow::error::ArrowError) -> Self {
+impl From<ArrowError> for QueryError {
+    fn from(error: ArrowError) -> Self {
         Self::Internal(error.to_string())
     }
 }

@@ -1,6 +1,8 @@
 //! The query service: parses a request's SQL, binds its parameters and runs
 //! each statement against the catalog, DataFusion and the store.
 
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -14,18 +16,21 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
+use datafusion::sql::sqlparser::ast::{
+    ObjectName, ObjectType, Statement, TableFactor, Visit, Visitor,
+};
 use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableDef, TableType};
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
-use quiver_config::{Config, LimitsConfig, SharedConfig, WebSocketConfig};
+use quiver_config::{Config, LimitsConfig, SharedConfig};
 
-use quiver_live::{LiveLimits, LiveQueryManager};
+use quiver_live::LiveQueryManager;
 use quiver_store::{ColdTables, Scope};
 
+use crate::access::Access;
 use crate::dialect::{QuiverStatement, TextKeyRead, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::fast::{KeyRead, PointSelect, key_select, literal_insert};
-use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
+use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, refuse_unreadable, relation_name};
 use crate::system::{self, NodeCounters, NodeInfo, SYSTEM_NAMESPACE};
 use crate::{ddl, dml, suggest, views};
 
@@ -58,18 +63,27 @@ pub struct QueryEngine {
     password_cost: PasswordCost,
     node: Arc<NodeInfo>,
     base_state: SessionState,
+    /// Names of the table functions (`generate_series`, `range`, ...):
+    /// DataFusion looks such a name up as a table too, before it calls
+    /// the function.
+    table_functions: Arc<BTreeSet<String>>,
     /// Serializes writers of one table (check-then-write of primary keys).
     /// An async mutex: writers hold it while DataFusion evaluates their
     /// `WHERE`, which awaits.
     writers: DashMap<TableId, Arc<tokio::sync::Mutex<()>>>,
 }
 
-fn live_limits(websocket: &WebSocketConfig) -> LiveLimits {
-    LiveLimits {
-        max_subscriptions_per_connection: websocket.max_subscriptions_per_connection,
-        max_subscriptions_per_user: websocket.max_subscriptions_per_user,
-        queue_capacity: websocket.queue_capacity,
-    }
+/// What a [`QueryEngine`] is built from; the composition root builds
+/// these parts and hands the same ones to whatever else uses them.
+#[derive(Debug, Clone)]
+pub struct EngineParts {
+    pub catalog: Arc<Catalog>,
+    /// Every table's cold segments (the catalog's tier).
+    pub cold: Arc<ColdTables>,
+    pub live: Arc<LiveQueryManager>,
+    pub counters: Arc<NodeCounters>,
+    pub config: Arc<SharedConfig>,
+    pub node_id: NodeId,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -79,25 +93,27 @@ impl std::fmt::Debug for QueryEngine {
 }
 
 impl QueryEngine {
-    /// Builds the engine; `datafusion_options` are `(datafusion.<key>,
-    /// value)` pairs applied to every session, rejected here if unknown or
-    /// invalid.
-    pub fn new(catalog: Arc<Catalog>, shared: Arc<SharedConfig>, node_id: NodeId) -> Result<Self> {
+    /// Builds the engine; the `[datafusion]` options apply to every
+    /// session and are rejected here if unknown or invalid.
+    pub fn new(parts: EngineParts) -> Result<Self> {
+        let EngineParts {
+            catalog,
+            cold,
+            live,
+            counters,
+            config: shared,
+            node_id,
+        } = parts;
         let config = shared.get();
         let datafusion_options = config.datafusion.options();
         let auth = config.auth.clone();
-        let live = Arc::new(LiveQueryManager::new(
-            node_id.clone(),
-            live_limits(&config.websocket),
-        ));
-        let cold = catalog.tier().clone();
         let runtime = crate::merge::scan_runtime(&cold)?;
         let node = Arc::new(NodeInfo {
             node_id,
             started_at: std::time::Instant::now(),
             config: shared,
             live,
-            counters: NodeCounters::default(),
+            counters,
             footers: runtime.cache_manager.get_file_metadata_cache(),
         });
         let mut config = SessionConfig::new()
@@ -109,9 +125,6 @@ impl QueryEngine {
                 QueryError::invalid(format!("invalid [datafusion] option {key} = {value}: {e}"))
             })?;
         }
-        let mut live: Vec<u64> = catalog.tables().iter().map(|t| t.def().id.0).collect();
-        live.extend(catalog.system_tables().iter().map(|t| t.def().id.0));
-        cold.retain(&live)?;
         // Each session gets its own catalog list, bound to its user.
         let base_state = SessionStateBuilder::new()
             .with_config(config)
@@ -119,12 +132,7 @@ impl QueryEngine {
             .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
             .with_default_features()
             .build();
-        for table in catalog.tables().iter().chain(catalog.system_tables()) {
-            for scope in crate::maintenance::hot_scopes(catalog.store(), table.def())? {
-                let rows = catalog.store().count_rows(&scope, usize::MAX)?;
-                cold.pending().note(&scope, rows as u64);
-            }
-        }
+        let table_functions = Arc::new(base_state.table_functions().keys().cloned().collect());
         Ok(Self {
             catalog,
             cold,
@@ -134,6 +142,7 @@ impl QueryEngine {
             },
             node,
             base_state,
+            table_functions,
             writers: DashMap::new(),
         })
     }
@@ -182,6 +191,15 @@ impl QueryEngine {
             .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Counts rows a request's statements returned, toward the node's
+    /// totals.
+    pub fn note_rows_read(&self, rows: u64) {
+        self.node
+            .counters
+            .rows_read
+            .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Whether SQL number literals with a fraction or exponent are
     /// decimals rather than floats (a DataFusion session option).
     pub(crate) fn floats_as_decimal(&self) -> bool {
@@ -197,13 +215,17 @@ impl QueryEngine {
         self.config().flush.row_group_rows
     }
 
-    /// The node this engine serves: identity, start time, settings.
-    pub fn node(&self) -> &NodeInfo {
+    /// The node this engine serves: identity, start time, settings,
+    /// counters; for `/health`, `/metrics` and `system.stats`.
+    pub fn node_info(&self) -> Arc<NodeInfo> {
+        self.node.clone()
+    }
+
+    pub(crate) fn node(&self) -> &NodeInfo {
         &self.node
     }
 
-    /// The node's live queries.
-    pub fn live(&self) -> &Arc<LiveQueryManager> {
+    pub(crate) fn live(&self) -> &Arc<LiveQueryManager> {
         &self.node.live
     }
 
@@ -214,13 +236,6 @@ impl QueryEngine {
 
     pub fn limits(&self) -> LimitsConfig {
         self.config().limits
-    }
-
-    /// Puts settings that are pushed rather than read on each use into
-    /// effect, after the configuration was reloaded.
-    pub fn reconfigure(&self) {
-        self.live()
-            .set_limits(live_limits(&self.config().websocket));
     }
 
     /// Checks a request's size limits, splits and parses its statements and
@@ -302,8 +317,7 @@ impl QueryEngine {
         Ok(QuerySession {
             engine: self.clone(),
             namespace,
-            user,
-            role,
+            access: Access::new(user, role),
         })
     }
 
@@ -325,14 +339,22 @@ impl QueryEngine {
     }
 }
 
+/// What a statement means to do with a table it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Intent {
+    Read,
+    Write,
+}
+
 /// One request's execution state: the current namespace (changed by `USE`)
 /// and the user it runs as.
 #[derive(Debug)]
 pub struct QuerySession {
     engine: Arc<QueryEngine>,
     namespace: NamespaceId,
-    pub(crate) user: UserId,
-    pub(crate) role: Role,
+    /// Who the session acts as; every table it resolves is checked
+    /// against it.
+    pub(crate) access: Access,
 }
 
 pub(crate) fn batch_stream(batch: RecordBatch) -> SendableRecordBatchStream {
@@ -352,11 +374,11 @@ pub(crate) fn done(row_count: u64, message: impl Into<String>) -> StatementOutpu
 
 impl QuerySession {
     pub fn user(&self) -> &UserId {
-        &self.user
+        &self.access.user
     }
 
     pub fn role(&self) -> Role {
-        self.role
+        self.access.role
     }
 
     pub fn namespace(&self) -> &NamespaceId {
@@ -368,15 +390,14 @@ impl QuerySession {
         QuerySession {
             engine: self.engine.clone(),
             namespace: self.namespace.clone(),
-            user,
-            role,
+            access: Access::new(user, role),
         }
     }
 
     /// The rows of `def` this session reads and writes: the session
     /// user's own in a per-user table.
     pub(crate) fn scope(&self, def: &TableDef) -> Scope {
-        def.scope_for(&self.user)
+        def.scope_for(&self.access.user)
     }
 
     pub(crate) fn engine(&self) -> &QueryEngine {
@@ -394,7 +415,8 @@ impl QuerySession {
                 engine.catalog.clone(),
                 engine.cold.clone(),
                 engine.node.clone(),
-                self.user.clone(),
+                self.access.clone(),
+                engine.table_functions.clone(),
             )),
         );
         let mut state = SessionStateBuilder::new_from_existing(engine.base_state.clone())
@@ -404,8 +426,22 @@ impl QuerySession {
         SessionContext::new_with_state(state)
     }
 
-    /// Resolves `ns.t` or `t` to a table of the catalog.
-    pub(crate) fn resolve_table(&self, name: &ObjectName) -> Result<Arc<CachedTableData>> {
+    /// Resolves `ns.t` or `t` to a table of the catalog that the session
+    /// may use for `intent`.
+    pub(crate) fn resolve_table(
+        &self,
+        name: &ObjectName,
+        intent: Intent,
+    ) -> Result<Arc<CachedTableData>> {
+        let table = self.find_table(name)?;
+        match intent {
+            Intent::Read => self.access.check_read(table.def())?,
+            Intent::Write => self.access.check_write(table.def())?,
+        }
+        Ok(table)
+    }
+
+    fn find_table(&self, name: &ObjectName) -> Result<Arc<CachedTableData>> {
         let (namespace, table) = self.split_name(name)?;
         let catalog = &self.engine.catalog;
         if namespace.as_str() == SYSTEM_NAMESPACE {
@@ -539,6 +575,9 @@ impl QuerySession {
                 for ns in &namespaces {
                     for table in catalog.registry().tables_in(ns) {
                         let def = table.def();
+                        if !self.access.may_read(def) {
+                            continue;
+                        }
                         entries.push((
                             ns.to_string(),
                             def.name.to_string(),
@@ -570,20 +609,16 @@ impl QuerySession {
                                     table.as_str(),
                                     system::system_table_names(),
                                 );
-                                return Err(QueryError::TableNotFound(format!(
+                                return Err(QueryError::table_not_found(format!(
                                     "system.{table}{}",
                                     hint.replace("mean ", "mean system.")
                                 )));
                             }
                         }
                     }
-                    _ => self.resolve_table(&name)?,
+                    _ => self.find_table(&name)?,
                 };
-                if table.def().namespace.as_str() == SYSTEM_NAMESPACE {
-                    self.require_admin("DESCRIBE of a system table")?;
-                } else {
-                    self.check_read(table.def())?;
-                }
+                self.check_read(table.def())?;
                 let batch = if history {
                     ddl::describe_history(&catalog.history(table.def().id).await?)?
                 } else {
@@ -600,7 +635,7 @@ impl QuerySession {
                     ddl::table_def(&self.context(), namespace, table, table_type, &create).await?;
                 if def.table_type != TableType::User {
                     self.require_admin(&format!("CREATE {} TABLE", def.table_type.as_str()))?;
-                } else if self.role == Role::Anonymous {
+                } else if self.access.role == Role::Anonymous {
                     self.require_admin("CREATE USER TABLE")?;
                 }
                 let qualified = def.qualified_name();
@@ -616,7 +651,7 @@ impl QuerySession {
                     return if if_exists {
                         Ok(done(0, format!("Table {namespace}.{table} does not exist")))
                     } else {
-                        Err(QueryError::NamespaceNotFound(namespace.to_string()))
+                        Err(QueryError::namespace_not_found(namespace.to_string()))
                     };
                 }
                 let id = catalog.table(&namespace, &table).map(|t| t.def().id);
@@ -695,7 +730,7 @@ impl QuerySession {
             Statement::Delete(delete) => dml::delete(self, delete).await,
             Statement::AlterTable(alter) => {
                 self.require_admin("ALTER TABLE")?;
-                let table = self.resolve_table(&alter.name)?;
+                let table = self.resolve_table(&alter.name, Intent::Write)?;
                 let qualified = table.def().qualified_name();
                 let table_id = table.def().id;
                 let lock = self.engine.writer_lock(table_id);
@@ -705,7 +740,7 @@ impl QuerySession {
                     &self.engine.catalog,
                     table,
                     &alter,
-                    self.user.as_str(),
+                    self.access.user.as_str(),
                 )
                 .await?;
                 self.engine.live().end_table(
@@ -805,15 +840,18 @@ impl QuerySession {
         let ctx = self.context();
         let state = ctx.state();
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
+        // Tables resolve through this session's catalog, which checks
+        // access; there is no other catalog.
         let references = state.resolve_table_references(&statement)?;
-        for reference in references {
-            let table_function = matches!(reference, TableReference::Bare { .. })
-                && state.table_functions().contains_key(reference.table());
-            if !table_function {
-                self.check_reference(&reference)?;
-            }
+        if let Some(foreign) = references
+            .iter()
+            .find(|r| r.catalog().is_some_and(|c| c != CATALOG_NAME))
+        {
+            return Err(QueryError::table_not_found(foreign.to_string()));
         }
+        self.check_function_named_tables(&ctx, &statement, &references)?;
         let plan = state.statement_to_plan(statement).await?;
+        refuse_unreadable(&plan)?;
         datafusion::execution::context::SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -821,50 +859,72 @@ impl QuerySession {
             .verify_plan(&plan)?;
         Ok((ctx, plan))
     }
+}
 
-    /// Names a missing namespace or table before DataFusion would.
-    fn check_reference(&self, reference: &TableReference) -> Result<()> {
-        let namespace = reference.schema().unwrap_or(self.namespace.as_str());
-        if namespace.eq_ignore_ascii_case("information_schema") {
+impl QuerySession {
+    /// Names the missing table of a relation without arguments whose name
+    /// is also a table function's (the catalog lets such names through
+    /// for the function's sake, and DataFusion would only say that nothing
+    /// was found). `references` are the statement's tables, CTEs left out.
+    fn check_function_named_tables(
+        &self,
+        ctx: &SessionContext,
+        statement: &datafusion::sql::parser::Statement,
+        references: &[TableReference],
+    ) -> Result<()> {
+        let functions = &self.engine.table_functions;
+        if !references.iter().any(|r| functions.contains(r.table())) {
             return Ok(());
         }
-        if namespace == SYSTEM_NAMESPACE && reference.catalog().is_none_or(|c| c == CATALOG_NAME) {
-            if system::is_system_table(reference.table()) {
-                return self.require_admin(&format!("reading system.{}", reference.table()));
-            }
-            let hint = suggest::did_you_mean(reference.table(), system::system_table_names());
-            let hint = hint.replace("mean ", "mean system.");
-            return Err(QueryError::TableNotFound(format!(
-                "system.{}{hint}",
-                reference.table()
-            )));
-        }
-        if let Some(catalog) = reference.catalog()
-            && catalog != CATALOG_NAME
-        {
-            return Err(QueryError::TableNotFound(reference.to_string()));
-        }
-        let Ok(ns) = NamespaceId::new(namespace) else {
-            return Err(QueryError::NamespaceNotFound(namespace.to_string()));
+        let datafusion::sql::parser::Statement::Statement(statement) = statement else {
+            return Ok(());
         };
-        if !self.engine.catalog.namespace_exists(&ns) {
-            return Err(suggest::namespace_not_found(
-                &self.engine.catalog,
-                ns.as_str(),
-            ));
+        struct Relations<'a> {
+            functions: &'a BTreeSet<String>,
+            found: Vec<ObjectName>,
         }
-        let found = TableName::new(reference.table())
-            .ok()
-            .and_then(|t| self.engine.catalog.table(&ns, &t));
-        if let Some(table) = &found {
-            self.check_read(table.def())?;
+        impl Visitor for Relations<'_> {
+            type Break = ();
+            fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+                if let TableFactor::Table {
+                    name, args: None, ..
+                } = factor
+                    && let Some(last) = name.0.last().and_then(|p| p.as_ident())
+                    && self.functions.contains(&last.value.to_lowercase())
+                {
+                    self.found.push(name.clone());
+                }
+                ControlFlow::Continue(())
+            }
         }
-        if found.is_none() {
-            return Err(suggest::table_not_found(
-                &self.engine.catalog,
-                &ns,
-                reference.table(),
-            ));
+        let mut relations = Relations {
+            functions,
+            found: Vec::new(),
+        };
+        let _ = statement.visit(&mut relations);
+        for name in relations.found {
+            let (namespace, table) = self.split_name(&name)?;
+            let named = |r: &TableReference| {
+                r.table() == table.as_str()
+                    && r.schema().unwrap_or(self.namespace.as_str()) == namespace.as_str()
+            };
+            if namespace.as_str() == SYSTEM_NAMESPACE || !references.iter().any(named) {
+                continue;
+            }
+            if !self.engine.catalog.namespace_exists(&namespace) {
+                return Err(suggest::namespace_not_found(
+                    &self.engine.catalog,
+                    namespace.as_str(),
+                ));
+            }
+            let reference = TableReference::partial(namespace.as_str(), table.as_str());
+            if !ctx.table_exist(reference)? {
+                return Err(suggest::table_not_found(
+                    &self.engine.catalog,
+                    &namespace,
+                    table.as_str(),
+                ));
+            }
         }
         Ok(())
     }

@@ -19,11 +19,12 @@ mod suggest;
 mod system;
 mod users;
 mod views;
+mod writer;
 
 pub use dialect::QuiverStatement;
 pub use error::QueryError;
-pub use executor::{DIRECT_INSERT_ROWS, QueryEngine, QuerySession, StatementOutput};
+pub use executor::{DIRECT_INSERT_ROWS, EngineParts, QueryEngine, QuerySession, StatementOutput};
 pub use live::{Snapshot, Subscribed};
-pub use maintenance::run_maintenance;
+pub use maintenance::{recover, run_maintenance};
 pub use provider::CATALOG_NAME;
 pub use system::{NodeCounters, NodeInfo, NodeStats};

@@ -26,7 +26,7 @@ use quiver_store::{Scope, StoredRow};
 use crate::convert::{OutputColumn, rows_to_batch};
 use crate::dialect::{QuiverStatement, parse};
 use crate::error::{QueryError, Result};
-use crate::executor::{QueryEngine, QuerySession};
+use crate::executor::{Intent, QueryEngine, QuerySession};
 
 /// Which rows a new subscription starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +99,7 @@ impl QuerySession {
         let TableFactor::Table { name, .. } = &select.from[0].relation else {
             return Err(unsupported("a table function or subquery"));
         };
-        let table = self.resolve_table(name)?;
-        self.check_read(table.def())?;
+        let table = self.resolve_table(name, Intent::Read)?;
         let def = table.def();
         let schema = table.arrow_schema();
 

@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use quiver_catalog::{
-    CachedTableData, FlushPolicy, JobRecord, JobStatus, SYSTEM_NAMESPACE, TableDef, TableType,
+    CachedTableData, Catalog, FlushPolicy, JobRecord, JobStatus, SYSTEM_NAMESPACE, TableDef,
+    TableType,
 };
 use quiver_common::{NamespaceId, SeqId};
 use quiver_config::{CompactionConfig, FlushConfig};
@@ -19,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cold::{self, Outcome};
 use crate::dialect::StorageTarget;
 use crate::error::{QueryError, Result};
-use crate::executor::{QueryEngine, QuerySession};
-use crate::live::RowChange;
+use crate::executor::{Intent, QueryEngine, QuerySession};
 use crate::suggest;
+use crate::writer::TableWriter;
 
 /// Whether a table is due for a flush under `policy`.
 fn due(policy: &FlushPolicy, rows: u64, since_ms: i64, now: i64) -> bool {
@@ -208,15 +209,12 @@ impl QueryEngine {
             };
             // Writers are shut out, so a row written again after the scan
             // below is never deleted by it.
-            let lock = self.writer_lock(def.id);
-            let _writers = lock.lock().await;
+            let mut writer = TableWriter::lock(self, table.clone()).await;
             let cutoff = SeqId::floor_at(now - (ttl as i64) * 1000).0;
-            let store = self.catalog().store();
+            let store = writer.store();
             // Live queries see expired rows as deletes, at one new `_seq`.
-            let watched = self.live().watches(def.id.0);
+            let watched = writer.watched();
             let expired_at = if watched { store.seq().next().0 } else { 0 };
-            let mut batch = store.batch();
-            let mut expired: Vec<(Scope, Vec<RowChange>)> = Vec::new();
             for scope in hot_scopes(store, def)? {
                 // Keyed by first `_seq` when there is no primary key: the
                 // expired rows are one range.
@@ -239,7 +237,7 @@ impl QueryEngine {
                             continue;
                         }
                         if end.is_none() {
-                            batch.delete_row(&key);
+                            writer.remove(&key);
                         }
                         if watched && !row.deleted {
                             let marker = StoredRow {
@@ -266,14 +264,11 @@ impl QueryEngine {
                         .first()
                         .is_some_and(|(key, _)| **key < **end)
                 {
-                    batch.delete_row_range(&scope.prefix(), end);
+                    writer.remove_range(&scope.prefix(), end);
                 }
-                expired.push((scope, changes));
+                writer.removed(&scope, changes);
             }
-            store.commit(batch)?;
-            for (scope, changes) in &expired {
-                crate::live::publish(self, &table, scope, changes);
-            }
+            writer.commit()?;
         }
         Ok(())
     }
@@ -376,9 +371,11 @@ impl QuerySession {
                     .system_table(table.as_str())
                     .map(|t| vec![t])
                     .ok_or_else(|| {
-                        QueryError::TableNotFound(format!("system.{table} (a stored system table)"))
+                        QueryError::table_not_found(format!(
+                            "system.{table} (a stored system table)"
+                        ))
                     }),
-                _ => Ok(vec![self.resolve_table(name)?]),
+                _ => Ok(vec![self.resolve_table(name, Intent::Write)?]),
             },
             StorageTarget::All { namespace } => {
                 let tables = match namespace {
@@ -403,6 +400,24 @@ impl QuerySession {
             }
         }
     }
+}
+
+/// Start-up recovery of the cold tier and the flush policies: removes the
+/// segment files of tables that no longer exist (a crash between a DROP
+/// and its file removal), and counts each scope's hot rows toward its
+/// flush policy, as if they had just been written.
+pub fn recover(catalog: &Catalog) -> Result<()> {
+    let cold = catalog.tier();
+    let mut live: Vec<u64> = catalog.tables().iter().map(|t| t.def().id.0).collect();
+    live.extend(catalog.system_tables().iter().map(|t| t.def().id.0));
+    cold.retain(&live)?;
+    for table in catalog.tables().iter().chain(catalog.system_tables()) {
+        for scope in hot_scopes(catalog.store(), table.def())? {
+            let rows = catalog.store().count_rows(&scope, usize::MAX)?;
+            cold.pending().note(&scope, rows as u64);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! DataFusion's view of Quiver: the `quiver` catalog whose schemas are
 //! namespaces and whose tables scan RocksDB lazily, batch by batch, with
 //! projection, limit and primary-key equality pushed down. Each session
-//! has its own catalog provider, bound to the session's user: a per-user
-//! table scans that user's rows, hot and cold, and nothing else.
+//! has its own catalog provider, bound to who the session acts as: a table
+//! the session may not read does not resolve, and a per-user table scans
+//! that user's rows, hot and cold, and nothing else.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,9 +14,11 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::DataFusionError;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
+    BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, TableType,
 };
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -23,14 +27,16 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::sql::sqlparser::ast::ObjectName;
 use quiver_catalog::{CachedTableData, Catalog, ColumnDef, SEQ_COLUMN};
-use quiver_common::{NamespaceId, TableName, UserId};
+use quiver_common::{NamespaceId, TableName};
 use quiver_store::{Manifest, Scope, Store, StoredRow, Value, segment_column};
 
 use crate::merge::{InputLayout, MergeExec, needs_merge, segment_scans};
 use quiver_store::ColdTables;
 
+use crate::access::Access;
 use crate::convert::{OutputColumn, array_to_values, rows_to_batch};
 use crate::error::QueryError;
+use crate::suggest;
 use crate::system::{NodeInfo, SYSTEM_NAMESPACE, SystemSchema};
 
 /// The name DataFusion knows the Quiver catalog by.
@@ -57,39 +63,45 @@ pub(crate) fn relation_name(
         [catalog, ns, table] if catalog.eq_ignore_ascii_case(CATALOG_NAME) => {
             (NamespaceId::new(ns)?, table.as_str())
         }
-        _ => return Err(QueryError::TableNotFound(name.to_string())),
+        _ => return Err(QueryError::table_not_found(name.to_string())),
     };
     let table = TableName::new(table)
-        .map_err(|_| QueryError::TableNotFound(format!("{namespace}.{table}")))?;
+        .map_err(|_| QueryError::table_not_found(format!("{namespace}.{table}")))?;
     Ok((namespace, table))
 }
 
+/// The `quiver` catalog of one session, bound to who the session acts
+/// as: a table resolves only if the session may read it, so every way
+/// of naming a table in SQL passes the same check.
 #[derive(Debug)]
 pub struct QuiverCatalogProvider {
     catalog: Arc<Catalog>,
     cold: Arc<ColdTables>,
     node: Arc<NodeInfo>,
-    /// Whose rows of per-user tables the session reads.
-    user: UserId,
+    access: Access,
+    table_functions: Arc<BTreeSet<String>>,
 }
 
 impl QuiverCatalogProvider {
-    pub fn new(
+    pub(crate) fn new(
         catalog: Arc<Catalog>,
         cold: Arc<ColdTables>,
         node: Arc<NodeInfo>,
-        user: UserId,
+        access: Access,
+        table_functions: Arc<BTreeSet<String>>,
     ) -> Self {
         Self {
             catalog,
             cold,
             node,
-            user,
+            access,
+            table_functions,
         }
     }
 }
 
 impl CatalogProvider for QuiverCatalogProvider {
+    /// The namespaces, and `system` for the roles that may read it.
     fn schema_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .catalog
@@ -97,7 +109,9 @@ impl CatalogProvider for QuiverCatalogProvider {
             .into_iter()
             .map(|n| n.name.to_string())
             .collect();
-        names.push(SYSTEM_NAMESPACE.to_string());
+        if self.access.is_admin() {
+            names.push(SYSTEM_NAMESPACE.to_string());
+        }
         names
     }
 
@@ -107,54 +121,163 @@ impl CatalogProvider for QuiverCatalogProvider {
                 catalog: self.catalog.clone(),
                 cold: self.cold.clone(),
                 node: self.node.clone(),
+                access: self.access.clone(),
+                table_functions: self.table_functions.clone(),
             }));
         }
-        let namespace = NamespaceId::new(name).ok()?;
-        if !self.catalog.namespace_exists(&namespace) {
-            return None;
-        }
+        let namespace = NamespaceId::new(name)
+            .ok()
+            .filter(|ns| self.catalog.namespace_exists(ns));
         Some(Arc::new(NamespaceProvider {
             catalog: self.catalog.clone(),
             cold: self.cold.clone(),
+            name: name.to_string(),
             namespace,
-            user: self.user.clone(),
+            access: self.access.clone(),
+            table_functions: self.table_functions.clone(),
         }))
     }
 }
 
+/// One namespace as the session sees it; `namespace` is `None` when no
+/// namespace has that name, and then every table in it is "not found".
 #[derive(Debug)]
 struct NamespaceProvider {
     catalog: Arc<Catalog>,
     cold: Arc<ColdTables>,
-    namespace: NamespaceId,
-    user: UserId,
+    name: String,
+    namespace: Option<NamespaceId>,
+    access: Access,
+    table_functions: Arc<BTreeSet<String>>,
 }
 
 #[async_trait]
 impl SchemaProvider for NamespaceProvider {
+    /// The tables the session may read (what `information_schema` lists).
     fn table_names(&self) -> Vec<String> {
+        let Some(namespace) = &self.namespace else {
+            return Vec::new();
+        };
         self.catalog
             .registry()
-            .tables_in(&self.namespace)
+            .tables_in(namespace)
             .iter()
+            .filter(|t| self.access.may_read(t.def()))
             .map(|t| t.def().name.to_string())
             .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let Ok(name) = TableName::new(name) else {
-            return Ok(None);
+        // DataFusion looks a table function's name up as a table before
+        // calling the function: such a name resolves only when it is a
+        // table here.
+        let function_name = self.table_functions.contains(name);
+        let Some(namespace) = &self.namespace else {
+            if function_name {
+                return Ok(None);
+            }
+            return Err(external(suggest::namespace_not_found(
+                &self.catalog,
+                &self.name,
+            )));
         };
-        Ok(self.catalog.table(&self.namespace, &name).map(|table| {
-            let scope = table.def().scope_for(&self.user);
-            Arc::new(QuiverTable::new(table, self.cold.clone(), scope)) as Arc<dyn TableProvider>
-        }))
+        let table = TableName::new(name)
+            .ok()
+            .and_then(|t| self.catalog.table(namespace, &t));
+        let Some(table) = table else {
+            if function_name {
+                return Ok(None);
+            }
+            return Err(external(suggest::table_not_found(
+                &self.catalog,
+                namespace,
+                name,
+            )));
+        };
+        if let Err(denied) = self.access.check_read(table.def()) {
+            if function_name {
+                // Maybe a call of the function: refused only if scanned.
+                return Ok(Some(Arc::new(RefusedTable {
+                    table,
+                    access: self.access.clone(),
+                })));
+            }
+            return Err(external(denied));
+        }
+        let scope = table.def().scope_for(&self.access.user);
+        Ok(Some(Arc::new(QuiverTable::new(
+            table,
+            self.cold.clone(),
+            scope,
+        ))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
+        let Some(namespace) = &self.namespace else {
+            return false;
+        };
         TableName::new(name)
             .ok()
-            .is_some_and(|name| self.catalog.table(&self.namespace, &name).is_some())
+            .is_some_and(|name| self.catalog.table(namespace, &name).is_some())
+    }
+}
+
+/// A table the session may not read, under a table function's name:
+/// planning a call of the function looks it up; a plan that reads it is
+/// refused ([`refuse_unreadable`]), and so is a scan of it. It shows no
+/// columns.
+#[derive(Debug)]
+pub(crate) struct RefusedTable {
+    table: Arc<CachedTableData>,
+    access: Access,
+}
+
+impl RefusedTable {
+    fn refusal(&self) -> QueryError {
+        match self.access.check_read(self.table.def()) {
+            Err(denied) => denied,
+            Ok(()) => QueryError::Internal("a refused table was found readable".to_string()),
+        }
+    }
+}
+
+/// Fails if `plan` reads a table the session was refused: one that
+/// resolved only because a table function has its name.
+pub(crate) fn refuse_unreadable(plan: &LogicalPlan) -> Result<(), QueryError> {
+    let mut refused = None;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+        {
+            let provider: &dyn std::any::Any = provider.as_ref();
+            if let Some(table) = provider.downcast_ref::<RefusedTable>() {
+                refused = Some(table.refusal());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    refused.map_or(Ok(()), Err)
+}
+
+#[async_trait]
+impl TableProvider for RefusedTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::empty())
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        Err(external(self.refusal()))
     }
 }
 
@@ -466,7 +589,7 @@ fn empty_stream(schema: SchemaRef) -> SendableRecordBatchStream {
     ))
 }
 
-fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+pub(crate) fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 

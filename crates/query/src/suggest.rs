@@ -44,7 +44,10 @@ pub(crate) fn table_not_found(
         .collect();
     let hint = did_you_mean(table, tables.iter().map(String::as_str));
     let hint = hint.replace("mean ", &format!("mean {namespace}."));
-    QueryError::TableNotFound(format!("{namespace}.{table}{hint}"))
+    QueryError::TableNotFound {
+        name: format!("{namespace}.{table}"),
+        hint,
+    }
 }
 
 /// `namespace not found: ns`, suggesting the closest namespace.
@@ -55,7 +58,10 @@ pub(crate) fn namespace_not_found(catalog: &Catalog, namespace: &str) -> QueryEr
         .map(|n| n.name.to_string())
         .collect();
     let hint = did_you_mean(namespace, names.iter().map(String::as_str));
-    QueryError::NamespaceNotFound(format!("{namespace}{hint}"))
+    QueryError::NamespaceNotFound {
+        name: namespace.to_string(),
+        hint,
+    }
 }
 
 /// `column not found: c in ns.t`, suggesting the closest column.

@@ -5,6 +5,7 @@
 //! `live_queries` (the live subscriptions); each is a [`LiveTable`] behind
 //! one generic [`TableProvider`] adapter.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -28,7 +29,10 @@ use quiver_common::{ColumnType, NodeId};
 use quiver_config::SharedConfig;
 use quiver_live::LiveQueryManager;
 
-use crate::provider::QuiverTable;
+use crate::access::Access;
+use crate::error::QueryError;
+use crate::provider::{QuiverTable, external};
+use crate::suggest;
 use quiver_store::{ColdTables, Scope};
 
 pub use quiver_catalog::SYSTEM_NAMESPACE;
@@ -42,7 +46,7 @@ pub struct NodeInfo {
     pub config: Arc<SharedConfig>,
     /// The node's live queries.
     pub live: Arc<LiveQueryManager>,
-    pub counters: NodeCounters,
+    pub counters: Arc<NodeCounters>,
     /// The scans' cache of segment footers and page indexes.
     pub footers: Arc<FileMetadataCache>,
 }
@@ -167,11 +171,18 @@ pub(crate) struct SystemSchema {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) cold: Arc<ColdTables>,
     pub(crate) node: Arc<NodeInfo>,
+    /// Only dba and system may read system tables.
+    pub(crate) access: Access,
+    /// Names DataFusion looks up as tables before calling the function.
+    pub(crate) table_functions: Arc<BTreeSet<String>>,
 }
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
+        if !self.access.is_admin() {
+            return Vec::new();
+        }
         system_table_names()
             .into_iter()
             .map(str::to_string)
@@ -179,6 +190,20 @@ impl SchemaProvider for SystemSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if !is_system_table(name) {
+            if self.table_functions.contains(name) {
+                return Ok(None);
+            }
+            let hint = suggest::did_you_mean(name, system_table_names());
+            let hint = hint.replace("mean ", "mean system.");
+            return Err(external(QueryError::TableNotFound {
+                name: format!("system.{name}"),
+                hint,
+            }));
+        }
+        self.access
+            .require_admin(&format!("reading system.{name}"))
+            .map_err(external)?;
         if let Some(table) = self.catalog.system_table(name) {
             let scope = Scope::table(table.def().id.0);
             return Ok(Some(Arc::new(QuiverTable::new(

@@ -43,7 +43,7 @@ impl QuerySession {
         change: UserChange,
     ) -> Result<StatementOutput> {
         let id = UserId::parse(name)?;
-        let own_password = id == self.user && matches!(change, UserChange::Password(_));
+        let own_password = id == self.access.user && matches!(change, UserChange::Password(_));
         if !own_password {
             self.require_admin("ALTER USER (other than your own password)")?;
         }
@@ -100,7 +100,7 @@ impl QuerySession {
                     "live query not found: {live_id} (see system.live_queries)"
                 ))
             })?;
-        if owner != self.user {
+        if owner != self.access.user {
             self.require_admin("KILL LIVE QUERY of another user's subscription")?;
         }
         live.kill(live_id);
@@ -110,11 +110,10 @@ impl QuerySession {
     /// A session acting as `name` for one statement: service, dba and
     /// system may act as a user whose role is below their own.
     pub(crate) fn impersonate(&self, name: &str) -> Result<QuerySession> {
-        if self.role < Role::Service {
-            return Err(QueryError::PermissionDenied(format!(
-                "EXECUTE AS USER needs the service role or above; {} has role {}",
-                self.user, self.role
-            )));
+        if self.access.role < Role::Service {
+            return Err(self
+                .access
+                .denied("EXECUTE AS USER", "the service role or above"));
         }
         let id = UserId::parse(name)?;
         let target = self
@@ -122,11 +121,11 @@ impl QuerySession {
             .catalog()
             .user(&id)
             .ok_or_else(|| QueryError::invalid(format!("user not found: {id}")))?;
-        if target.role >= self.role {
-            return Err(QueryError::PermissionDenied(format!(
-                "EXECUTE AS USER {id} (role {}) needs a role above it; {} has role {}",
-                target.role, self.user, self.role
-            )));
+        if target.role >= self.access.role {
+            return Err(self.access.denied(
+                &format!("EXECUTE AS USER {id} (role {})", target.role),
+                "a role above it",
+            ));
         }
         Ok(self.acting_as(id, target.role))
     }

@@ -172,7 +172,7 @@ fn check_reads(catalog: &Catalog, view: &ViewDef) -> Result<()> {
             }
         });
         if !present {
-            return Err(QueryError::TableNotFound(format!(
+            return Err(QueryError::table_not_found(format!(
                 "{read}, read by view {view}; recreate {read} or drop the view with DROP VIEW {view}",
                 view = view.qualified_name()
             )));

@@ -6,6 +6,7 @@
 //! quiver-bench --url http://127.0.0.1:8080 --user root --password '' --quick --out target/bench
 //! ```
 
+mod large;
 mod node;
 mod soak;
 
@@ -863,6 +864,11 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("storm") {
         reports.push(connection_storm(&bench).await?);
+    }
+    if wanted("large_result") {
+        reports.push(large::first_bytes(&bench).await?);
+        let rows = bench.size(1_000_000, 5_000_000);
+        reports.push(large::memory(&bench, rows).await?);
     }
 
     write_results(&args, &bench, &reports, run_started)

@@ -1,4 +1,4 @@
-//! Per-user limits on the SQL endpoint and on sign-in: a request rate per
+//! Per-user limits on SQL requests and on sign-in: a request rate per
 //! user (`RATE_LIMIT_EXCEEDED`) and a lockout after repeated failed
 //! password checks.
 
@@ -12,7 +12,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use quiver_common::{ErrorCode, UserId};
 use quiver_config::{AuthConfig, LimitsConfig};
 
-use crate::error::ApiError;
+use crate::error::ServiceError;
 
 /// How many SQL requests each user may make: a token bucket per user,
 /// rebuilt (full) when `[limits]` changes.
@@ -61,7 +61,7 @@ impl RequestRate {
 
     /// Takes one request from `user`'s allowance under `limits`, or
     /// refuses it.
-    pub fn check(&self, user: &UserId, limits: &LimitsConfig) -> Result<(), ApiError> {
+    pub fn check(&self, user: &UserId, limits: &LimitsConfig) -> Result<(), ServiceError> {
         let mut buckets = self.buckets.load_full();
         if (buckets.per_second, buckets.burst) != (limits.queries_per_second, limits.query_burst) {
             buckets = Arc::new(Buckets::new(limits));
@@ -71,7 +71,7 @@ impl RequestRate {
             return Ok(());
         };
         limiter.check_key(user).map_err(|_| {
-            ApiError::new(
+            ServiceError::new(
                 ErrorCode::RateLimitExceeded,
                 format!(
                     "user {user} sent more than {} SQL requests per second \
@@ -107,7 +107,7 @@ impl LoginGuard {
     }
 
     /// Refuses a password check for a user who is locked out.
-    pub fn check(&self, user: &UserId) -> Result<(), ApiError> {
+    pub fn check(&self, user: &UserId) -> Result<(), ServiceError> {
         let Some(entry) = self.users.get(user) else {
             return Ok(());
         };
@@ -118,7 +118,7 @@ impl LoginGuard {
         if left.is_zero() {
             return Ok(());
         }
-        Err(ApiError::new(
+        Err(ServiceError::new(
             ErrorCode::RateLimitExceeded,
             format!(
                 "user {user} is locked out after {} failed sign-ins; try again in {} s",

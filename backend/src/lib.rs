@@ -54,9 +54,12 @@ pub enum StartError {
 /// each new one takes fresh memory from the allocators.
 const BLOCKING_THREAD_KEEP_ALIVE: Duration = Duration::from_secs(600);
 
+/// How long a stopping node waits for the statements still running on
+/// its query runtime to stop.
+const QUERY_RUNTIME_STOP: Duration = Duration::from_secs(5);
+
 /// The tokio runtime that plans and executes queries, so that CPU-heavy
-/// work never stalls the threads serving HTTP. Shut down without waiting
-/// when the last owner drops it.
+/// work never stalls the threads serving HTTP.
 #[derive(Debug)]
 pub struct QueryRuntime(Option<tokio::runtime::Runtime>);
 
@@ -85,9 +88,18 @@ impl QueryRuntime {
 }
 
 impl Drop for QueryRuntime {
+    /// Outside an async context (the binary, once it has stopped
+    /// serving), waits up to [`QUERY_RUNTIME_STOP`] for the statements
+    /// still running to stop at their next await, so that none is still
+    /// inside the store when the process exits; within one (tests), where
+    /// waiting is not allowed, lets them go.
     fn drop(&mut self) {
         if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
+            if tokio::runtime::Handle::try_current().is_ok() {
+                runtime.shutdown_background();
+            } else {
+                runtime.shutdown_timeout(QUERY_RUNTIME_STOP);
+            }
         }
     }
 }
@@ -254,6 +266,7 @@ impl AppContext {
     pub fn api_state(&self, shutdown: CancellationToken) -> ApiState {
         ApiState {
             service: self.service.clone(),
+            config: self.config.clone(),
             live: self.live.clone(),
             node: self.engine.node_info(),
             metrics: self.metrics.clone(),

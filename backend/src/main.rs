@@ -24,9 +24,23 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run(Args::parse()).await {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("quiver: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(Args::parse()));
+    // The node is dropped here, outside the runtime, so that its query
+    // runtime can wait for the statements still running to stop before
+    // the process exits under them.
+    drop(runtime);
+    match outcome.map(drop) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // One line with the whole cause chain, e.g. "cannot create data
@@ -37,7 +51,8 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+/// Runs the node until it is told to stop, and hands it back.
+async fn run(args: Args) -> anyhow::Result<quiver::AppContext> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (config, source) = quiver_config::load(args.config.as_deref(), env.iter().cloned())?;
     let set_level = quiver::logging::init(&config.logging, &config.server.node_id, std::io::stdout)
@@ -50,10 +65,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = quiver::bind(&context.config.get()).await?;
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(watch_signals(Signals::install()?, shutdown.clone()));
-    let served = quiver::serve(context, listener, shutdown).await;
+    let served = quiver::serve(context.clone(), listener, shutdown).await;
     signals.abort();
     served?;
-    Ok(())
+    Ok(context)
 }
 
 /// SIGTERM and SIGINT, taken over before the node announces that it

@@ -305,6 +305,68 @@ async fn every_path_to_a_table_passes_the_same_authorization() {
 }
 
 #[tokio::test]
+async fn table_function_names_still_call_the_functions() {
+    let server = node_with_a_table_of_each_kind().await;
+    let run = |role: Role, namespace: &'static str, sql: &'static str| {
+        let body = json!({ "sql": sql, "namespace_id": namespace }).to_string();
+        let server = &server;
+        async move { server.post_as(&role.login(), body).await }
+    };
+    // A call is the function's, wherever it is made and whoever makes it.
+    for (namespace, sql) in [
+        ("app", "SELECT count(*) AS n FROM generate_series(1, 3)"),
+        ("default", "SELECT count(*) AS n FROM generate_series(1, 3)"),
+        ("system", "SELECT count(*) AS n FROM generate_series(1, 3)"),
+        ("app", "SELECT count(*) AS n FROM range(3)"),
+        (
+            "app",
+            "WITH generate_series AS (SELECT 1 AS x UNION ALL SELECT 2 UNION ALL SELECT 3) \
+             SELECT count(*) AS n FROM generate_series",
+        ),
+    ] {
+        let answer = run(Role::User, namespace, sql).await;
+        assert_eq!(answer.status, 200, "{namespace}: {sql}: {}", answer.body);
+        assert_eq!(answer.rows(0)[0][0], "3", "{sql}");
+    }
+    // The name without arguments is a table's, and a missing one is said
+    // to be missing.
+    let missing = run(Role::Dba, "default", "SELECT * FROM generate_series").await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(missing.code(), "TABLE_NOT_FOUND");
+    let no_namespace = run(Role::Dba, "default", "SELECT * FROM nope.range").await;
+    assert_eq!(
+        no_namespace.code(),
+        "TABLE_NOT_FOUND",
+        "{}",
+        no_namespace.body
+    );
+    assert!(
+        no_namespace.message().contains("namespace"),
+        "{}",
+        no_namespace.body
+    );
+    // What a refused table holds shows nowhere: not its rows, not its
+    // columns, not in a plan.
+    for sql in [
+        "SELECT v FROM generate_series",
+        "SELECT * FROM generate_series WHERE false",
+        "SELECT * FROM generate_series LIMIT 0",
+        "EXPLAIN SELECT * FROM generate_series",
+    ] {
+        let answer = run(Role::User, "app", sql).await;
+        let text = answer.body.to_string();
+        assert!(
+            answer.status == 403 || answer.status == 400,
+            "{sql}: {text}"
+        );
+        let shown = format!("{} {}", answer.body["results"], answer.message());
+        assert!(!shown.contains("42"), "{sql}: {text}");
+        assert!(!text.contains("generate_series.id"), "{sql}: {text}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn listings_show_only_what_the_role_may_read() {
     let server = node_with_a_table_of_each_kind().await;
     for role in ROLES {

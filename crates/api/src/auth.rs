@@ -11,9 +11,9 @@ use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
-use quiver_catalog::{Catalog, UserRecord};
-use quiver_common::{ErrorCode, Role, UserId};
-use quiver_service::{Credentials, ServiceError, Tokens};
+use quiver_catalog::UserRecord;
+use quiver_common::{ErrorCode, Role};
+use quiver_service::{Credentials, Setup, Tokens};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -126,15 +126,9 @@ pub(crate) async fn me(
     })))
 }
 
-fn needs_setup(catalog: &Catalog) -> bool {
-    catalog
-        .user(&UserId::root())
-        .is_some_and(|root| root.password_hash.is_none())
-}
-
 /// `GET /v1/api/auth/status`.
 pub(crate) async fn status(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    let needs = needs_setup(state.service.engine().catalog());
+    let needs = state.service.needs_setup();
     Json(json!({
         "needs_setup": needs,
         "message": if needs {
@@ -163,48 +157,19 @@ pub(crate) async fn setup(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<SetupRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !peer.ip().is_loopback() {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "setup is only accepted from the server's own machine",
-        ));
-    }
-    let engine = state.service.engine();
-    let catalog = engine.catalog();
-    if !needs_setup(catalog) {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "setup is done: root already has a password",
-        ));
-    }
+    state.service.setup_allowed(peer)?;
     let Json(request) = body.map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidParameter,
             format!("expected {{\"user\", \"password\", \"root_password\", \"email\"?}}: {e}"),
         )
     })?;
-    let id = UserId::parse(&request.user)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
-    let fail = |e| ApiError::from(ServiceError::from(e));
-    let root_hash = engine
-        .hash_password(request.root_password)
-        .await
-        .map_err(fail)?;
-    let hash = engine.hash_password(request.password).await.map_err(fail)?;
-    let now = chrono::Utc::now().timestamp_micros();
-    let user = UserRecord {
-        id,
-        role: Role::Dba,
+    let setup = Setup {
+        user: request.user,
+        password: request.password,
+        root_password: request.root_password,
         email: request.email,
-        password_hash: Some(hash),
-        created_at: now,
-        updated_at: now,
     };
-    let user = catalog.create_user(user).map_err(|e| fail(e.into()))?;
-    let mut root = (*catalog.user(&UserId::root()).expect("root exists")).clone();
-    root.password_hash = Some(root_hash);
-    root.updated_at = now;
-    catalog.update_user(root).map_err(|e| fail(e.into()))?;
-    let tokens = state.service.auth().tokens(&user);
+    let (user, tokens) = state.service.setup(setup, peer).await?;
     Ok(Json(session_body(&user, &tokens)))
 }

@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::Limited;
 use quiver_common::ErrorCode;
+use quiver_config::SharedConfig;
 use quiver_live::LiveQueryManager;
 use quiver_query::NodeInfo;
 use quiver_service::RequestService;
@@ -23,6 +24,8 @@ use crate::{auth, sql, ws};
 pub struct ApiState {
     /// What every request goes through.
     pub service: Arc<RequestService>,
+    /// The settings in effect, read on each request.
+    pub config: Arc<SharedConfig>,
     /// The node's live queries, which WebSocket connections subscribe to.
     pub live: Arc<LiveQueryManager>,
     /// Identity and start time, for `/health`.
@@ -59,7 +62,7 @@ pub fn router(state: ApiState) -> Router {
 /// Caps request bodies at `[limits] max_body_bytes` as configured now;
 /// extractors reading past it answer 413.
 async fn limit_body(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let limit = state.service.engine().config().limits.max_body_bytes;
+    let limit = state.config.get().limits.max_body_bytes;
     next.run(request.map(|body| Body::new(Limited::new(body, limit))))
         .await
 }

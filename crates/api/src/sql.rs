@@ -49,7 +49,7 @@ pub(crate) async fn sql(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let max_body_bytes = state.service.engine().config().limits.max_body_bytes;
+    let max_body_bytes = state.config.get().limits.max_body_bytes;
     let incoming = Incoming {
         credentials: credentials(&headers),
         peer,

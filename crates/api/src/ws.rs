@@ -60,7 +60,7 @@ pub(crate) async fn upgrade(
     } else {
         None
     };
-    let config = state.service.engine().config().websocket;
+    let config = state.config.get().websocket;
     let limit = config.max_message_bytes;
     // The read buffer is filled in full on every read, so its size is
     // memory each idle connection keeps; replies are flushed per message.
@@ -178,7 +178,7 @@ async fn serve_socket(
     principal: Option<Principal>,
 ) {
     // A connection keeps the settings it started with.
-    let websocket = state.service.engine().config().websocket;
+    let websocket = state.config.get().websocket;
     let principal = match principal {
         Some(principal) => principal,
         None => {

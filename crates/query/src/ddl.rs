@@ -542,7 +542,7 @@ pub fn describe_history(versions: &[TableVersion]) -> Result<RecordBatch> {
                 .map(|v| quiver_catalog::render_columns(&v.columns)),
         )),
     ];
-    RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 async fn default_value(
@@ -728,7 +728,7 @@ pub fn show_namespaces(namespaces: &[NamespaceDef], table_counts: &[usize]) -> R
             table_counts.iter().map(|c| *c as i64),
         )),
     ];
-    RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// `SHOW TABLES`: one row per table.
@@ -747,7 +747,7 @@ pub fn show_tables(tables: &[(String, String, &str)]) -> Result<RecordBatch> {
         )),
         Arc::new(StringArray::from_iter_values(tables.iter().map(|t| t.2))),
     ];
-    RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// `DESCRIBE TABLE`: one row per column, system columns last.
@@ -792,7 +792,7 @@ pub fn describe_table(def: &TableDef) -> Result<RecordBatch> {
         Arc::new(StringArray::from(defaults)),
         Arc::new(UInt32Array::from(ids)),
     ];
-    RecordBatch::try_new(schema, columns).map_err(|e| QueryError::Internal(e.to_string()))
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use quiver_catalog::CatalogError;
 use quiver_common::{ErrorCode, Role, UserId};
-use quiver_store::StoreError;
+use quiver_store::{ColdError, StoreError};
 
 /// Everything that can go wrong running SQL, each with its public code.
 #[derive(Debug, thiserror::Error)]
@@ -53,15 +53,34 @@ pub enum QueryError {
     /// The store cannot read or write its files: a full disk, a data
     /// directory that became unwritable, a failing device.
     #[error(
-        "storage unavailable: {0}; writes fail until an operator frees space or repairs the \
-         data directory and restarts the node"
+        "storage unavailable: {reason}; writes fail until an operator frees space or repairs \
+         the data directory and restarts the node"
     )]
-    StorageUnavailable(String),
+    StorageUnavailable {
+        /// The operating system's reason, without the path.
+        reason: String,
+        #[source]
+        source: StoreError,
+    },
     /// Segment files could not be written or read: a full disk, an
     /// unwritable directory. A flush that fails this way leaves its rows
     /// in the hot store.
-    #[error("segment files cannot be read or written: {0}")]
-    SegmentsUnavailable(String),
+    #[error("segment files cannot be read or written: {reason}")]
+    SegmentsUnavailable {
+        reason: String,
+        #[source]
+        source: ColdError,
+    },
+    /// Any other failure of the store: a bug or corruption.
+    #[error("store: {0}")]
+    Store(#[source] StoreError),
+    /// Any other failure of the segment files.
+    #[error("segments: {0}")]
+    Cold(#[source] ColdError),
+    #[error("catalog: {0}")]
+    Catalog(#[source] CatalogError),
+    #[error("arrow: {0}")]
+    Arrow(#[source] ArrowError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -82,9 +101,13 @@ impl QueryError {
                 ErrorCode::SqlExecutionError
             }
             Self::ResultTooLarge { .. } => ErrorCode::ResultTooLarge,
-            Self::Internal(_) | Self::StorageUnavailable(_) | Self::SegmentsUnavailable(_) => {
-                ErrorCode::InternalError
-            }
+            Self::Internal(_)
+            | Self::StorageUnavailable { .. }
+            | Self::SegmentsUnavailable { .. }
+            | Self::Store(_)
+            | Self::Cold(_)
+            | Self::Catalog(_)
+            | Self::Arrow(_) => ErrorCode::InternalError,
         }
     }
 
@@ -163,24 +186,27 @@ impl From<CatalogError> for QueryError {
             CatalogError::NamespaceNotFound(ns) => Self::namespace_not_found(ns.to_string()),
             CatalogError::TableNotFound(t) => Self::table_not_found(t),
             CatalogError::Store(e) => e.into(),
-            CatalogError::Corrupt { .. } => Self::Internal(error.to_string()),
+            error @ CatalogError::Corrupt { .. } => Self::Catalog(error),
             CatalogError::InvalidChange(message) => Self::Invalid(message),
             other => Self::Invalid(other.to_string()),
         }
     }
 }
 
-impl From<quiver_store::ColdError> for QueryError {
-    fn from(error: quiver_store::ColdError) -> Self {
+impl From<ColdError> for QueryError {
+    fn from(error: ColdError) -> Self {
         match error {
-            quiver_store::ColdError::Store(e) => e.into(),
+            ColdError::Store(e) => e.into(),
             other => match other.io_reason() {
                 Some(reason) => {
                     // The path stays in the server log.
                     tracing::error!(error = %other, "segment files cannot be read or written");
-                    Self::SegmentsUnavailable(reason)
+                    Self::SegmentsUnavailable {
+                        reason,
+                        source: other,
+                    }
                 }
-                None => Self::Internal(other.to_string()),
+                None => Self::Cold(other),
             },
         }
     }
@@ -188,7 +214,7 @@ impl From<quiver_store::ColdError> for QueryError {
 
 impl From<ArrowError> for QueryError {
     fn from(error: ArrowError) -> Self {
-        Self::Internal(error.to_string())
+        Self::Arrow(error)
     }
 }
 
@@ -198,9 +224,12 @@ impl From<StoreError> for QueryError {
             Some(reason) => {
                 // The path stays in the server log.
                 tracing::error!(error = %error, "storage unavailable");
-                Self::StorageUnavailable(reason)
+                Self::StorageUnavailable {
+                    reason,
+                    source: error,
+                }
             }
-            None => Self::Internal(error.to_string()),
+            None => Self::Store(error),
         }
     }
 }

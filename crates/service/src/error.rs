@@ -31,7 +31,7 @@ impl ServiceError {
         let internal = code == ErrorCode::InternalError
             && !matches!(
                 error,
-                QueryError::StorageUnavailable(_) | QueryError::SegmentsUnavailable(_)
+                QueryError::StorageUnavailable { .. } | QueryError::SegmentsUnavailable { .. }
             );
         let message = if internal {
             tracing::error!(error = %error, "internal error while running SQL");

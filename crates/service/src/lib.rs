@@ -17,5 +17,5 @@ pub use error::ServiceError;
 pub use limits::RequestRate;
 pub use request::{
     DIRECT_REQUEST_BYTES, Encoder, Incoming, Reply, RequestService, ResultStream,
-    STREAM_CHUNK_BYTES, SqlRequest, StatementInfo, mask_passwords,
+    STREAM_CHUNK_BYTES, Setup, SqlRequest, StatementInfo, mask_passwords,
 };

@@ -22,13 +22,14 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use futures::{FutureExt, StreamExt};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use quiver_common::{ErrorCode, UserId};
+use quiver_catalog::UserRecord;
+use quiver_common::{ErrorCode, Role, UserId};
 use quiver_config::{Config, SharedConfig};
 use quiver_query::{QueryEngine, QueryError, QuerySession, QuiverStatement, StatementOutput};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::auth::{Auth, Credentials, Principal};
+use crate::auth::{Auth, Credentials, Principal, Tokens};
 use crate::error::ServiceError;
 use crate::limits::RequestRate;
 
@@ -56,6 +57,15 @@ pub struct SqlRequest {
     pub params: Vec<serde_json::Value>,
     /// The namespace of unqualified table names (`default` if none).
     pub namespace: Option<String>,
+}
+
+/// A node's first setup: the first dba user, and root's password.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub user: String,
+    pub password: String,
+    pub root_password: String,
+    pub email: Option<String>,
 }
 
 /// A statement being answered, as encoders see it.
@@ -166,10 +176,6 @@ impl RequestService {
         &self.auth
     }
 
-    pub fn engine(&self) -> &Arc<QueryEngine> {
-        &self.engine
-    }
-
     pub fn query_runtime(&self) -> &tokio::runtime::Handle {
         &self.query_runtime
     }
@@ -186,6 +192,63 @@ impl RequestService {
         peer: SocketAddr,
     ) -> Result<Principal, ServiceError> {
         self.auth.authenticate(credentials, peer).await
+    }
+
+    /// Whether root still has no password: a new node, before its setup.
+    pub fn needs_setup(&self) -> bool {
+        self.engine
+            .catalog()
+            .user(&UserId::root())
+            .is_some_and(|root| root.password_hash.is_none())
+    }
+
+    /// Refuses a setup from another machine, or once root has a password.
+    pub fn setup_allowed(&self, peer: SocketAddr) -> Result<(), ServiceError> {
+        if !peer.ip().is_loopback() {
+            return Err(ServiceError::new(
+                ErrorCode::PermissionDenied,
+                "setup is only accepted from the server's own machine",
+            ));
+        }
+        if !self.needs_setup() {
+            return Err(ServiceError::new(
+                ErrorCode::PermissionDenied,
+                "setup is done: root already has a password",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A node's first setup, from loopback while root has no password:
+    /// gives root its password and creates a first `dba` user, signed in.
+    pub async fn setup(
+        &self,
+        setup: Setup,
+        peer: SocketAddr,
+    ) -> Result<(Arc<UserRecord>, Tokens), ServiceError> {
+        self.setup_allowed(peer)?;
+        let id = UserId::parse(&setup.user)
+            .map_err(|e| ServiceError::new(ErrorCode::InvalidParameter, e.to_string()))?;
+        let root_hash = self.engine.hash_password(setup.root_password).await?;
+        let hash = self.engine.hash_password(setup.password).await?;
+        let now = chrono::Utc::now().timestamp_micros();
+        let catalog = self.engine.catalog();
+        let user = catalog
+            .create_user(UserRecord {
+                id,
+                role: Role::Dba,
+                email: setup.email,
+                password_hash: Some(hash),
+                created_at: now,
+                updated_at: now,
+            })
+            .map_err(QueryError::from)?;
+        let mut root = (*catalog.user(&UserId::root()).expect("root exists")).clone();
+        root.password_hash = Some(root_hash);
+        root.updated_at = now;
+        catalog.update_user(root).map_err(QueryError::from)?;
+        let tokens = self.auth.tokens(&user);
+        Ok((user, tokens))
     }
 
     /// A session of `principal` in `namespace` (or `default`).

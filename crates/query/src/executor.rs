@@ -2,23 +2,18 @@
 //! each statement against the catalog, DataFusion and the store.
 
 use std::collections::BTreeSet;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::CatalogProviderList;
 use datafusion::catalog::MemoryCatalogProviderList;
-use datafusion::common::TableReference;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
-use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::sqlparser::ast::{
-    ObjectName, ObjectType, Statement, TableFactor, Visit, Visitor,
-};
+use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
 use quiver_catalog::{CachedTableData, Catalog, PasswordCost, TableDef, TableType};
 use quiver_common::{NamespaceId, NodeId, Role, TableId, TableName, UserId};
 use quiver_config::{Config, LimitsConfig, SharedConfig};
@@ -30,9 +25,9 @@ use crate::access::Access;
 use crate::dialect::{QuiverStatement, TextKeyRead, bind_params, parse};
 use crate::error::{QueryError, Result};
 use crate::fast::{KeyRead, PointSelect, key_select, literal_insert};
-use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, refuse_unreadable, relation_name};
+use crate::provider::{CATALOG_NAME, QuiverCatalogProvider, relation_name};
 use crate::system::{self, NodeCounters, NodeInfo, SYSTEM_NAMESPACE};
-use crate::{ddl, dml, suggest, views};
+use crate::{ddl, dml, suggest};
 
 /// Most rows of a literal INSERT that [`QuerySession::runs_directly`]
 /// accepts: about a tenth of a millisecond of work.
@@ -58,7 +53,7 @@ impl std::fmt::Debug for StatementOutput {
 /// Built once per node: the catalog, the DataFusion session template and
 /// the per-table writer locks.
 pub struct QueryEngine {
-    catalog: Arc<Catalog>,
+    pub(crate) catalog: Arc<Catalog>,
     cold: Arc<ColdTables>,
     password_cost: PasswordCost,
     node: Arc<NodeInfo>,
@@ -66,7 +61,7 @@ pub struct QueryEngine {
     /// Names of the table functions (`generate_series`, `range`, ...):
     /// DataFusion looks such a name up as a table too, before it calls
     /// the function.
-    table_functions: Arc<BTreeSet<String>>,
+    pub(crate) table_functions: Arc<BTreeSet<String>>,
     /// Serializes writers of one table (check-then-write of primary keys).
     /// An async mutex: writers hold it while DataFusion evaluates their
     /// `WHERE`, which awaits.
@@ -350,8 +345,8 @@ pub(crate) enum Intent {
 /// and the user it runs as.
 #[derive(Debug)]
 pub struct QuerySession {
-    engine: Arc<QueryEngine>,
-    namespace: NamespaceId,
+    pub(crate) engine: Arc<QueryEngine>,
+    pub(crate) namespace: NamespaceId,
     /// Who the session acts as; every table it resolves is checked
     /// against it.
     pub(crate) access: Access,
@@ -817,116 +812,6 @@ impl QuerySession {
     async fn run_point(&self, point: PointSelect) -> Result<StatementOutput> {
         crate::fast::counted(&self.engine);
         point.run(self).await
-    }
-
-    /// Plans and starts a query through DataFusion.
-    pub(crate) async fn query(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
-        let (ctx, plan) = self.plan(statement).await?;
-        let frame = ctx.execute_logical_plan(plan).await?;
-        Ok(frame.execute_stream().await?)
-    }
-
-    /// Expands views and plans a query, refusing anything but reads.
-    async fn plan(&self, mut statement: Statement) -> Result<(SessionContext, LogicalPlan)> {
-        views::expand(&mut statement, &self.engine.catalog, &self.namespace)?;
-        self.plan_expanded(statement).await
-    }
-
-    /// Plans a query whose views are already expanded.
-    pub(crate) async fn plan_expanded(
-        &self,
-        statement: Statement,
-    ) -> Result<(SessionContext, LogicalPlan)> {
-        let ctx = self.context();
-        let state = ctx.state();
-        let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
-        // Tables resolve through this session's catalog, which checks
-        // access; there is no other catalog.
-        let references = state.resolve_table_references(&statement)?;
-        if let Some(foreign) = references
-            .iter()
-            .find(|r| r.catalog().is_some_and(|c| c != CATALOG_NAME))
-        {
-            return Err(QueryError::table_not_found(foreign.to_string()));
-        }
-        self.check_function_named_tables(&ctx, &statement, &references)?;
-        let plan = state.statement_to_plan(statement).await?;
-        refuse_unreadable(&plan)?;
-        datafusion::execution::context::SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)?;
-        Ok((ctx, plan))
-    }
-}
-
-impl QuerySession {
-    /// Names the missing table of a relation without arguments whose name
-    /// is also a table function's (the catalog lets such names through
-    /// for the function's sake, and DataFusion would only say that nothing
-    /// was found). `references` are the statement's tables, CTEs left out.
-    fn check_function_named_tables(
-        &self,
-        ctx: &SessionContext,
-        statement: &datafusion::sql::parser::Statement,
-        references: &[TableReference],
-    ) -> Result<()> {
-        let functions = &self.engine.table_functions;
-        if !references.iter().any(|r| functions.contains(r.table())) {
-            return Ok(());
-        }
-        let datafusion::sql::parser::Statement::Statement(statement) = statement else {
-            return Ok(());
-        };
-        struct Relations<'a> {
-            functions: &'a BTreeSet<String>,
-            found: Vec<ObjectName>,
-        }
-        impl Visitor for Relations<'_> {
-            type Break = ();
-            fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-                if let TableFactor::Table {
-                    name, args: None, ..
-                } = factor
-                    && let Some(last) = name.0.last().and_then(|p| p.as_ident())
-                    && self.functions.contains(&last.value.to_lowercase())
-                {
-                    self.found.push(name.clone());
-                }
-                ControlFlow::Continue(())
-            }
-        }
-        let mut relations = Relations {
-            functions,
-            found: Vec::new(),
-        };
-        let _ = statement.visit(&mut relations);
-        for name in relations.found {
-            let (namespace, table) = self.split_name(&name)?;
-            let named = |r: &TableReference| {
-                r.table() == table.as_str()
-                    && r.schema().unwrap_or(self.namespace.as_str()) == namespace.as_str()
-            };
-            if namespace.as_str() == SYSTEM_NAMESPACE || !references.iter().any(named) {
-                continue;
-            }
-            if !self.engine.catalog.namespace_exists(&namespace) {
-                return Err(suggest::namespace_not_found(
-                    &self.engine.catalog,
-                    namespace.as_str(),
-                ));
-            }
-            let reference = TableReference::partial(namespace.as_str(), table.as_str());
-            if !ctx.table_exist(reference)? {
-                return Err(suggest::table_not_found(
-                    &self.engine.catalog,
-                    &namespace,
-                    table.as_str(),
-                ));
-            }
-        }
-        Ok(())
     }
 }
 

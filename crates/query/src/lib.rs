@@ -14,6 +14,7 @@ mod fast;
 mod live;
 mod maintenance;
 mod merge;
+mod planning;
 mod provider;
 mod suggest;
 mod system;

@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-use quiver_api::{ApiState, Metrics, router};
+use quiver_api::{ApiState, ConnectionLimits, Metrics, router};
 use quiver_catalog::{Catalog, CatalogError, PasswordCost, hash_password, verify_password};
 use quiver_common::{NodeId, UserId};
 use quiver_config::{Config, ConfigError, Reload, SharedConfig, WebSocketConfig};
@@ -310,6 +309,8 @@ fn set_root_password(catalog: &Catalog, config: &Config) -> Result<(), StartErro
     root.password_hash =
         Some(hash_password(password, cost).map_err(|e| StartError::Password(e.to_string()))?);
     root.updated_at = chrono::Utc::now().timestamp_micros();
+    // Tokens issued under the old password end with it.
+    root.token_epoch += 1;
     catalog.update_user(root)?;
     Ok(())
 }
@@ -348,36 +349,14 @@ pub async fn serve(
         .handle()
         .spawn(context.live.clone().run(shutdown.child_token()));
     let app = router(context.api_state(shutdown.child_token()));
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    // Small answers and notifications go out at once, not after the
-    // peer's delayed acknowledgement.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-    let mut server = std::pin::pin!(server);
-    let served = tokio::select! {
-        served = &mut server => served,
-        _ = shutdown.cancelled() => {
-            // No new connections; in-flight requests get a bounded time.
-            let grace = Duration::from_secs(context.config.get().server.shutdown_timeout_secs);
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(served) => served,
-                Err(_) => {
-                    tracing::warn!(
-                        seconds = grace.as_secs(),
-                        "requests still running after [server] shutdown_timeout_secs; \
-                         they end with the process, unanswered"
-                    );
-                    Ok(())
-                }
-            }
-        }
+    let server = context.config.get().server.clone();
+    let limits = ConnectionLimits {
+        max_connections: server.max_connections,
+        max_per_address: server.max_connections_per_address,
+        header_timeout: Duration::from_secs(server.header_timeout_secs),
+        shutdown_grace: Duration::from_secs(server.shutdown_timeout_secs),
     };
+    let served = quiver_api::serve(listener, app, limits, shutdown.clone()).await;
     shutdown.cancel();
     if let Err(e) = reloader.await {
         tracing::error!(error = %e, "the configuration reloader stopped abnormally");

@@ -361,6 +361,7 @@ async fn metrics_and_system_stats_count_the_same_things() {
         let response = node
             .http
             .get(format!("http://{}/metrics", node.address))
+            .header("authorization", ROOT)
             .send()
             .await
             .unwrap();

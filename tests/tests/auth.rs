@@ -140,12 +140,29 @@ async fn missing_expired_tampered_and_foreign_tokens_are_refused() {
     assert_eq!(missing.status, 401);
     assert_eq!(missing.code(), "MISSING_AUTHORIZATION");
 
-    let claims = |exp: i64, kind: &str| json!({"sub": "root", "role": "system", "iat": now() - 10, "exp": exp, "token_type": kind});
-    let valid = token(SECRET, claims(now() + 600, "access"));
+    let claims = |exp: i64, kind: &str| {
+        json!({"sub": "root", "role": "system", "iat": now() - 10, "exp": exp, "token_type": kind,
+               "uid": 0, "ep": 0, "fam": "f", "jti": "j"})
+    };
+    let (status, login) = post_json(
+        &server,
+        "/v1/api/auth/login",
+        None,
+        json!({"user": "root", "password": ""}),
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    let valid = login["access_token"].as_str().unwrap().to_string();
     let ok = server
         .post_as(&format!("Bearer {valid}"), r#"{"sql": "SELECT 1"}"#)
         .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
+    // Signed with the node's secret, but issued by no sign-in of this node.
+    let forged = token(SECRET, claims(now() + 600, "access"));
+    let answer = server
+        .post_as(&format!("Bearer {forged}"), r#"{"sql": "SELECT 1"}"#)
+        .await;
+    assert_eq!((answer.status, answer.code()), (401, "INVALID_CREDENTIALS"));
 
     let expired = token(SECRET, claims(now() - 5, "access"));
     let answer = server

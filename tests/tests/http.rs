@@ -484,6 +484,7 @@ async fn password_hashes_never_reach_sql() {
             password_hash: Some(hash.to_string()),
             created_at: 0,
             updated_at: 0,
+            token_epoch: 0,
         })
         .unwrap();
     server

@@ -51,9 +51,18 @@ async fn a_query_past_the_timeout_is_cancelled_with_408() {
     server.stop().await;
 }
 
-async fn login(server: &TestServer, user: &str, password: &str) -> (u16, serde_json::Value) {
-    let response = server
-        .client()
+/// Signs in from `source`, one of this machine's loopback addresses.
+async fn login_from(
+    source: [u8; 4],
+    server: &TestServer,
+    user: &str,
+    password: &str,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(source))
+        .build()
+        .unwrap();
+    let response = client
         .post(format!("{}/v1/api/auth/login", server.base_url))
         .json(&json!({ "username": user, "password": password }))
         .send()
@@ -63,8 +72,12 @@ async fn login(server: &TestServer, user: &str, password: &str) -> (u16, serde_j
     (status, response.json().await.unwrap())
 }
 
+async fn login(server: &TestServer, user: &str, password: &str) -> (u16, serde_json::Value) {
+    login_from([127, 0, 0, 1], server, user, password).await
+}
+
 #[tokio::test]
-async fn repeated_failed_sign_ins_lock_the_user_out() {
+async fn repeated_failed_sign_ins_lock_the_address_out() {
     let server = TestServer::start_with(|c| {
         c.auth.max_failed_logins = 3;
         c.auth.lockout_secs = 600;
@@ -76,31 +89,37 @@ async fn repeated_failed_sign_ins_lock_the_user_out() {
              CREATE USER 'bob' WITH PASSWORD 'pw' ROLE user",
         )
         .await;
-    // Failures count across sign-in and Basic credentials; a success in
-    // between starts the count again.
-    assert_eq!(login(&server, "alice", "wrong").await.0, 401);
+    // Alice has signed in from here before.
     assert_eq!(login(&server, "alice", "pw").await.0, 200);
-    assert_eq!(login(&server, "alice", "wrong").await.0, 401);
-    let basic_wrong = server.sql_as(&basic("alice", "nope"), "SELECT 1").await;
+    // Failures count across sign-in, Basic credentials and unknown names.
+    assert_eq!(login(&server, "bob", "wrong").await.0, 401);
+    let basic_wrong = server.sql_as(&basic("bob", "nope"), "SELECT 1").await;
     assert_eq!(basic_wrong.status, 401);
-    assert_eq!(login(&server, "alice", "still wrong").await.0, 401);
+    assert_eq!(login(&server, "nobody", "still wrong").await.0, 401);
 
-    // Locked: even the right password is refused, on both paths.
-    let (status, body) = login(&server, "alice", "pw").await;
+    // Refused now: even the right password, on both paths, for any
+    // account that has not signed in from this address.
+    let (status, body) = login(&server, "bob", "pw").await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "RATE_LIMIT_EXCEEDED");
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("locked out"),
+            .contains("from this address"),
         "{body}"
     );
-    let locked = server.sql_as(&basic("alice", "pw"), "SELECT 1").await;
+    let locked = server.sql_as(&basic("bob", "pw"), "SELECT 1").await;
     assert_eq!(locked.status, 429, "{}", locked.body);
-    // Other users and root are not affected.
-    assert_eq!(login(&server, "bob", "pw").await.0, 200);
+    // Those who signed in from here before still get in: alice, and root
+    // (whose requests set this test up).
+    assert_eq!(login(&server, "alice", "pw").await.0, 200);
     let root = server.sql_as(ROOT_BASIC, "SELECT 1").await;
-    assert_eq!(root.status, 200);
+    assert_eq!(root.status, 200, "{}", root.body);
+    // Another address is not affected.
+    assert_eq!(
+        login_from([127, 0, 0, 2], &server, "bob", "pw").await.0,
+        200
+    );
     server.stop().await;
 }

@@ -1,11 +1,11 @@
 //! Authorization over real HTTP and WebSocket: every role against every
 //! kind of table, reached by every path that can name a table (plain
 //! reads, joins, subqueries, CTEs, views, EXPLAIN, INSERT ... SELECT,
-//! UPDATE and DELETE with subqueries, column DEFAULTs, names that match
-//! table functions, `information_schema`, SHOW TABLES, subscriptions),
+//! UPDATE and DELETE with subqueries, names that match table functions, `information_schema`, SHOW TABLES, subscriptions),
 //! and every statement only some roles may run. The rules the server is
 //! held to are written once here, and the role table of
-//! `docs/security.md` is checked against them.
+//! `docs/security.md` is checked against them. (A column DEFAULT reads no
+//! table at all, for any role: `hardening.rs`.)
 
 use std::collections::BTreeSet;
 
@@ -90,7 +90,7 @@ const TABLES: [(&str, Kind); 6] = [
 
 /// Reads of `{t}` by every path that can name a table; `{k}` is a key
 /// unique to each run.
-const READ_PATHS: [(&str, &str); 14] = [
+const READ_PATHS: [(&str, &str); 13] = [
     ("select", "SELECT count(*) FROM {t}"),
     ("join", "SELECT count(*) FROM app.mine m CROSS JOIN {t} x"),
     ("scalar subquery", "SELECT (SELECT count(*) FROM {t}) AS n"),
@@ -117,10 +117,6 @@ const READ_PATHS: [(&str, &str); 14] = [
     (
         "DELETE with a subquery",
         "DELETE FROM app.mine WHERE id IN (SELECT -1 FROM {t})",
-    ),
-    (
-        "column DEFAULT",
-        "CREATE USER TABLE app.d{k} (id BIGINT PRIMARY KEY, v BIGINT DEFAULT (SELECT count(*) FROM {t}))",
     ),
     ("DESCRIBE", "DESCRIBE TABLE {t}"),
 ];

@@ -10,15 +10,22 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, HOST};
 use quiver_catalog::UserRecord;
 use quiver_common::{ErrorCode, Role};
-use quiver_service::{Credentials, Setup, Tokens};
+use quiver_service::{Credentials, Peer, Setup, Tokens};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::routes::ApiState;
+
+/// Where a request comes from, and whether its `Host` names this machine.
+pub(crate) fn peer(addr: SocketAddr, headers: &HeaderMap) -> Peer {
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    // HTTP/1.1 requires a Host; a request without one names nothing.
+    Peer::new(addr, Some(host.unwrap_or_default()))
+}
 
 /// The credentials of a request's `Authorization` header.
 pub(crate) fn credentials(headers: &HeaderMap) -> Credentials {
@@ -78,7 +85,8 @@ pub(crate) struct LoginRequest {
 /// `POST /v1/api/auth/login`.
 pub(crate) async fn login(
     State(state): State<ApiState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(request) = body.map_err(|e| {
@@ -90,7 +98,7 @@ pub(crate) async fn login(
     let (user, tokens) = state
         .service
         .auth()
-        .login(&request.user, request.password, peer)
+        .login(&request.user, request.password, peer(addr, &headers))
         .await?;
     Ok(Json(session_body(&user, &tokens)))
 }
@@ -112,6 +120,20 @@ pub(crate) async fn refresh(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (user, tokens) = state.service.auth().refresh(&bearer(&headers)?)?;
     Ok(Json(session_body(&user, &tokens)))
+}
+
+/// `POST /v1/api/auth/logout` with an access token: every token issued
+/// to its user so far stops working, on every device.
+pub(crate) async fn logout(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = state.service.auth().logout(&bearer(&headers)?)?;
+    state.live.end_user(&user.id, "the user signed out");
+    Ok(Json(json!({
+        "user": user.id.as_str(),
+        "message": "signed out: every token issued to this user so far has ended",
+    })))
 }
 
 /// `GET /v1/api/auth/me` with an access token.
@@ -154,9 +176,11 @@ pub(crate) struct SetupRequest {
 /// login of that user.
 pub(crate) async fn setup(
     State(state): State<ApiState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Json<SetupRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let peer = peer(addr, &headers);
     state.service.setup_allowed(peer)?;
     let Json(request) = body.map_err(|e| {
         ApiError::new(

@@ -3,10 +3,11 @@
 //! requests finish; everything `system.stats` shows is read at scrape time
 //! from the same [`NodeStats`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
@@ -17,8 +18,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use quiver_catalog::Catalog;
+use quiver_common::{ErrorCode, Role};
 use quiver_query::{NodeInfo, NodeStats};
 
+use crate::auth::{credentials, peer};
+use crate::error::ApiError;
 use crate::routes::ApiState;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -91,7 +95,28 @@ pub(crate) async fn count_requests(
 }
 
 /// `GET /metrics`.
-pub(crate) async fn scrape(State(state): State<ApiState>) -> Response {
+pub(crate) async fn scrape(
+    State(state): State<ApiState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if !state.config.get().metrics.public {
+        let principal = state
+            .service
+            .authenticate(credentials(&headers), peer(addr, &headers))
+            .await;
+        let refusal = match principal {
+            Err(error) => Some(ApiError::from(error)),
+            Ok(principal) if principal.role < Role::Service => Some(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "/metrics needs the service role or above ([metrics] public = true opens it)",
+            )),
+            Ok(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            return refusal.into_response();
+        }
+    }
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.render(),

@@ -1,6 +1,9 @@
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -42,6 +45,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/api/auth/login", post(auth::login))
         .route("/v1/api/auth/refresh", post(auth::refresh))
+        .route("/v1/api/auth/logout", post(auth::logout))
         .route("/v1/api/auth/me", get(auth::me))
         .route("/v1/api/auth/status", get(auth::status))
         .route("/v1/api/auth/setup", post(auth::setup))
@@ -59,12 +63,60 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Caps request bodies at `[limits] max_body_bytes` as configured now;
-/// extractors reading past it answer 413.
+/// Caps request bodies at `[limits] max_body_bytes` as configured now
+/// (extractors reading past it answer 413), and the time a body may take
+/// to arrive at `[server] body_timeout_secs`.
 async fn limit_body(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let limit = state.config.get().limits.max_body_bytes;
-    next.run(request.map(|body| Body::new(Limited::new(body, limit))))
-        .await
+    let config = state.config.get();
+    let limit = config.limits.max_body_bytes;
+    let timeout = Duration::from_secs(config.server.body_timeout_secs);
+    next.run(request.map(|body| {
+        Body::new(BodyDeadline {
+            inner: Body::new(Limited::new(body, limit)),
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        })
+    }))
+    .await
+}
+
+/// A request body that fails once its time is up.
+struct BodyDeadline {
+    inner: Body,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// Why a body stopped arriving.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {} s ([server] body_timeout_secs)", .0.as_secs())]
+pub(crate) struct BodyTimeout(Duration);
+
+impl http_body::Body for BodyDeadline {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let timeout = self.timeout;
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(timeout)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {

@@ -25,7 +25,7 @@ use quiver_service::{Encoder, Incoming, Reply, ServiceError, SqlRequest, Stateme
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::credentials;
+use crate::auth::{credentials, peer};
 use crate::encode::{schema_json, write_rows};
 use crate::error::ApiError;
 use crate::routes::ApiState;
@@ -45,14 +45,14 @@ struct SqlBody {
 /// result per statement, or with the first error.
 pub(crate) async fn sql(
     State(state): State<ApiState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let max_body_bytes = state.config.get().limits.max_body_bytes;
     let incoming = Incoming {
         credentials: credentials(&headers),
-        peer,
+        peer: peer(addr, &headers),
         size: body.as_ref().map_or(0, Bytes::len),
         decode: move || decode(body, max_body_bytes),
         encoder: Box::new(JsonEncoder::default()),

@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use tokio_util::task::AbortOnDropHandle;
 
-use quiver_service::{Credentials, Principal};
+use quiver_service::{Credentials, Peer, Principal};
 
-use crate::auth::credentials;
+use crate::auth::{credentials, peer};
 use crate::encode::{schema_json, write_objects};
 use crate::error::ApiError;
 use crate::routes::ApiState;
@@ -44,10 +44,11 @@ const DEFAULT_BATCH_SIZE: usize = 1000;
 /// and hands the socket to [`serve_socket`].
 pub(crate) async fn upgrade(
     State(state): State<ApiState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let peer = peer(addr, &headers);
     let principal = if headers.contains_key(AUTHORIZATION) {
         match state
             .service
@@ -143,7 +144,7 @@ fn seq_of(value: &Json) -> Option<i64> {
 async fn wait_for_auth(
     state: &ApiState,
     socket: &mut WebSocket,
-    peer: SocketAddr,
+    peer: Peer,
 ) -> Result<Principal, String> {
     loop {
         let message = match socket.recv().await {
@@ -174,7 +175,7 @@ async fn wait_for_auth(
 async fn serve_socket(
     state: ApiState,
     mut socket: WebSocket,
-    peer: SocketAddr,
+    peer: Peer,
     principal: Option<Principal>,
 ) {
     // A connection keeps the settings it started with.
@@ -272,7 +273,7 @@ enum End {
     /// The client closed or the connection broke.
     Gone,
     /// The server closes, with this code and reason.
-    Close(u16, &'static str),
+    Close(u16, String),
 }
 
 impl Connection {
@@ -285,11 +286,16 @@ impl Connection {
         let end = 'serve: loop {
             let outgoing: Vec<Message> = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break End::Close(close_code::AWAY, "server shutting down"),
-                Some(message) = handle.control.recv() => self.outbound(message),
+                _ = shutdown.cancelled() => {
+                    break End::Close(close_code::AWAY, "server shutting down".into())
+                }
+                Some(message) = handle.control.recv() => match message {
+                    Outbound::Closed { reason } => break End::Close(close_code::POLICY, reason),
+                    message => self.outbound(message),
+                },
                 _ = ping.tick() => {
                     if self.last_heard.elapsed() > client_timeout {
-                        break End::Close(close_code::POLICY, "heartbeat timeout");
+                        break End::Close(close_code::POLICY, "heartbeat timeout".into());
                     }
                     vec![Message::Ping(Default::default())]
                 }
@@ -374,6 +380,8 @@ impl Connection {
                 }
                 vec![self.ended(&subscription_id, code, &message)]
             }
+            // Handled where control messages arrive.
+            Outbound::Closed { .. } => Vec::new(),
         }
     }
 
@@ -502,6 +510,12 @@ impl Connection {
             (true, _) => Snapshot::Full,
         };
         let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
+        // The user as they stand now: a role changed since the connection
+        // began counts, and a user signed out or gone is refused.
+        match self.state.service.auth().current(&self.principal) {
+            Ok(principal) => self.principal = principal,
+            Err(e) => return fail(e.code, e.message),
+        }
         let session = match self.state.service.session(&self.principal, None) {
             Ok(session) => session,
             Err(e) => return fail(e.code, e.message),
@@ -655,6 +669,7 @@ fn encode_outbound(message: &Outbound) -> Message {
             message,
             ..
         } => error_message(Some(subscription_id), *code, message),
+        Outbound::Closed { reason } => error_message(None, ErrorCode::InvalidCredentials, reason),
         Outbound::Change {
             subscription_id,
             kind,

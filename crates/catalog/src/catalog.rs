@@ -821,6 +821,60 @@ impl Catalog {
         Ok(user)
     }
 
+    /// Ends every token issued to a user so far: the user's token epoch
+    /// moves on. The user as stored now, or `None` when there is none.
+    pub fn end_tokens(&self, id: &UserId) -> Result<Option<Arc<UserRecord>>, CatalogError> {
+        let _ddl = self.ddl.lock();
+        let Some(user) = self.users.get(id).map(|u| u.value().clone()) else {
+            return Ok(None);
+        };
+        let mut user = (*user).clone();
+        user.token_epoch += 1;
+        let mut batch = self.store.batch();
+        self.put(&mut batch, SystemTable::Users, system::user_row(&user));
+        self.store.commit(batch)?;
+        let user = Arc::new(user);
+        self.users.insert(user.id.clone(), user.clone());
+        Ok(Some(user))
+    }
+
+    /// Every refresh-token family still stored.
+    pub fn refresh_families(&self) -> Result<Vec<RefreshFamily>, CatalogError> {
+        self.store
+            .scan_meta(REFRESH_FAMILY_PREFIX)
+            .map_err(CatalogError::from)?
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let id = std::str::from_utf8(&key[REFRESH_FAMILY_PREFIX.len()..]).ok()?;
+                let mut family: RefreshFamily = serde_json::from_slice(&value).ok()?;
+                family.id = id.to_string();
+                Some(Ok(family))
+            })
+            .collect()
+    }
+
+    /// Stores a refresh-token family's newest token.
+    pub fn put_refresh_family(&self, family: &RefreshFamily) -> Result<(), CatalogError> {
+        let mut batch = self.store.batch();
+        batch.put_meta(
+            &refresh_family_key(&family.id),
+            &serde_json::to_vec(family).expect("a family serializes"),
+        );
+        Ok(self.store.commit(batch)?)
+    }
+
+    /// Forgets refresh-token families.
+    pub fn remove_refresh_families<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), CatalogError> {
+        let mut batch = self.store.batch();
+        for id in ids {
+            batch.delete_meta(&refresh_family_key(id));
+        }
+        Ok(self.store.commit(batch)?)
+    }
+
     /// Removes a user; `false` when there was none.
     pub fn drop_user(&self, id: &UserId) -> Result<bool, CatalogError> {
         let _ddl = self.ddl.lock();
@@ -851,6 +905,26 @@ impl Catalog {
     }
 }
 
+const REFRESH_FAMILY_PREFIX: &[u8] = b"refresh_family/";
+
+fn refresh_family_key(id: &str) -> Vec<u8> {
+    [REFRESH_FAMILY_PREFIX, id.as_bytes()].concat()
+}
+
+/// The refresh tokens that descend from one sign-in: only the newest may
+/// be used, once. Kept so that the rule holds across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefreshFamily {
+    /// Stored as the record's key.
+    #[serde(skip)]
+    pub id: String,
+    pub user: UserId,
+    /// The id of the family's newest refresh token.
+    pub newest: String,
+    /// When the newest token expires, in seconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
 /// The built-in superuser, without a password until one is set.
 fn root_user(now: i64) -> UserRecord {
     UserRecord {
@@ -860,6 +934,7 @@ fn root_user(now: i64) -> UserRecord {
         password_hash: None,
         created_at: now,
         updated_at: now,
+        token_epoch: 0,
     }
 }
 

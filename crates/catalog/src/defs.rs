@@ -242,9 +242,13 @@ pub struct UserRecord {
     pub email: Option<String>,
     /// Never visible to SQL; `None` until a password is set.
     pub password_hash: Option<String>,
-    /// Microseconds since the Unix epoch.
+    /// Microseconds since the Unix epoch. With the id, it names this user
+    /// apart from any earlier user of the same name: tokens carry both.
     pub created_at: i64,
     pub updated_at: i64,
+    /// Tokens carry the epoch they were issued in; a password or role
+    /// change, and signing out, move it on and end every earlier token.
+    pub token_epoch: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

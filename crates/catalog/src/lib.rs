@@ -16,7 +16,7 @@ pub use catalog::{DEFAULT_NAMESPACE, LAYOUT_VERSION};
 pub use arrow_types::{
     DELETED_COLUMN, FIELD_TYPE_KEY, PK_FLAG_KEY, SEQ_COLUMN, arrow_type, column_type_of_field,
 };
-pub use catalog::{Catalog, CatalogError};
+pub use catalog::{Catalog, CatalogError, RefreshFamily};
 pub use defs::{
     AccessLevel, ColumnDef, DefaultValue, FlushPolicy, JobRecord, JobStatus, NamespaceDef,
     TableDef, TableOptions, TableType, TableVersion, UserRecord, ViewDef,

@@ -130,6 +130,7 @@ const USERS: &[Column] = &[
     col("created_at", Timestamp),
     col("updated_at", Timestamp),
     hidden("password_hash", Text),
+    hidden("token_epoch", BigInt),
 ];
 
 const JOBS: &[Column] = &[
@@ -330,6 +331,14 @@ impl<'a> Cells<'a> {
         }
     }
 
+    fn opt_i64(&self, id: u32) -> Read<Option<i64>> {
+        match self.row.cell(id) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Int64(v)) => Ok(Some(*v)),
+            Some(other) => Err(self.bad(format!("{} is {other:?}", self.column_name(id)))),
+        }
+    }
+
     fn int(&self, id: u32) -> Read<i32> {
         match self.row.cell(id) {
             Some(Value::Int32(v)) => Ok(*v),
@@ -510,6 +519,7 @@ pub(crate) fn user_row(user: &UserRecord) -> Vec<Value> {
         Value::Timestamp(user.created_at),
         Value::Timestamp(user.updated_at),
         opt_text(user.password_hash.clone()),
+        Value::Int64(user.token_epoch),
     ]
 }
 
@@ -530,6 +540,8 @@ pub(crate) fn user_from(row: &StoredRow) -> Read<UserRecord> {
         created_at: cells.timestamp(4)?,
         updated_at: cells.timestamp(5)?,
         password_hash: cells.opt_text(6)?.map(str::to_string),
+        // Users stored before tokens had epochs are in their first.
+        token_epoch: cells.opt_i64(7)?.unwrap_or(0),
     })
 }
 

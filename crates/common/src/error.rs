@@ -20,6 +20,8 @@ pub enum ErrorCode {
     PermissionDenied,
     RateLimitExceeded,
     QueryTimeout,
+    /// A query needed more memory (or spill disk) than the node gives it.
+    ResourcesExhausted,
     InternalError,
     ShuttingDown,
     /// No such endpoint or object.
@@ -62,6 +64,7 @@ impl ErrorCode {
             Self::PermissionDenied => "PERMISSION_DENIED",
             Self::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
             Self::QueryTimeout => "QUERY_TIMEOUT",
+            Self::ResourcesExhausted => "RESOURCES_EXHAUSTED",
             Self::InternalError => "INTERNAL_ERROR",
             Self::ShuttingDown => "SHUTTING_DOWN",
             Self::NotFound => "NOT_FOUND",
@@ -104,6 +107,7 @@ impl ErrorCode {
             | Self::SqlExecutionError
             | Self::ResultTooLarge
             | Self::QueryTimeout
+            | Self::ResourcesExhausted
             | Self::InternalError
             | Self::ShuttingDown
             | Self::MethodNotAllowed => "SUBSCRIPTION_FAILED",
@@ -137,7 +141,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::RateLimitExceeded => 429,
             Self::InternalError => 500,
-            Self::ShuttingDown => 503,
+            Self::ShuttingDown | Self::ResourcesExhausted => 503,
         }
     }
 }

@@ -158,6 +158,20 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
         message,
     };
     NodeId::new(&config.server.node_id).map_err(|e| bad("server.node_id", e.to_string()))?;
+    let server = &config.server;
+    for (key, value) in [
+        ("server.max_connections", server.max_connections as u64),
+        (
+            "server.max_connections_per_address",
+            server.max_connections_per_address as u64,
+        ),
+        ("server.header_timeout_secs", server.header_timeout_secs),
+        ("server.body_timeout_secs", server.body_timeout_secs),
+    ] {
+        if value == 0 {
+            return Err(bad(key, "must be greater than 0".to_string()));
+        }
+    }
     if config.server.host.trim().is_empty() {
         return Err(bad("server.host", "must not be empty".to_string()));
     }
@@ -177,6 +191,8 @@ fn validate(config: &Config, source: &ConfigSource) -> Result<(), ConfigError> {
         ("limits.max_statements", limits.max_statements),
         ("limits.max_result_rows", limits.max_result_rows),
         ("limits.max_result_bytes", limits.max_result_bytes),
+        ("limits.query_memory_bytes", limits.query_memory_bytes),
+        ("limits.max_write_rows", limits.max_write_rows),
     ] {
         if value == 0 {
             return Err(bad(key, "must be greater than 0".to_string()));

@@ -16,6 +16,7 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     pub auth: AuthConfig,
     pub logging: LoggingConfig,
+    pub metrics: MetricsConfig,
     pub datafusion: DataFusionConfig,
 }
 
@@ -66,6 +67,18 @@ pub struct ServerConfig {
     /// Reload the configuration file when it changes (it is also reloaded
     /// on SIGHUP).
     pub watch_config: bool,
+    /// HTTP and WebSocket connections open at once; a connection past it
+    /// is closed as soon as it is accepted. Takes effect at start.
+    pub max_connections: usize,
+    /// Connections open at once from one client address. Takes effect at
+    /// start.
+    pub max_connections_per_address: usize,
+    /// Seconds a connection has to send a request's head, counted from
+    /// when it is ready for one; also how long a kept-alive connection
+    /// may sit idle. Takes effect at start.
+    pub header_timeout_secs: u64,
+    /// Seconds a request's body may take to arrive.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +90,10 @@ impl Default for ServerConfig {
             query_threads: 0,
             shutdown_timeout_secs: 30,
             watch_config: true,
+            max_connections: 10_000,
+            max_connections_per_address: 4_096,
+            header_timeout_secs: 10,
+            body_timeout_secs: 60,
         }
     }
 }
@@ -137,6 +154,18 @@ pub struct LimitsConfig {
     pub queries_per_second: u32,
     /// Requests a user may make at once above that rate.
     pub query_burst: u32,
+    /// Memory all running queries may hold together for their operators
+    /// (hash tables, sorts, aggregates), in bytes; a query that needs more
+    /// than its share spills to disk where it can and otherwise fails with
+    /// `RESOURCES_EXHAUSTED`. Takes effect at start.
+    pub query_memory_bytes: usize,
+    /// Disk queries may spill to, in bytes, under `<data_path>/tmp`.
+    /// Takes effect at start.
+    pub max_spill_bytes: u64,
+    /// Most rows one statement may write (`INSERT ... SELECT`, `UPDATE`,
+    /// `DELETE`): the rows are counted as they are read and a statement
+    /// past the limit is refused before it writes anything.
+    pub max_write_rows: usize,
 }
 
 impl Default for LimitsConfig {
@@ -151,6 +180,9 @@ impl Default for LimitsConfig {
             query_timeout_ms: 30_000,
             queries_per_second: 1000,
             query_burst: 2000,
+            query_memory_bytes: 4 * 1024 * 1024 * 1024,
+            max_spill_bytes: 32 * 1024 * 1024 * 1024,
+            max_write_rows: 1_000_000,
         }
     }
 }
@@ -307,6 +339,14 @@ impl Default for LoggingConfig {
             slow_query_ms: 1000,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether `/metrics` answers without credentials; otherwise it needs
+    /// a user of the service role or above.
+    pub public: bool,
 }
 
 /// Options passed straight to DataFusion's `SessionConfig`, by their

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::load::{ConfigError, ConfigSource, load_from};
-use crate::model::Config;
+use crate::model::{Config, LimitsConfig};
 
 /// Whether a change to `key` (`section.key`) takes effect without a
 /// restart. Identity, addresses, storage, authentication keys, the log
 /// format and DataFusion's session options are read once at start.
 pub fn reloadable(key: &str) -> bool {
-    const SECTIONS: [&str; 4] = ["limits.", "flush.", "compaction.", "websocket."];
-    SECTIONS.iter().any(|section| key.starts_with(section))
+    const SECTIONS: [&str; 5] = ["limits.", "flush.", "compaction.", "websocket.", "metrics."];
+    const AT_START: [&str; 2] = ["limits.query_memory_bytes", "limits.max_spill_bytes"];
+    (SECTIONS.iter().any(|section| key.starts_with(section)) && !AT_START.contains(&key))
         || key == "logging.level"
         || key == "logging.slow_query_ms"
 }
@@ -97,10 +98,15 @@ impl SharedConfig {
         }
         if !report.applied.is_empty() {
             let mut effective = (*current).clone();
-            effective.limits = next.limits;
+            effective.limits = LimitsConfig {
+                query_memory_bytes: current.limits.query_memory_bytes,
+                max_spill_bytes: current.limits.max_spill_bytes,
+                ..next.limits
+            };
             effective.flush = next.flush;
             effective.compaction = next.compaction;
             effective.websocket = next.websocket;
+            effective.metrics = next.metrics;
             effective.logging.level = next.logging.level;
             effective.logging.slow_query_ms = next.logging.slow_query_ms;
             debug_assert!(

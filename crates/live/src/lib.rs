@@ -73,6 +73,8 @@ pub enum Outbound {
         code: ErrorCode,
         message: String,
     },
+    /// The connection is over: its user signed out, changed or is gone.
+    Closed { reason: String },
 }
 
 /// What a subscription selects, compiled against the table's schema.
@@ -416,6 +418,28 @@ impl LiveQueryManager {
         let mut all: Vec<_> = self.live.iter().map(|e| e.value().clone()).collect();
         all.sort_by(|a, b| (a.created_at, &a.live_id).cmp(&(b.created_at, &b.live_id)));
         all
+    }
+
+    /// Ends every connection of `user` (signed out, password or role
+    /// changed, dropped): their subscriptions stop at once and each
+    /// connection is told `reason` as it closes.
+    pub fn end_user(&self, user: &UserId, reason: &str) -> usize {
+        let ended: Vec<Arc<Connection>> = self
+            .connections
+            .iter()
+            .filter(|c| c.user == *user)
+            .map(|c| c.value().clone())
+            .collect();
+        for conn in &ended {
+            for entry in conn.subscriptions.iter() {
+                self.forget(entry.value());
+            }
+            conn.subscriptions.clear();
+            let _ = conn.control.send(Outbound::Closed {
+                reason: reason.to_string(),
+            });
+        }
+        ended.len()
     }
 
     /// Drops every subscription of a table (it was dropped or altered).

@@ -18,11 +18,31 @@ use crate::executor::QuerySession;
 pub(crate) struct Access {
     pub(crate) user: UserId,
     pub(crate) role: Role,
+    /// Acting for another user (`EXECUTE AS USER`) rather than as the
+    /// user who signed in.
+    pub(crate) impersonated: bool,
 }
 
 impl Access {
     pub(crate) fn new(user: UserId, role: Role) -> Self {
-        Self { user, role }
+        Self {
+            user,
+            role,
+            impersonated: false,
+        }
+    }
+
+    /// Refuses managing (creating, altering, dropping) a user of `role`
+    /// unless this session's role is above it; `system` manages every
+    /// role. Root itself is left to root (see `users.rs`).
+    pub(crate) fn check_manage(&self, action: &str, role: Role) -> Result<()> {
+        if self.role == Role::System || (self.is_admin() && role < self.role) {
+            return Ok(());
+        }
+        Err(self.denied(
+            &format!("{action} (role {role})"),
+            "the dba or system role, above the user's role",
+        ))
     }
 
     /// The refusal of `action`, which needs `needs`.

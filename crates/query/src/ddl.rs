@@ -1,6 +1,7 @@
 //! Namespace and table definitions from SQL, and the introspection
 //! statements (`SHOW`, `DESCRIBE`).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -8,13 +9,17 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef as SqlColumnDef,
 };
 use datafusion::sql::sqlparser::ast::{
     ColumnOption, CreateTable, CreateTableOptions, DataType as SqlType, ExactNumberInfo, Expr,
-    SqlOption, TableConstraint, Value as SqlValue,
+    SelectItem, SetExpr, SqlOption, Statement, TableConstraint, Value as SqlValue,
+    visit_expressions,
 };
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use quiver_catalog::{
     AccessLevel, CachedTableData, ColumnDef, DefaultValue, FlushPolicy, NamespaceDef, TableDef,
     TableOptions, TableType, TableVersion,
@@ -548,8 +553,11 @@ pub fn describe_history(versions: &[TableVersion]) -> Result<RecordBatch> {
 async fn default_value(
     ctx: &SessionContext,
     column: &ColumnDef,
-    expr: &Expr,
+    mut expr: &Expr,
 ) -> Result<DefaultValue> {
+    while let Expr::Nested(inner) = expr {
+        expr = inner;
+    }
     if let Expr::Function(function) = expr {
         let name = function.name.to_string().to_ascii_uppercase();
         let generated = match name.as_str() {
@@ -584,19 +592,41 @@ async fn default_value(
     if matches!(expr, Expr::Value(v) if matches!(v.value, SqlValue::Null)) {
         return Ok(DefaultValue::Literal(quiver_store::Value::Null));
     }
-    let batches = ctx
-        .sql(&format!("SELECT {expr}"))
+    check_default(column, expr)?;
+    let invalid = |e: datafusion::error::DataFusionError| {
+        QueryError::invalid(format!(
+            "invalid DEFAULT for column {}: {}",
+            column.name,
+            QueryError::from(e)
+        ))
+    };
+    // `SELECT <expr>`, put together as a syntax tree and planned where no
+    // table is reachable: a default is computed from nothing but itself.
+    let mut select = Parser::parse_sql(&GenericDialect {}, "SELECT NULL")
+        .map_err(|e| QueryError::Internal(format!("a SELECT to fill in: {e}")))?;
+    let Some(Statement::Query(query)) = select.first_mut() else {
+        return Err(QueryError::Internal("a SELECT to fill in".into()));
+    };
+    let SetExpr::Select(body) = query.body.as_mut() else {
+        return Err(QueryError::Internal("a SELECT to fill in".into()));
+    };
+    body.projection = vec![SelectItem::UnnamedExpr(expr.clone())];
+    let tableless = SessionContext::new();
+    for function in ctx.state().scalar_functions().values() {
+        tableless.register_udf(function.as_ref().clone());
+    }
+    let plan = tableless
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(select.remove(0))))
         .await
-        .map_err(|e| match QueryError::from(e) {
-            // What the session may not read, or what is not there, is
-            // said as such.
-            e @ (QueryError::PermissionDenied { .. }
-            | QueryError::TableNotFound { .. }
-            | QueryError::NamespaceNotFound { .. }) => e,
-            e => QueryError::invalid(format!("invalid DEFAULT for column {}: {e}", column.name)),
-        })?
+        .map_err(invalid)?;
+    let batches = tableless
+        .execute_logical_plan(plan)
+        .await
+        .map_err(invalid)?
         .collect()
-        .await?;
+        .await
+        .map_err(invalid)?;
     let array = batches
         .iter()
         .find(|b| b.num_rows() > 0)
@@ -607,6 +637,48 @@ async fn default_value(
     let value = array_to_values(&array, column)?.remove(0);
     Ok(DefaultValue::Literal(value))
 }
+
+/// Refuses a DEFAULT that is not a value: one that reads a column or a
+/// table, or that uses a generator (`NOW()`, `SNOWFLAKE_ID()`, ...) inside
+/// a larger expression, where it would be computed once, at CREATE.
+fn check_default(column: &ColumnDef, expr: &Expr) -> Result<()> {
+    let refused = visit_expressions(expr, |e| {
+        let what = match e {
+            Expr::Identifier(_)
+            | Expr::CompoundIdentifier(_)
+            | Expr::CompoundFieldAccess { .. } => Some("a column reference"),
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => Some("a subquery"),
+            Expr::Function(function) if function.over.is_some() => Some("a window function"),
+            Expr::Function(function)
+                if GENERATORS
+                    .contains(&function.name.to_string().to_ascii_uppercase().as_str()) =>
+            {
+                Some("a generator inside an expression (use it as the whole DEFAULT)")
+            }
+            _ => None,
+        };
+        match what {
+            Some(what) => ControlFlow::Break(what),
+            None => ControlFlow::Continue(()),
+        }
+    });
+    match refused {
+        ControlFlow::Break(what) => Err(QueryError::invalid(format!(
+            "DEFAULT for column {} must be a value: {what} is not allowed ({expr})",
+            column.name
+        ))),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Functions a DEFAULT may be on its own, computed for each row.
+const GENERATORS: [&str; 5] = [
+    "NOW",
+    "CURRENT_TIMESTAMP",
+    "SNOWFLAKE_ID",
+    "UUID_V7",
+    "CURRENT_USER",
+];
 
 struct ParsedOptions {
     table_type: Option<TableType>,

@@ -12,26 +12,45 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     Assignment, AssignmentTarget, ConflictTarget, Delete, Expr, FromTable, Ident, Insert,
-    ObjectName, OnConflictAction, OnInsert, Statement, TableFactor, TableObject, TableWithJoins,
-    Update, visit_expressions_mut,
+    ObjectName, ObjectNamePart, OnConflictAction, OnInsert, SelectItem, Statement, TableFactor,
+    TableObject, TableWithJoins, Update, visit_expressions_mut,
 };
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use futures::TryStreamExt;
 use quiver_catalog::{CachedTableData, ColumnDef, DefaultValue, TableDef, TableType};
 use quiver_common::ColumnType;
 use quiver_store::{Scope, StoredRow, Value};
 
+use crate::assemble::{self, SELECT, quoted, value_column};
 use crate::convert::{OutputColumn, array_to_values, display_value, now_value, rows_to_batch};
 use crate::error::{QueryError, Result};
 use crate::executor::{Intent, QueryEngine, QuerySession, StatementOutput};
 use crate::fast::literal_insert::LiteralInsert;
 use crate::writer::TableWriter;
 
-async fn collect(stream: SendableRecordBatchStream) -> Result<Vec<RecordBatch>> {
-    Ok(stream.try_collect().await?)
+/// The rows a statement is to write, read as they come and refused past
+/// `[limits] max_write_rows` before any more are held.
+async fn collect_writes(
+    session: &QuerySession,
+    mut stream: SendableRecordBatchStream,
+) -> Result<Vec<RecordBatch>> {
+    let limit = if session.bounded_writes {
+        session.engine().limits().max_write_rows
+    } else {
+        usize::MAX
+    };
+    let mut rows = 0;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.try_next().await? {
+        rows += batch.num_rows();
+        if rows > limit {
+            return Err(QueryError::TooManyWrites { limit });
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
 }
 
 fn done(row_count: u64, verb: &str) -> StatementOutput {
@@ -178,7 +197,7 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
             crate::fast::counted(session.engine());
             vec![batch]
         }
-        None => collect(session.query(Statement::Query(source)).await?).await?,
+        None => collect_writes(session, session.query(Statement::Query(source)).await?).await?,
     };
     write_rows(session, &table, &targets, conflict, batches).await
 }
@@ -462,17 +481,25 @@ async fn evaluate_upserts(
     let refs: Vec<&StoredRow> = synthetic.iter().collect();
     let batch = rows_to_batch(&schema, &columns, &refs)?;
 
+    // Only the synthetic rows are reachable from here.
     let ctx = SessionContext::new();
     ctx.register_batch(def.name.as_str(), batch)?;
-    let mut select = vec![ROW_INDEX.to_string()];
+    let mut projection = vec![SelectItem::UnnamedExpr(Expr::Identifier(Ident::new(
+        ROW_INDEX,
+    )))];
     for (i, (_, expr)) in targets.iter().enumerate() {
-        select.push(format!("({}) AS __v{i}", rewrite_excluded(expr)));
+        projection.push(value_column(i, rewrite_excluded(def, expr)?));
     }
-    let mut sql = format!("SELECT {} FROM \"{}\"", select.join(", "), def.name);
-    if let Some(selection) = selection {
-        sql.push_str(&format!(" WHERE {}", rewrite_excluded(selection)));
-    }
-    let results = ctx.sql(&sql).await?.collect().await?;
+    let from = assemble::table(ObjectName(vec![ObjectNamePart::Identifier(quoted(
+        def.name.as_str(),
+    ))]))?;
+    let selection = selection.map(|e| rewrite_excluded(def, e)).transpose()?;
+    let query = assemble::select(SELECT, projection, from, selection)?;
+    let plan = ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(query)))
+        .await?;
+    let results = ctx.execute_logical_plan(plan).await?.collect().await?;
     let mut out = Vec::new();
     for batch in results {
         let index_column = batch
@@ -498,22 +525,26 @@ async fn evaluate_upserts(
     Ok(out)
 }
 
-/// `EXCLUDED.col` becomes the synthetic column `__excluded_col`.
-fn rewrite_excluded(expr: &Expr) -> Expr {
+/// `EXCLUDED.col` becomes the synthetic column `__excluded_col`; a name
+/// that is no column of `def` is refused.
+fn rewrite_excluded(def: &TableDef, expr: &Expr) -> Result<Expr> {
     let mut expr = expr.clone();
-    let _ = visit_expressions_mut(&mut expr, |e| {
+    let outcome = visit_expressions_mut(&mut expr, |e| {
         if let Expr::CompoundIdentifier(parts) = e
             && parts.len() == 2
             && parts[0].value.eq_ignore_ascii_case("excluded")
         {
-            *e = Expr::Identifier(Ident::new(format!(
-                "{EXCLUDED_PREFIX}{}",
-                parts[1].value.to_ascii_lowercase()
-            )));
+            match column(def, &parts[1].value.to_ascii_lowercase()) {
+                Ok(c) => *e = Expr::Identifier(quoted(&format!("{EXCLUDED_PREFIX}{}", c.name))),
+                Err(error) => return ControlFlow::Break(error),
+            }
         }
-        ControlFlow::<()>::Continue(())
+        ControlFlow::Continue(())
     });
-    expr
+    match outcome {
+        ControlFlow::Break(error) => Err(error),
+        ControlFlow::Continue(()) => Ok(expr),
+    }
 }
 
 /// The one plain table an UPDATE or DELETE names.
@@ -539,21 +570,17 @@ async fn matching_rows(
     selection: Option<&Expr>,
 ) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
     let key_column = def.primary_key_column();
-    let mut select = vec![match key_column {
-        Some(c) => format!("\"{}\"", c.name),
-        None => "_seq".to_string(),
-    }];
+    let mut projection = vec![SelectItem::UnnamedExpr(Expr::Identifier(
+        match key_column {
+            Some(c) => quoted(&c.name),
+            None => Ident::new("_seq"),
+        },
+    ))];
     for (i, (_, expr)) in exprs.iter().enumerate() {
-        select.push(format!("({expr}) AS __v{i}"));
+        projection.push(value_column(i, (*expr).clone()));
     }
-    let mut sql = format!("SELECT {} FROM {relation}", select.join(", "));
-    if let Some(selection) = selection {
-        sql.push_str(&format!(" WHERE {selection}"));
-    }
-    let statement = Parser::parse_sql(&GenericDialect {}, &sql)
-        .map_err(|e| QueryError::Internal(format!("rebuilding DML query: {e}")))?
-        .remove(0);
-    let batches = collect(session.query(statement).await?).await?;
+    let statement = assemble::select(SELECT, projection, relation.clone(), selection.cloned())?;
+    let batches = collect_writes(session, session.query(statement).await?).await?;
     let seq_column = ColumnDef {
         id: 0,
         name: "_seq".into(),

@@ -46,6 +46,19 @@ pub enum QueryError {
     DuplicateKey { table: String, key: String },
     #[error("result has more than {limit} rows ([limits] max_result_rows)")]
     ResultTooLarge { limit: usize },
+    #[error(
+        "the statement writes more than {limit} rows ([limits] max_write_rows); nothing was \
+         written: write in parts"
+    )]
+    TooManyWrites { limit: usize },
+    /// The query needed more memory or spill space than the node gives
+    /// it; DataFusion's account names the largest consumers.
+    #[error(
+        "the query needs more memory than it may use ([limits] query_memory_bytes, shared by \
+         running queries): {}",
+        .0.message()
+    )]
+    ResourcesExhausted(#[source] Box<DataFusionError>),
     /// A planning or execution error of DataFusion's: a missing column, a
     /// type mismatch, a division by zero.
     #[error("{}", .0.message())]
@@ -97,10 +110,12 @@ impl QueryError {
             Self::InvalidParameter(_) => ErrorCode::InvalidParameter,
             Self::ParamsWithBatch(_) => ErrorCode::ParamsWithBatch,
             Self::TableNotFound { .. } | Self::NamespaceNotFound { .. } => ErrorCode::TableNotFound,
-            Self::Invalid(_) | Self::DuplicateKey { .. } | Self::DataFusion(_) => {
-                ErrorCode::SqlExecutionError
-            }
+            Self::Invalid(_)
+            | Self::DuplicateKey { .. }
+            | Self::DataFusion(_)
+            | Self::TooManyWrites { .. } => ErrorCode::SqlExecutionError,
             Self::ResultTooLarge { .. } => ErrorCode::ResultTooLarge,
+            Self::ResourcesExhausted(_) => ErrorCode::ResourcesExhausted,
             Self::Internal(_)
             | Self::StorageUnavailable { .. }
             | Self::SegmentsUnavailable { .. }
@@ -147,7 +162,14 @@ impl From<DataFusionError> for QueryError {
             }
             DataFusionError::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
                 Ok(error) => Self::from(error),
-                Err(shared) => Self::Internal(shared.message().into_owned()),
+                // Still held elsewhere (a hash join's build side is shared
+                // by its probes): what ran out is told apart by reference.
+                Err(shared) => match shared.find_root() {
+                    DataFusionError::ResourcesExhausted(message) => Self::ResourcesExhausted(
+                        Box::new(DataFusionError::ResourcesExhausted(message.clone())),
+                    ),
+                    _ => Self::Internal(shared.message().into_owned()),
+                },
             },
             DataFusionError::External(external) => from_external(external),
             DataFusionError::ArrowError(arrow, backtrace) => match *arrow {
@@ -160,10 +182,12 @@ impl From<DataFusionError> for QueryError {
             DataFusionError::SQL(e, _) => Self::Parse(e.to_string()),
             DataFusionError::NotImplemented(message) => Self::Unsupported(message),
             DataFusionError::Configuration(message) => Self::Invalid(message),
+            error @ DataFusionError::ResourcesExhausted(_) => {
+                Self::ResourcesExhausted(Box::new(error))
+            }
             error @ (DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
-            | DataFusionError::Execution(_)
-            | DataFusionError::ResourcesExhausted(_)) => Self::DataFusion(Box::new(error)),
+            | DataFusionError::Execution(_)) => Self::DataFusion(Box::new(error)),
             other => Self::Internal(other.message().into_owned()),
         }
     }

@@ -102,7 +102,17 @@ impl QueryEngine {
         let config = shared.get();
         let datafusion_options = config.datafusion.options();
         let auth = config.auth.clone();
-        let runtime = crate::merge::scan_runtime(&cold)?;
+        // Spill files of an earlier run are of no use to this one.
+        let spill_dir = config.storage.data_path.join("tmp");
+        let _ = std::fs::remove_dir_all(&spill_dir);
+        std::fs::create_dir_all(&spill_dir)
+            .map_err(|e| QueryError::Internal(format!("creating {}: {e}", spill_dir.display())))?;
+        let runtime = crate::merge::scan_runtime(
+            &cold,
+            config.limits.query_memory_bytes,
+            spill_dir,
+            config.limits.max_spill_bytes,
+        )?;
         let node = Arc::new(NodeInfo {
             node_id,
             started_at: std::time::Instant::now(),
@@ -121,12 +131,13 @@ impl QueryEngine {
             })?;
         }
         // Each session gets its own catalog list, bound to its user.
-        let base_state = SessionStateBuilder::new()
+        let mut base_state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
             .with_default_features()
             .build();
+        crate::functions::bound_generators(&mut base_state)?;
         let table_functions = Arc::new(base_state.table_functions().keys().cloned().collect());
         Ok(Self {
             catalog,
@@ -313,6 +324,7 @@ impl QueryEngine {
             engine: self.clone(),
             namespace,
             access: Access::new(user, role),
+            bounded_writes: true,
         })
     }
 
@@ -350,6 +362,8 @@ pub struct QuerySession {
     /// Who the session acts as; every table it resolves is checked
     /// against it.
     pub(crate) access: Access,
+    /// Whether a statement's writes are held to `[limits] max_write_rows`.
+    pub(crate) bounded_writes: bool,
 }
 
 pub(crate) fn batch_stream(batch: RecordBatch) -> SendableRecordBatchStream {
@@ -385,7 +399,11 @@ impl QuerySession {
         QuerySession {
             engine: self.engine.clone(),
             namespace: self.namespace.clone(),
-            access: Access::new(user, role),
+            access: Access {
+                impersonated: true,
+                ..Access::new(user, role)
+            },
+            bounded_writes: self.bounded_writes,
         }
     }
 
@@ -705,7 +723,7 @@ impl QuerySession {
                     .await
             }
             QuiverStatement::AlterUser { name, change } => self.alter_user(&name, change).await,
-            QuiverStatement::DropUser { name, if_exists } => self.drop_user(&name, if_exists),
+            QuiverStatement::DropUser { name, if_exists } => self.drop_user(&name, if_exists).await,
             QuiverStatement::KillLiveQuery { live_id } => self.kill_live_query(&live_id),
             QuiverStatement::ExecuteAs { user, statement } => {
                 let mut inner = self.impersonate(&user)?;

@@ -3,6 +3,7 @@
 //! queries for a request.
 
 mod access;
+mod assemble;
 mod cold;
 mod convert;
 mod ddl;
@@ -11,6 +12,7 @@ mod dml;
 mod error;
 mod executor;
 mod fast;
+mod functions;
 mod live;
 mod maintenance;
 mod merge;

@@ -16,13 +16,15 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor,
+    Expr as SqlExpr, ExprWithAlias, GroupByExpr, ObjectName, ObjectNamePart, SelectItem, SetExpr,
+    Statement, TableFactor,
 };
 use futures::StreamExt;
 use quiver_catalog::CachedTableData;
 use quiver_live::{ChangeSet, ConnectionId, EqualityKey, LivePlan, Subscription};
 use quiver_store::{Scope, StoredRow};
 
+use crate::assemble;
 use crate::convert::{OutputColumn, rows_to_batch};
 use crate::dialect::{QuiverStatement, parse};
 use crate::error::{QueryError, Result};
@@ -56,9 +58,9 @@ pub struct Subscribed {
 struct Compiled {
     table: Arc<CachedTableData>,
     plan: LivePlan,
-    /// The snapshot query without its snapshot-specific parts.
-    select: String,
-    selection: Option<String>,
+    /// The snapshot query's column names and filter.
+    columns: Vec<String>,
+    selection: Option<SqlExpr>,
 }
 
 fn unsupported(what: &str) -> QueryError {
@@ -138,12 +140,18 @@ impl QuerySession {
         let projection = columns;
 
         let ctx = self.context();
-        let selection = select.selection.as_ref().map(ToString::to_string);
+        let selection = select.selection.clone();
         let filter = match &selection {
             None => None,
-            Some(text) => {
+            Some(expr) => {
                 let df_schema = Arc::new(DFSchema::try_from(schema.as_ref().clone())?);
-                let expr = ctx.parse_sql_expr(text, &df_schema)?;
+                let expr = ctx.state().create_logical_expr_from_sql_expr(
+                    ExprWithAlias {
+                        expr: expr.clone(),
+                        alias: None,
+                    },
+                    &df_schema,
+                )?;
                 // Coerced and folded, as the planner would: a string
                 // literal compared to a TEXT column becomes a string view
                 // literal, which the equality index can key on.
@@ -158,14 +166,8 @@ impl QuerySession {
         };
         let columns: Vec<String> = projection
             .iter()
-            .map(|&i| format!("\"{}\"", schema.field(i).name()))
+            .map(|&i| schema.field(i).name().clone())
             .collect();
-        let select = format!(
-            "SELECT {} FROM \"{}\".\"{}\"",
-            columns.join(", "),
-            def.namespace,
-            def.name
-        );
         let key = filter.as_ref().and_then(|f| equality_key(f, &schema));
         Ok(Compiled {
             table: table.clone(),
@@ -179,7 +181,7 @@ impl QuerySession {
                 schema: Arc::new(schema.project(&projection)?),
                 projection,
             },
-            select,
+            columns,
             selection,
         })
     }
@@ -235,21 +237,24 @@ impl QuerySession {
         compiled: &Compiled,
         snapshot: Snapshot,
     ) -> Result<(Vec<RecordBatch>, Option<RecordBatch>)> {
-        let tail = match snapshot {
+        let template = match snapshot {
             Snapshot::None => return Ok((Vec::new(), None)),
             Snapshot::Since(from) => return self.changed_since(compiled, from).await,
-            Snapshot::Full => " ORDER BY _seq".to_string(),
-            Snapshot::Last(n) => format!(" ORDER BY _seq DESC LIMIT {n}"),
+            Snapshot::Full => "SELECT 1 FROM t ORDER BY _seq".to_string(),
+            // A number, not text from the client.
+            Snapshot::Last(n) => format!("SELECT 1 FROM t ORDER BY _seq DESC LIMIT {n}"),
         };
-        let mut sql = compiled.select.clone();
-        if let Some(selection) = &compiled.selection {
-            sql.push_str(&format!(" WHERE {selection}"));
-        }
-        sql.push_str(&tail);
-        let statement = match parse(&sql)?.pop() {
-            Some(QuiverStatement::Standard(statement)) => *statement,
-            _ => return Err(QueryError::Internal("snapshot query".into())),
-        };
+        let def = compiled.table.def();
+        let projection = compiled
+            .columns
+            .iter()
+            .map(|c| SelectItem::UnnamedExpr(SqlExpr::Identifier(assemble::quoted(c))))
+            .collect();
+        let from = assemble::table(ObjectName(vec![
+            ObjectNamePart::Identifier(assemble::quoted(def.namespace.as_str())),
+            ObjectNamePart::Identifier(assemble::quoted(def.name.as_str())),
+        ]))?;
+        let statement = assemble::select(&template, projection, from, compiled.selection.clone())?;
         let limit = self.engine().limits().max_result_rows;
         let mut stream = self.query(statement).await?;
         let mut rows = Vec::new();

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch};
@@ -31,6 +32,8 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::Expr;
@@ -63,8 +66,29 @@ pub const COLD_URL: &str = "quiver-cold://segments";
 /// store under [`COLD_URL`], and a deleted segment's footer leaves the
 /// metadata cache with it (otherwise every segment ever written would sit
 /// there until evicted).
-pub(crate) fn scan_runtime(cold: &ColdTables) -> Result<Arc<RuntimeEnv>, QueryError> {
+///
+/// Operators' memory comes from one pool of `memory_bytes` for every
+/// running query, shared fairly among those that can spill (sorts,
+/// aggregates), which spill under `spill_dir` up to `spill_bytes`; an
+/// operator that cannot get what it needs fails its query with
+/// `ResourcesExhausted`, naming the largest consumers.
+pub(crate) fn scan_runtime(
+    cold: &ColdTables,
+    memory_bytes: usize,
+    spill_dir: std::path::PathBuf,
+    spill_bytes: u64,
+) -> Result<Arc<RuntimeEnv>, QueryError> {
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(memory_bytes),
+        NonZeroUsize::new(3).expect("3 is not 0"),
+    );
     let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default()
+                .with_mode(DiskManagerMode::Directories(vec![spill_dir]))
+                .with_max_temp_directory_size(spill_bytes),
+        )
         .build_arc()
         .map_err(|e| QueryError::Internal(format!("building the query runtime: {e}")))?;
     let url = url::Url::parse(COLD_URL).expect("valid URL");

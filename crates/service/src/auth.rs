@@ -13,13 +13,14 @@ use base64::Engine as _;
 use dashmap::DashMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use quiver_catalog::{Catalog, UserRecord, verify_password};
+use quiver_catalog::{Catalog, PasswordCost, RefreshFamily, UserRecord, hash_password};
 use quiver_common::{ErrorCode, Role, UserId};
 use quiver_config::AuthConfig;
 use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
 
 use crate::error::ServiceError;
-use crate::limits::LoginGuard;
+use crate::signin::SignIns;
 
 /// Shortest accepted `[auth] jwt_secret` off loopback, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -29,6 +30,71 @@ pub const MIN_SECRET_BYTES: usize = 32;
 pub struct Principal {
     pub user: UserId,
     pub role: Role,
+    /// Which user of that name, and in which token epoch, as when the
+    /// principal was proven: see [`Auth::current`].
+    created_at: i64,
+    token_epoch: i64,
+}
+
+impl Principal {
+    fn of(user: &UserRecord) -> Self {
+        Self {
+            user: user.id.clone(),
+            role: user.role,
+            created_at: user.created_at,
+            token_epoch: user.token_epoch,
+        }
+    }
+}
+
+/// Where a request comes from, as far as sign-in cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// Whether the request named this machine as the server it wants: an
+    /// HTTP `Host` of a loopback name or address. Protocols without such
+    /// a name count as naming it.
+    names_loopback: bool,
+}
+
+impl Peer {
+    /// A request from `addr` that named the server `host` (HTTP's
+    /// `Host`), or nothing (`None`: a protocol without a host name).
+    pub fn new(addr: SocketAddr, host: Option<&str>) -> Self {
+        Self {
+            addr,
+            names_loopback: host.is_none_or(host_is_loopback),
+        }
+    }
+
+    /// Whether the request both comes from and is addressed to this
+    /// machine: a page on another site that resolves its own name to
+    /// 127.0.0.1 (DNS rebinding) or a proxy on this host forwarding
+    /// others' requests fails the second half.
+    pub fn is_local(&self) -> bool {
+        self.addr.ip().is_loopback() && self.names_loopback
+    }
+}
+
+/// Whether an HTTP `Host` value (a name or address, with or without a
+/// port) is this machine's loopback.
+fn host_is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[::1]:8080`
+        Some(rest) => match rest.split_once(']') {
+            Some((name, _)) => name,
+            None => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        },
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What a client presented to prove who it is.
@@ -87,6 +153,15 @@ struct Claims {
     iat: i64,
     exp: i64,
     token_type: TokenKind,
+    /// The user's creation time: a later user of the same name is not
+    /// the one the token was issued to.
+    uid: i64,
+    /// The user's token epoch at issue.
+    ep: i64,
+    /// The sign-in the token descends from (see [`RefreshFamily`]).
+    fam: String,
+    /// This token's own id.
+    jti: String,
 }
 
 /// A signed-in user's tokens, with their expiry (seconds since the epoch).
@@ -111,12 +186,22 @@ pub struct WeakSecret {
 /// Most tokens whose signature [`Auth`] remembers having checked.
 const VERIFIED_TOKENS: usize = 4096;
 
-/// Token keys and lifetimes, the users they name, and the sign-in lockout.
+/// Token keys and lifetimes, the users they name, the sign-ins tokens
+/// descend from, and the sign-in lockout.
 pub struct Auth {
     catalog: Arc<Catalog>,
     keys: TokenKeys,
-    logins: LoginGuard,
+    signins: SignIns,
+    /// Checked in place of a password hash for an unknown user, so that
+    /// an unknown name takes as long as a wrong password.
+    decoy: OnceCell<String>,
+    cost: PasswordCost,
+    /// Live refresh-token families by id, as stored in the catalog.
+    families: DashMap<String, RefreshFamily>,
 }
+
+/// Families stored past which a sign-in first sweeps out expired ones.
+const FAMILY_SWEEP_AT: usize = 10_000;
 
 /// Signs and checks tokens.
 struct TokenKeys {
@@ -163,7 +248,6 @@ impl Auth {
             config.jwt_secret.clone()
         };
         Ok(Self {
-            catalog,
             keys: TokenKeys {
                 encoding: EncodingKey::from_secret(secret.as_bytes()),
                 decoding: DecodingKey::from_secret(secret.as_bytes()),
@@ -171,7 +255,14 @@ impl Auth {
                 refresh_ttl_secs: config.refresh_token_ttl_secs as i64,
                 verified: DashMap::new(),
             },
-            logins: LoginGuard::new(config),
+            signins: SignIns::new(config),
+            decoy: OnceCell::new(),
+            cost: PasswordCost {
+                memory_kib: config.password_memory_kib,
+                iterations: config.password_iterations,
+            },
+            families: live_families(&catalog),
+            catalog,
         })
     }
 
@@ -179,7 +270,7 @@ impl Auth {
     pub async fn authenticate(
         &self,
         credentials: Credentials,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> Result<Principal, ServiceError> {
         let user = match credentials {
             Credentials::Missing => {
@@ -200,10 +291,22 @@ impl Auth {
             }
             Credentials::Malformed => return Err(invalid_credentials()),
         };
-        Ok(Principal {
-            user: user.id.clone(),
-            role: user.role,
-        })
+        Ok(Principal::of(&user))
+    }
+
+    /// `principal` as its user stands now (with their current role), for
+    /// a connection that proved it earlier; refused once the user has
+    /// signed out, changed password or role, or been dropped since.
+    pub fn current(&self, principal: &Principal) -> Result<Principal, ServiceError> {
+        let user = self
+            .catalog
+            .user(&principal.user)
+            .filter(|u| u.created_at == principal.created_at)
+            .ok_or_else(|| ServiceError::new(ErrorCode::InvalidCredentials, "unknown user"))?;
+        if user.token_epoch != principal.token_epoch {
+            return Err(revoked());
+        }
+        Ok(Principal::of(&user))
     }
 
     /// Signs a user in with a name and password: the user and fresh tokens.
@@ -211,19 +314,83 @@ impl Auth {
         &self,
         name: &str,
         password: String,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> Result<(Arc<UserRecord>, Tokens), ServiceError> {
         let user = self.check_password(name, password, peer).await?;
-        let tokens = self.tokens(&user);
+        let tokens = self.tokens(&user)?;
         Ok((user, tokens))
     }
 
-    /// Fresh tokens for the user a refresh token names.
+    /// Fresh tokens for the user a refresh token names. Each refresh token
+    /// is good for one refresh: the answer carries its successor. Using one
+    /// a second time ends its family (every token of that sign-in), since
+    /// one of the two users of it is not who the token was issued to.
     pub fn refresh(&self, refresh_token: &str) -> Result<(Arc<UserRecord>, Tokens), ServiceError> {
         let claims = self.keys.verify(refresh_token, TokenKind::Refresh)?;
         let user = self.token_user(&claims)?;
-        let tokens = self.tokens(&user);
+        let now = chrono::Utc::now().timestamp();
+        let next = new_token_id();
+        let rotated = match self.families.get_mut(&claims.fam) {
+            Some(mut family) if family.newest == claims.jti => {
+                let mut stored = family.clone();
+                stored.newest = next.clone();
+                stored.expires_at = now + self.keys.lifetime();
+                self.catalog
+                    .put_refresh_family(&stored)
+                    .map_err(|e| ServiceError::new(ErrorCode::InternalError, e.to_string()))?;
+                *family = stored;
+                true
+            }
+            _ => false,
+        };
+        if !rotated {
+            if let Some((id, _)) = self.families.remove(&claims.fam) {
+                self.forget_families([id.as_str()]);
+            }
+            return Err(ServiceError::new(
+                ErrorCode::InvalidCredentials,
+                "this refresh token was already used or its sign-in has ended; sign in again",
+            ));
+        }
+        let tokens = self.keys.tokens(&user, now, &claims.fam, next);
         Ok((user, tokens))
+    }
+
+    /// Signs the user an access token names out everywhere: every token
+    /// issued to the user so far stops working.
+    pub fn logout(&self, access_token: &str) -> Result<Arc<UserRecord>, ServiceError> {
+        let claims = self.keys.verify(access_token, TokenKind::Access)?;
+        let user = self.token_user(&claims)?;
+        self.end_tokens(&user.id)?;
+        Ok(user)
+    }
+
+    /// Ends every token issued to `user` so far (on sign-out, a password
+    /// or role change, or DROP USER).
+    pub fn end_tokens(&self, user: &UserId) -> Result<(), ServiceError> {
+        self.catalog
+            .end_tokens(user)
+            .map_err(|e| ServiceError::new(ErrorCode::InternalError, e.to_string()))?;
+        let ended: Vec<String> = self
+            .families
+            .iter()
+            .filter(|f| f.user == *user)
+            .map(|f| f.key().clone())
+            .collect();
+        for id in &ended {
+            self.families.remove(id);
+        }
+        self.forget_families(ended.iter().map(String::as_str));
+        Ok(())
+    }
+
+    /// Removes stored families; a failure leaves records that no token can
+    /// use any more (their user's epoch or their newest id moved on), so
+    /// it is only logged.
+    fn forget_families<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        if let Err(e) = self.catalog.remove_refresh_families(ids) {
+            tracing::warn!(error = %e, "could not remove ended refresh-token families");
+        }
     }
 
     /// The user an access token names, as stored now.
@@ -232,11 +399,143 @@ impl Auth {
         self.token_user(&claims)
     }
 
-    /// Both tokens for `user`.
-    pub fn tokens(&self, user: &UserRecord) -> Tokens {
+    /// Both tokens of a new sign-in of `user`.
+    pub fn tokens(&self, user: &UserRecord) -> Result<Tokens, ServiceError> {
         let now = chrono::Utc::now().timestamp();
-        let (access, access_expires_at) = self.keys.token(user, TokenKind::Access, now);
-        let (refresh, refresh_expires_at) = self.keys.token(user, TokenKind::Refresh, now);
+        if self.families.len() >= FAMILY_SWEEP_AT {
+            self.sweep(now);
+        }
+        let family = RefreshFamily {
+            id: new_token_id(),
+            user: user.id.clone(),
+            newest: new_token_id(),
+            expires_at: now + self.keys.lifetime(),
+        };
+        self.catalog
+            .put_refresh_family(&family)
+            .map_err(|e| ServiceError::new(ErrorCode::InternalError, e.to_string()))?;
+        let tokens = self
+            .keys
+            .tokens(user, now, &family.id, family.newest.clone());
+        self.families.insert(family.id.clone(), family);
+        Ok(tokens)
+    }
+
+    /// Forgets families whose tokens have all expired.
+    fn sweep(&self, now: i64) {
+        let expired: Vec<String> = self
+            .families
+            .iter()
+            .filter(|f| f.expires_at < now)
+            .map(|f| f.key().clone())
+            .collect();
+        for id in &expired {
+            self.families.remove(id);
+        }
+        self.forget_families(expired.iter().map(String::as_str));
+    }
+
+    /// Checks a user name and password. `root` without a password accepts
+    /// an empty one, from this machine only. Attempts are limited per
+    /// address and per account (`signin.rs`); an unknown user costs a
+    /// password check too.
+    async fn check_password(
+        &self,
+        name: &str,
+        password: String,
+        peer: Peer,
+    ) -> Result<Arc<UserRecord>, ServiceError> {
+        let id = UserId::parse(name).map_err(|_| invalid_credentials())?;
+        let attempt = self.signins.begin(&id, peer.addr.ip())?;
+        let user = self.catalog.user(&id);
+        let hash = match &user {
+            Some(user) => user.password_hash.clone(),
+            None => Some(self.decoy().await?),
+        };
+        let matches = match hash {
+            None => peer.is_local() && password.is_empty(),
+            Some(hash) => self.signins.verify(password, hash).await?,
+        };
+        match user {
+            Some(user) if matches => {
+                attempt.succeeded();
+                Ok(user)
+            }
+            _ => {
+                attempt.failed();
+                Err(invalid_credentials())
+            }
+        }
+    }
+
+    /// A hash of no one's password, made once at the configured cost.
+    async fn decoy(&self) -> Result<String, ServiceError> {
+        let cost = self.cost;
+        self.decoy
+            .get_or_try_init(|| async move {
+                let secret = new_token_id();
+                tokio::task::spawn_blocking(move || hash_password(&secret, cost))
+                    .await
+                    .map_err(|e| ServiceError::new(ErrorCode::InternalError, e.to_string()))?
+                    .map_err(|e| ServiceError::new(ErrorCode::InternalError, e.to_string()))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The user a valid token names, as stored now, if the token is still
+    /// theirs: issued to this user (not an earlier one of the same name),
+    /// in their current token epoch, from a sign-in that has not ended.
+    fn token_user(&self, claims: &Claims) -> Result<Arc<UserRecord>, ServiceError> {
+        let user = UserId::parse(&claims.sub)
+            .ok()
+            .and_then(|id| self.catalog.user(&id))
+            .filter(|user| user.created_at == claims.uid)
+            .ok_or_else(|| ServiceError::new(ErrorCode::InvalidCredentials, "unknown user"))?;
+        if user.token_epoch != claims.ep || !self.families.contains_key(&claims.fam) {
+            return Err(revoked());
+        }
+        Ok(user)
+    }
+}
+
+/// The refresh-token families stored, without the expired ones (which
+/// are removed). Without them every refresh token is refused: its user
+/// signs in again.
+fn live_families(catalog: &Catalog) -> DashMap<String, RefreshFamily> {
+    let now = chrono::Utc::now().timestamp();
+    let families = match catalog.refresh_families() {
+        Ok(families) => families,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read refresh-token families");
+            Vec::new()
+        }
+    };
+    let (live, expired): (Vec<_>, Vec<_>) = families.into_iter().partition(|f| f.expires_at >= now);
+    if !expired.is_empty()
+        && let Err(e) = catalog.remove_refresh_families(expired.iter().map(|f| f.id.as_str()))
+    {
+        tracing::warn!(error = %e, "could not remove expired refresh-token families");
+    }
+    live.into_iter().map(|f| (f.id.clone(), f)).collect()
+}
+
+fn new_token_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl TokenKeys {
+    /// How long a sign-in's family is kept: as long as its last token.
+    fn lifetime(&self) -> i64 {
+        self.access_ttl_secs.max(self.refresh_ttl_secs)
+    }
+
+    /// An access token and the refresh token `refresh_id` of `family`.
+    fn tokens(&self, user: &UserRecord, now: i64, family: &str, refresh_id: String) -> Tokens {
+        let (access, access_expires_at) =
+            self.token(user, TokenKind::Access, now, family, new_token_id());
+        let (refresh, refresh_expires_at) =
+            self.token(user, TokenKind::Refresh, now, family, refresh_id);
         Tokens {
             access,
             access_expires_at,
@@ -245,44 +544,14 @@ impl Auth {
         }
     }
 
-    /// Checks a user name and password. `root` without a password accepts
-    /// an empty one, from loopback only. Hash checks run off the async
-    /// threads. Repeated failures lock the user out for a while.
-    async fn check_password(
+    fn token(
         &self,
-        name: &str,
-        password: String,
-        peer: SocketAddr,
-    ) -> Result<Arc<UserRecord>, ServiceError> {
-        let id = UserId::parse(name).map_err(|_| invalid_credentials())?;
-        let user = self.catalog.user(&id).ok_or_else(invalid_credentials)?;
-        self.logins.check(&id)?;
-        let matches = match user.password_hash.clone() {
-            None => peer.ip().is_loopback() && password.is_empty(),
-            Some(hash) => tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-                .await
-                .unwrap_or(false),
-        };
-        if matches {
-            self.logins.succeeded(&id);
-            Ok(user)
-        } else {
-            self.logins.failed(&id);
-            Err(invalid_credentials())
-        }
-    }
-
-    /// The user a valid token names, as stored now.
-    fn token_user(&self, claims: &Claims) -> Result<Arc<UserRecord>, ServiceError> {
-        UserId::parse(&claims.sub)
-            .ok()
-            .and_then(|id| self.catalog.user(&id))
-            .ok_or_else(|| ServiceError::new(ErrorCode::InvalidCredentials, "unknown user"))
-    }
-}
-
-impl TokenKeys {
-    fn token(&self, user: &UserRecord, kind: TokenKind, now: i64) -> (String, i64) {
+        user: &UserRecord,
+        kind: TokenKind,
+        now: i64,
+        family: &str,
+        id: String,
+    ) -> (String, i64) {
         let ttl = match kind {
             TokenKind::Access => self.access_ttl_secs,
             TokenKind::Refresh => self.refresh_ttl_secs,
@@ -293,6 +562,10 @@ impl TokenKeys {
             iat: now,
             exp: now + ttl,
             token_type: kind,
+            uid: user.created_at,
+            ep: user.token_epoch,
+            fam: family.to_string(),
+            jti: id,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail");
@@ -343,6 +616,13 @@ impl TokenKeys {
     }
 }
 
+fn revoked() -> ServiceError {
+    ServiceError::new(
+        ErrorCode::InvalidCredentials,
+        "signed out, or the user's password or role changed since; sign in again",
+    )
+}
+
 fn token_expired() -> ServiceError {
     ServiceError::new(
         ErrorCode::TokenExpired,
@@ -379,6 +659,7 @@ mod tests {
             password_hash: None,
             created_at: 0,
             updated_at: 0,
+            token_epoch: 0,
         }
     }
 
@@ -390,7 +671,7 @@ mod tests {
     fn a_remembered_token_still_expires_and_keeps_its_kind() {
         let auth = auth();
         let now = chrono::Utc::now().timestamp();
-        let (token, _) = auth.token(&user(), TokenKind::Access, now);
+        let (token, _) = auth.token(&user(), TokenKind::Access, now, "f", new_token_id());
         assert_eq!(auth.verify(&token, TokenKind::Access).unwrap().sub, "alice");
         assert_eq!(auth.verified.len(), 1);
         // Remembered, but only for the kind it is.
@@ -411,7 +692,7 @@ mod tests {
     fn only_the_exact_text_of_a_checked_token_is_remembered() {
         let auth = auth();
         let now = chrono::Utc::now().timestamp();
-        let (token, _) = auth.token(&user(), TokenKind::Access, now);
+        let (token, _) = auth.token(&user(), TokenKind::Access, now, "f", new_token_id());
         auth.verify(&token, TokenKind::Access).unwrap();
         let mut tampered = token.clone().into_bytes();
         let last = tampered.len() - 1;
@@ -430,11 +711,41 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         for age in 0..=VERIFIED_TOKENS as i64 {
             // A different issue time makes a different token.
-            let (token, _) = auth.token(&user(), TokenKind::Access, now - age);
+            let (token, _) = auth.token(&user(), TokenKind::Access, now - age, "f", new_token_id());
             auth.verify(&token, TokenKind::Access).unwrap();
         }
         assert!(auth.verified.len() <= VERIFIED_TOKENS);
         assert!(!auth.verified.is_empty());
+    }
+
+    #[test]
+    fn only_requests_addressed_to_loopback_from_loopback_are_local() {
+        let loopback: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "10.0.0.7:5000".parse().unwrap();
+        for host in [
+            "localhost",
+            "LOCALHOST:8080",
+            "localhost.",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(Peer::new(loopback, Some(host)).is_local(), "{host}");
+            assert!(!Peer::new(remote, Some(host)).is_local(), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1",
+            "[::1",
+        ] {
+            assert!(!Peer::new(loopback, Some(host)).is_local(), "{host}");
+        }
+        assert!(Peer::new(loopback, None).is_local());
     }
 
     #[test]

@@ -9,9 +9,10 @@ mod auth;
 mod error;
 mod limits;
 mod request;
+mod signin;
 
 pub use auth::{
-    Auth, Credentials, MIN_SECRET_BYTES, Principal, Tokens, WeakSecret, is_loopback_host,
+    Auth, Credentials, MIN_SECRET_BYTES, Peer, Principal, Tokens, WeakSecret, is_loopback_host,
 };
 pub use error::ServiceError;
 pub use limits::RequestRate;

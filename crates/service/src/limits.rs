@@ -1,16 +1,13 @@
-//! Per-user limits on SQL requests and on sign-in: a request rate per
-//! user (`RATE_LIMIT_EXCEEDED`) and a lockout after repeated failed
-//! password checks.
+//! Per-user limits on SQL requests: a request rate per user
+//! (`RATE_LIMIT_EXCEEDED`). Sign-in attempts are limited in `signin.rs`.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use dashmap::DashMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use quiver_common::{ErrorCode, UserId};
-use quiver_config::{AuthConfig, LimitsConfig};
+use quiver_config::LimitsConfig;
 
 use crate::error::ServiceError;
 
@@ -83,101 +80,9 @@ impl RequestRate {
     }
 }
 
-/// Failed password checks per user, and who is locked out until when.
-#[derive(Debug)]
-pub struct LoginGuard {
-    max_failures: u32,
-    lockout: Duration,
-    users: DashMap<UserId, Failures>,
-}
-
-#[derive(Debug, Default)]
-struct Failures {
-    count: u32,
-    locked_until: Option<Instant>,
-}
-
-impl LoginGuard {
-    pub fn new(auth: &AuthConfig) -> Self {
-        Self {
-            max_failures: auth.max_failed_logins,
-            lockout: Duration::from_secs(auth.lockout_secs),
-            users: DashMap::new(),
-        }
-    }
-
-    /// Refuses a password check for a user who is locked out.
-    pub fn check(&self, user: &UserId) -> Result<(), ServiceError> {
-        let Some(entry) = self.users.get(user) else {
-            return Ok(());
-        };
-        let Some(until) = entry.locked_until else {
-            return Ok(());
-        };
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(());
-        }
-        Err(ServiceError::new(
-            ErrorCode::RateLimitExceeded,
-            format!(
-                "user {user} is locked out after {} failed sign-ins; try again in {} s",
-                self.max_failures,
-                left.as_secs().max(1)
-            ),
-        ))
-    }
-
-    /// Counts a failed check; the last one allowed starts a lockout.
-    pub fn failed(&self, user: &UserId) {
-        if self.max_failures == 0 {
-            return;
-        }
-        let mut entry = self.users.entry(user.clone()).or_default();
-        if entry
-            .locked_until
-            .is_some_and(|until| until <= Instant::now())
-        {
-            *entry = Failures::default();
-        }
-        entry.count += 1;
-        if entry.count >= self.max_failures {
-            entry.count = 0;
-            entry.locked_until = Some(Instant::now() + self.lockout);
-            tracing::warn!(user = %user, "user locked out after repeated failed sign-ins");
-        }
-    }
-
-    /// A successful check clears the user's failures.
-    pub fn succeeded(&self, user: &UserId) {
-        self.users.remove(user);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lockout_starts_at_the_limit_and_success_clears_failures() {
-        let guard = LoginGuard::new(&AuthConfig {
-            max_failed_logins: 3,
-            lockout_secs: 60,
-            ..AuthConfig::default()
-        });
-        let alice = UserId::parse("alice").unwrap();
-        guard.failed(&alice);
-        guard.failed(&alice);
-        guard.succeeded(&alice);
-        guard.failed(&alice);
-        guard.failed(&alice);
-        assert!(guard.check(&alice).is_ok());
-        guard.failed(&alice);
-        let err = guard.check(&alice).unwrap_err();
-        assert_eq!(err.code, ErrorCode::RateLimitExceeded);
-        assert!(err.message.contains("locked out"), "{}", err.message);
-        assert!(guard.check(&UserId::parse("bob").unwrap()).is_ok());
-    }
 
     #[test]
     fn rate_allows_the_burst_then_refuses_per_user() {

@@ -11,7 +11,6 @@
 //! ([`Reply::Streaming`]) and a later failure ends the stream with an
 //! error the encoder writes.
 
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use quiver_query::{QueryEngine, QueryError, QuerySession, QuiverStatement, State
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::auth::{Auth, Credentials, Principal, Tokens};
+use crate::auth::{Auth, Credentials, Peer, Principal, Tokens};
 use crate::error::ServiceError;
 use crate::limits::RequestRate;
 
@@ -134,7 +133,7 @@ impl futures::Stream for ResultStream {
 /// only after its sender is authenticated.
 pub struct Incoming<D> {
     pub credentials: Credentials,
-    pub peer: SocketAddr,
+    pub peer: Peer,
     /// The request's size, which decides where it starts.
     pub size: usize,
     pub decode: D,
@@ -189,7 +188,7 @@ impl RequestService {
     pub async fn authenticate(
         &self,
         credentials: Credentials,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> Result<Principal, ServiceError> {
         self.auth.authenticate(credentials, peer).await
     }
@@ -203,11 +202,12 @@ impl RequestService {
     }
 
     /// Refuses a setup from another machine, or once root has a password.
-    pub fn setup_allowed(&self, peer: SocketAddr) -> Result<(), ServiceError> {
-        if !peer.ip().is_loopback() {
+    pub fn setup_allowed(&self, peer: Peer) -> Result<(), ServiceError> {
+        if !peer.is_local() {
             return Err(ServiceError::new(
                 ErrorCode::PermissionDenied,
-                "setup is only accepted from the server's own machine",
+                "setup is only accepted from the server's own machine, addressed to it by a \
+                 loopback name or address",
             ));
         }
         if !self.needs_setup() {
@@ -224,7 +224,7 @@ impl RequestService {
     pub async fn setup(
         &self,
         setup: Setup,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> Result<(Arc<UserRecord>, Tokens), ServiceError> {
         self.setup_allowed(peer)?;
         let id = UserId::parse(&setup.user)
@@ -241,13 +241,15 @@ impl RequestService {
                 password_hash: Some(hash),
                 created_at: now,
                 updated_at: now,
+                token_epoch: 0,
             })
             .map_err(QueryError::from)?;
         let mut root = (*catalog.user(&UserId::root()).expect("root exists")).clone();
         root.password_hash = Some(root_hash);
         root.updated_at = now;
+        root.token_epoch += 1;
         catalog.update_user(root).map_err(QueryError::from)?;
-        let tokens = self.auth.tokens(&user);
+        let tokens = self.auth.tokens(&user)?;
         Ok((user, tokens))
     }
 
@@ -352,7 +354,7 @@ impl RequestService {
         &self,
         config: &Arc<Config>,
         credentials: Credentials,
-        peer: SocketAddr,
+        peer: Peer,
         decode: D,
         direct: bool,
         deadline: Option<Instant>,
@@ -466,6 +468,9 @@ async fn execute(
                         return Err(fail(QueryError::ResultTooLarge { limit: max_rows }));
                     }
                     rows += batch.num_rows();
+                    // A batch whose text alone passes the cap is refused
+                    // before it is encoded.
+                    sink.check(text_bytes(&batch), index)?;
                     sink.encoder.rows(&mut sink.out, &batch);
                     sink.pass_on(index).await?;
                 }
@@ -476,6 +481,48 @@ async fn execute(
         sink.pass_on(index).await?;
     }
     Ok(rows_read)
+}
+
+/// The bytes of a batch's text and binary values: no encoding writes
+/// fewer.
+fn text_bytes(batch: &RecordBatch) -> usize {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::DataType;
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let span = |offsets: &[i64]| match (offsets.first(), offsets.last()) {
+                (Some(first), Some(last)) => (last - first) as usize,
+                _ => 0,
+            };
+            match column.data_type() {
+                DataType::Utf8 => {
+                    let offsets = column.as_string::<i32>().value_offsets();
+                    span(&[i64::from(offsets[0]), i64::from(offsets[offsets.len() - 1])])
+                }
+                DataType::LargeUtf8 => span(column.as_string::<i64>().value_offsets()),
+                DataType::Binary => {
+                    let offsets = column.as_binary::<i32>().value_offsets();
+                    span(&[i64::from(offsets[0]), i64::from(offsets[offsets.len() - 1])])
+                }
+                DataType::LargeBinary => span(column.as_binary::<i64>().value_offsets()),
+                DataType::Utf8View => column
+                    .as_string_view()
+                    .views()
+                    .iter()
+                    .map(|view| *view as u32 as usize)
+                    .sum(),
+                DataType::BinaryView => column
+                    .as_binary_view()
+                    .views()
+                    .iter()
+                    .map(|view| *view as u32 as usize)
+                    .sum(),
+                _ => 0,
+            }
+        })
+        .sum()
 }
 
 /// Where encoded results go: held until they pass a chunk, then streamed.
@@ -520,10 +567,9 @@ impl Sink {
         }
     }
 
-    /// Checks the byte cap, and hands a full chunk on: the first one as
-    /// the head of a streamed reply.
-    async fn pass_on(&mut self, statement: usize) -> Result<(), ServiceError> {
-        if self.encoded + self.out.len() > self.max_bytes {
+    /// Refuses an answer that, with `more` bytes, passes the byte cap.
+    fn check(&self, more: usize, statement: usize) -> Result<(), ServiceError> {
+        if self.encoded + self.out.len() + more > self.max_bytes {
             let mut error = ServiceError::new(
                 ErrorCode::ResultTooLarge,
                 format!(
@@ -534,6 +580,13 @@ impl Sink {
             error.statement_index = Some(statement);
             return Err(error);
         }
+        Ok(())
+    }
+
+    /// Checks the byte cap, and hands a full chunk on: the first one as
+    /// the head of a streamed reply.
+    async fn pass_on(&mut self, statement: usize) -> Result<(), ServiceError> {
+        self.check(0, statement)?;
         if self.out.len() < STREAM_CHUNK_BYTES {
             return Ok(());
         }

@@ -56,6 +56,12 @@ pub enum ColdError {
     Manifest { path: String, detail: String },
     #[error(transparent)]
     Store(#[from] crate::backend::StoreError),
+    #[error("cannot sync {path} to disk: {source}")]
+    Sync {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot create cold storage directory {path}: {source}")]
     CreateDir {
         path: String,
@@ -192,6 +198,60 @@ pub struct SegmentOptions {
 pub struct SegmentWriter {
     writer: ArrowWriter<Vec<u8>>,
     objects: Arc<dyn ObjectStore>,
+    durable: Durable,
+}
+
+/// Makes written files survive a power loss. On the local filesystem a
+/// put is a write to a temporary name and a rename, neither of which
+/// reaches the disk by itself: the file's data is synced, then each
+/// directory from the file's own up to the root (its entry, and the
+/// entries of directories created for it). Object stores that publish
+/// whole objects need nothing more.
+#[derive(Clone)]
+struct Durable {
+    root: Option<Arc<std::path::PathBuf>>,
+    on_sync: Arc<ArcSwapOption<SyncHook>>,
+}
+
+/// What [`ColdStore::on_sync`] registers.
+pub type SyncHook = Box<dyn Fn(&str) + Send + Sync>;
+
+impl Durable {
+    async fn sync(&self, path: &str) -> Result<(), ColdError> {
+        if let Some(root) = self.root.clone() {
+            let relative = path.to_string();
+            tokio::task::spawn_blocking(move || sync_up(&root, &relative))
+                .await
+                .map_err(|e| ColdError::Sync {
+                    path: path.to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                })?
+                .map_err(|source| ColdError::Sync {
+                    path: path.to_string(),
+                    source,
+                })?;
+        }
+        if let Some(hook) = self.on_sync.load().as_ref() {
+            hook(path);
+        }
+        Ok(())
+    }
+}
+
+/// Syncs `root/relative`, then every directory from its parent up to
+/// `root`.
+fn sync_up(root: &Path, relative: &str) -> std::io::Result<()> {
+    let file = root.join(relative);
+    std::fs::File::open(&file)?.sync_all()?;
+    let mut dir = file.parent();
+    while let Some(current) = dir {
+        std::fs::File::open(current)?.sync_all()?;
+        if current == root {
+            break;
+        }
+        dir = current.parent();
+    }
+    Ok(())
 }
 
 impl SegmentWriter {
@@ -207,6 +267,7 @@ impl SegmentWriter {
         self.objects
             .put(&ObjectPath::from(path), PutPayload::from(buffer))
             .await?;
+        self.durable.sync(path).await?;
         Ok(size)
     }
 }
@@ -284,6 +345,7 @@ pub struct ColdStore {
     /// Told the path of every file deleted, so that caches outside the
     /// store (the query engine's footers) drop what they hold for it.
     on_delete: Arc<ArcSwapOption<DeleteHook>>,
+    durable: Durable,
 }
 
 /// What [`ColdStore::on_delete`] registers.
@@ -373,6 +435,15 @@ impl ColdStore {
             footers: Arc::default(),
             pages: None,
             on_delete: Arc::default(),
+            durable: Durable {
+                root: Some(Arc::new(root.canonicalize().map_err(|source| {
+                    ColdError::CreateDir {
+                        path: root.display().to_string(),
+                        source,
+                    }
+                })?)),
+                on_sync: Arc::default(),
+            },
         })
     }
 
@@ -421,6 +492,9 @@ impl ColdStore {
         let path = ObjectPath::from(format!("{}/{MANIFEST}", scope_dir(&manifest.scope())));
         let bytes = serde_json::to_vec_pretty(manifest).expect("manifests serialize");
         self.objects.put(&path, PutPayload::from(bytes)).await?;
+        // Synced before anything it replaces (hot rows, older segments)
+        // is removed.
+        self.durable.sync(path.as_ref()).await?;
         Ok(())
     }
 
@@ -462,6 +536,7 @@ impl ColdStore {
         Ok(SegmentWriter {
             writer: ArrowWriter::try_new(Vec::new(), schema, Some(properties.build()))?,
             objects: self.objects.clone(),
+            durable: self.durable.clone(),
         })
     }
 
@@ -541,6 +616,12 @@ impl ColdStore {
                     .await
             }
         }
+    }
+
+    /// Calls `hook` with the path of every segment and manifest once it is
+    /// durable (synced), replacing any hook registered before.
+    pub fn on_sync(&self, hook: SyncHook) {
+        self.durable.on_sync.store(Some(Arc::new(hook)));
     }
 
     /// Calls `hook` with the path of every file deleted from now on,

@@ -16,7 +16,7 @@ pub use backend::{
 };
 pub use cold::{
     ColdError, ColdStore, ColumnStats, DeleteHook, Manifest, Segment, SegmentOptions,
-    SegmentWriter, from_hex, to_hex,
+    SegmentWriter, SyncHook, from_hex, to_hex,
 };
 pub use keys::{Scope, encode_key_value, table_prefix};
 pub use row::{StoredRow, Value};

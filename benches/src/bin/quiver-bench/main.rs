@@ -192,6 +192,7 @@ impl Bench {
         let text = self
             .http
             .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.token)
             .send()
             .await?
             .text()

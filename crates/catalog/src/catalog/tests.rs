@@ -328,6 +328,7 @@ fn users_survive_reopen_with_their_hidden_hash() {
                 password_hash: Some("$argon2id$hash".into()),
                 created_at: 1,
                 updated_at: 2,
+                token_epoch: 0,
             })
             .unwrap();
         assert!(matches!(

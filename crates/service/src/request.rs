@@ -275,7 +275,10 @@ impl RequestService {
         let direct = incoming.size <= DIRECT_REQUEST_BYTES;
         let (reply, replied) = oneshot::channel();
         let service = self.clone();
-        let work = async move { service.answer(incoming, start, direct, reply).await };
+        // Boxed: the task then holds a pointer, not the whole request's
+        // state, which spawning and finishing a task would copy (some ten
+        // kilobytes, as many instructions as the rest of a key read).
+        let work = Box::pin(async move { service.answer(incoming, start, direct, reply).await });
         let task = AbortOnDropHandle::new(if direct {
             tokio::spawn(work)
         } else {
@@ -390,7 +393,7 @@ impl RequestService {
         // come back with it.
         let mut moved = std::mem::replace(sink, Sink::detached());
         let config = config.clone();
-        let planned = self.query_runtime.spawn(async move {
+        let planned = self.query_runtime.spawn(Box::pin(async move {
             let work = within(
                 deadline,
                 &config,
@@ -405,7 +408,7 @@ impl RequestService {
                 }
             };
             (moved, result)
-        });
+        }));
         // Dropped with this task (client gone), it is aborted too.
         let (moved, result) = AbortOnDropHandle::new(planned).await.map_err(task_failed)?;
         *sink = moved;

@@ -368,7 +368,7 @@ impl RequestService {
         D: FnOnce() -> Result<SqlRequest, ServiceError> + Send + 'static,
     {
         let prepare = async {
-            let principal = self.auth.authenticate(credentials, peer).await?;
+            let principal = Box::pin(self.auth.authenticate(credentials, peer)).await?;
             // The rate in force now, not when the request arrived.
             self.rate.check(&principal.user, &config.limits)?;
             let request = decode()?;
@@ -457,7 +457,9 @@ async fn execute(
             index,
             as_user: &as_user,
         };
-        match session.execute(statement).await.map_err(fail)? {
+        // Boxed, so that the request's own future stays small: it is
+        // copied whole into its task's box, this one only when it runs.
+        match Box::pin(session.execute(statement)).await.map_err(fail)? {
             StatementOutput::Done { row_count, message } => {
                 sink.encoder.done(&mut sink.out, info, row_count, &message);
             }

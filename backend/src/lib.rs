@@ -305,13 +305,13 @@ fn set_root_password(catalog: &Catalog, config: &Config) -> Result<(), StartErro
         memory_kib: config.auth.password_memory_kib,
         iterations: config.auth.password_iterations,
     };
-    let mut root = (*root).clone();
-    root.password_hash =
-        Some(hash_password(password, cost).map_err(|e| StartError::Password(e.to_string()))?);
-    root.updated_at = chrono::Utc::now().timestamp_micros();
-    // Tokens issued under the old password end with it.
-    root.token_epoch += 1;
-    catalog.update_user(root)?;
+    let hash = hash_password(password, cost).map_err(|e| StartError::Password(e.to_string()))?;
+    catalog.modify_user(&root.id, |root| {
+        root.password_hash = Some(hash);
+        root.updated_at = chrono::Utc::now().timestamp_micros();
+        // Tokens issued under the old password end with it.
+        root.token_epoch += 1;
+    })?;
     Ok(())
 }
 

@@ -199,3 +199,24 @@ impl TestServer {
         Response { status, body }
     }
 }
+
+/// Posts `body` as JSON to `path` of `server`, with `auth` as the
+/// `Authorization` header if given: the status and the JSON answer (null
+/// when it is not JSON).
+pub async fn post_json(
+    server: &TestServer,
+    path: &str,
+    auth: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut request = server
+        .client()
+        .post(format!("{}{path}", server.base_url))
+        .json(&body);
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}

@@ -2,31 +2,13 @@
 //! Basic credentials, and every way a credential can be wrong.
 
 use base64::Engine as _;
-use quiver_tests::{ROOT_BASIC, TestServer, basic};
+use quiver_tests::{ROOT_BASIC, TestServer, basic, post_json};
 use serde_json::{Value, json};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
 
 async fn start() -> TestServer {
     TestServer::start_with(|c| c.auth.jwt_secret = SECRET.to_string()).await
-}
-
-async fn post_json(
-    server: &TestServer,
-    path: &str,
-    auth: Option<&str>,
-    body: Value,
-) -> (u16, Value) {
-    let mut request = server
-        .client()
-        .post(format!("{}{path}", server.base_url))
-        .json(&body);
-    if let Some(auth) = auth {
-        request = request.header("authorization", auth);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 async fn get_with(server: &TestServer, path: &str, auth: &str) -> (u16, Value) {

@@ -71,6 +71,10 @@ async fn limit_body(State(state): State<ApiState>, request: Request, next: Next)
     let limit = config.limits.max_body_bytes;
     let timeout = Duration::from_secs(config.server.body_timeout_secs);
     next.run(request.map(|body| {
+        // A body with nothing to come (a GET) needs no timer.
+        if http_body::Body::is_end_stream(&body) {
+            return body;
+        }
         Body::new(BodyDeadline {
             inner: Body::new(Limited::new(body, limit)),
             timeout,

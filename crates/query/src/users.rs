@@ -86,27 +86,33 @@ impl QuerySession {
                 self.access.check_manage("ALTER USER ... SET ROLE", *role)?;
             }
         }
-        let mut user = (*stored).clone();
-        let ends_sessions = match change {
+        // The hash is made before the record is read and written, which
+        // happens under the catalog's lock.
+        let hash = match &change {
             UserChange::Password(password) => {
-                user.password_hash = Some(self.engine().hash_password(password).await?);
-                Some("the user's password changed")
+                Some(self.engine().hash_password(password.clone()).await?)
             }
-            UserChange::Role(role) => {
-                let changed = user.role != role;
-                user.role = role;
-                changed.then_some("the user's role changed")
-            }
-            UserChange::Email(email) => {
-                user.email = Some(email);
-                None
-            }
+            _ => None,
         };
-        if ends_sessions.is_some() {
-            user.token_epoch += 1;
+        let ends_sessions = match &change {
+            UserChange::Password(_) => Some("the user's password changed"),
+            UserChange::Role(role) if *role != stored.role => Some("the user's role changed"),
+            UserChange::Role(_) | UserChange::Email(_) => None,
+        };
+        let altered = catalog.modify_user(&id, |user| {
+            match change {
+                UserChange::Password(_) => user.password_hash = hash,
+                UserChange::Role(role) => user.role = role,
+                UserChange::Email(email) => user.email = Some(email),
+            }
+            if ends_sessions.is_some() {
+                user.token_epoch += 1;
+            }
+            user.updated_at = chrono::Utc::now().timestamp_micros();
+        })?;
+        if altered.is_none() {
+            return Err(QueryError::invalid(format!("user not found: {id}")));
         }
-        user.updated_at = chrono::Utc::now().timestamp_micros();
-        catalog.update_user(user)?;
         if let Some(reason) = ends_sessions {
             self.engine().live().end_user(&id, reason);
         }

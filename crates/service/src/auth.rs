@@ -344,9 +344,7 @@ impl Auth {
             _ => false,
         };
         if !rotated {
-            if let Some((id, _)) = self.families.remove(&claims.fam) {
-                self.forget_families([id.as_str()]);
-            }
+            self.forget_families(|family| family.id == claims.fam);
             return Err(ServiceError::new(
                 ErrorCode::InvalidCredentials,
                 "this refresh token was already used or its sign-in has ended; sign in again",
@@ -371,24 +369,28 @@ impl Auth {
         self.catalog
             .end_tokens(user)
             .map_err(|e| ServiceError::new(ErrorCode::InternalError, e.to_string()))?;
-        let ended: Vec<String> = self
-            .families
-            .iter()
-            .filter(|f| f.user == *user)
-            .map(|f| f.key().clone())
-            .collect();
-        for id in &ended {
-            self.families.remove(id);
-        }
-        self.forget_families(ended.iter().map(String::as_str));
+        self.forget_families(|family| family.user == *user);
         Ok(())
     }
 
-    /// Removes stored families; a failure leaves records that no token can
-    /// use any more (their user's epoch or their newest id moved on), so
-    /// it is only logged.
-    fn forget_families<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
-        if let Err(e) = self.catalog.remove_refresh_families(ids) {
+    /// Removes the families `ended` picks, here and where they are stored;
+    /// a failure to store that leaves records no token can use any more
+    /// (their user's epoch or their newest id moved on), so it is only
+    /// logged.
+    fn forget_families(&self, ended: impl Fn(&RefreshFamily) -> bool) {
+        let ids: Vec<String> = self
+            .families
+            .iter()
+            .filter(|family| ended(family))
+            .map(|family| family.key().clone())
+            .collect();
+        for id in &ids {
+            self.families.remove(id);
+        }
+        if let Err(e) = self
+            .catalog
+            .remove_refresh_families(ids.iter().map(String::as_str))
+        {
             tracing::warn!(error = %e, "could not remove ended refresh-token families");
         }
     }
@@ -423,16 +425,7 @@ impl Auth {
 
     /// Forgets families whose tokens have all expired.
     fn sweep(&self, now: i64) {
-        let expired: Vec<String> = self
-            .families
-            .iter()
-            .filter(|f| f.expires_at < now)
-            .map(|f| f.key().clone())
-            .collect();
-        for id in &expired {
-            self.families.remove(id);
-        }
-        self.forget_families(expired.iter().map(String::as_str));
+        self.forget_families(|family| family.expires_at < now);
     }
 
     /// Checks a user name and password. `root` without a password accepts

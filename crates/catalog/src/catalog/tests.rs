@@ -1,4 +1,4 @@
-use quiver_common::ColumnType;
+use quiver_common::{ColumnType, Role};
 use quiver_store::{Scope, StoreOptions};
 
 use super::*;

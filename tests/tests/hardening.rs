@@ -705,25 +705,63 @@ async fn queries_past_the_memory_limit_fail_while_the_node_serves_others() {
     server
         .sql_ok("CREATE NAMESPACE app; CREATE SHARED TABLE app.big (id BIGINT PRIMARY KEY, v TEXT)")
         .await;
-    let heavy = [
-        (
-            "SELECT count(*) FROM generate_series(1, 300000000) a \
-             JOIN generate_series(1, 300000000) b ON a.value = b.value",
-            &["RESOURCES_EXHAUSTED"][..],
-        ),
-        (
-            "SELECT array_agg(value) FROM generate_series(1, 1000000000)",
-            &["RESOURCES_EXHAUSTED"][..],
-        ),
-        (
-            "SELECT repeat('x', 1000000000) AS s",
-            &["SQL_EXECUTION_ERROR"][..],
-        ),
+    // Queries together; each INSERT alone, since its rows draw on the
+    // same memory the queries exhaust.
+    let mut slowest = fail_while_serving(
+        &server,
+        &[
+            (
+                "SELECT count(*) FROM generate_series(1, 300000000) a \
+                 JOIN generate_series(1, 300000000) b ON a.value = b.value",
+                "RESOURCES_EXHAUSTED",
+            ),
+            (
+                "SELECT array_agg(value) FROM generate_series(1, 1000000000)",
+                "RESOURCES_EXHAUSTED",
+            ),
+            ("SELECT repeat('x', 1000000000) AS s", "SQL_EXECUTION_ERROR"),
+        ],
+    )
+    .await;
+    // Past the row limit, and within it but past the memory (90,000 rows
+    // of 2,000 bytes: 180 MB of rows to write).
+    for heavy in [
         (
             "INSERT INTO app.big SELECT value, 'x' FROM generate_series(1, 100000000)",
-            &["SQL_EXECUTION_ERROR"][..],
+            "SQL_EXECUTION_ERROR",
         ),
-    ];
+        (
+            "INSERT INTO app.big SELECT value, repeat('x', 2000) FROM generate_series(1, 90000)",
+            "RESOURCES_EXHAUSTED",
+        ),
+    ] {
+        slowest = slowest.max(fail_while_serving(&server, &[heavy]).await);
+    }
+    let started = Instant::now();
+    server.sql_ok("SELECT 1").await;
+    slowest = slowest.max(started.elapsed());
+    assert!(
+        slowest < Duration::from_secs(1),
+        "SELECT 1 took {slowest:?}"
+    );
+    let count = server.sql_ok("SELECT count(*) FROM app.big").await;
+    assert_eq!(
+        count.rows(0)[0][0],
+        "0",
+        "nothing of the refused INSERTs was written"
+    );
+    // Within both limits, the same statement writes.
+    server
+        .sql_ok("INSERT INTO app.big SELECT value, repeat('x', 2000) FROM generate_series(1, 5000)")
+        .await;
+    let count = server.sql_ok("SELECT count(*) FROM app.big").await;
+    assert_eq!(count.rows(0)[0][0], "5000");
+    server.stop().await;
+}
+
+/// Runs `heavy` statements at once, each expected to fail with its code,
+/// while `SELECT 1` is asked every 100 ms; returns the slowest answer.
+async fn fail_while_serving(server: &TestServer, heavy: &[(&'static str, &str)]) -> Duration {
     let running: Vec<_> = heavy
         .iter()
         .map(|&(sql, _)| {
@@ -743,7 +781,6 @@ async fn queries_past_the_memory_limit_fail_while_the_node_serves_others() {
             })
         })
         .collect();
-    // While they run, and after they fail, the node answers at once.
     let mut slowest = Duration::ZERO;
     while running.iter().any(|task| !task.is_finished()) {
         let started = Instant::now();
@@ -752,38 +789,22 @@ async fn queries_past_the_memory_limit_fail_while_the_node_serves_others() {
         slowest = slowest.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for (task, (sql, codes)) in running.into_iter().zip(heavy) {
+    for (task, &(sql, expected)) in running.into_iter().zip(heavy) {
         let (status, body) = task.await.unwrap();
         let code = body["error"]["code"].as_str().unwrap_or_default();
-        assert!(
-            status >= 400 && codes.contains(&code),
-            "{sql}: {status} {body}"
-        );
+        assert!(status >= 400 && code == expected, "{sql}: {status} {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
         if code == "RESOURCES_EXHAUSTED" {
-            let message = body["error"]["message"].as_str().unwrap();
             assert!(message.contains("query_memory_bytes"), "{message}");
         }
-        if sql.contains("repeat") {
-            assert!(body.to_string().contains("256 MiB"), "{body}");
+        if sql.contains("repeat('x', 1000000000)") {
+            assert!(message.contains("256 MiB"), "{body}");
         }
-        if sql.starts_with("INSERT") {
-            assert!(body.to_string().contains("max_write_rows"), "{body}");
+        if sql.contains("100000000)") {
+            assert!(message.contains("max_write_rows"), "{body}");
         }
     }
-    let started = Instant::now();
-    server.sql_ok("SELECT 1").await;
-    slowest = slowest.max(started.elapsed());
-    assert!(
-        slowest < Duration::from_secs(1),
-        "SELECT 1 took {slowest:?}"
-    );
-    let count = server.sql_ok("SELECT count(*) FROM app.big").await;
-    assert_eq!(
-        count.rows(0)[0][0],
-        "0",
-        "nothing of the refused INSERT was written"
-    );
-    server.stop().await;
+    slowest
 }
 
 /// Server-side sockets of `port` that are open (ESTABLISHED) with a peer at

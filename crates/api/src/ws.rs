@@ -28,9 +28,8 @@ use quiver_live::{ChangeKind, ConnectionHandle, ConnectionId, Outbound, Subscrib
 use quiver_query::Snapshot;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
-use tokio_util::task::AbortOnDropHandle;
 
-use quiver_service::{Credentials, Peer, Principal};
+use quiver_service::{Credentials, LiveRequest, Peer, Principal};
 
 use crate::auth::{credentials, peer};
 use crate::encode::{schema_json, write_objects};
@@ -510,29 +509,19 @@ impl Connection {
             (true, _) => Snapshot::Full,
         };
         let batch_size = options.batch_size.unwrap_or(DEFAULT_BATCH_SIZE).max(1);
-        // The user as they stand now: a role changed since the connection
-        // began counts, and a user signed out or gone is refused.
-        match self.state.service.auth().current(&self.principal) {
-            Ok(principal) => self.principal = principal,
-            Err(e) => return fail(e.code, e.message),
-        }
-        let session = match self.state.service.session(&self.principal, None) {
-            Ok(session) => session,
-            Err(e) => return fail(e.code, e.message),
+        let request = LiveRequest {
+            connection: self.id,
+            subscription_id: id.clone(),
+            sql: request.sql,
+            options: options_text,
+            snapshot,
         };
-        let connection = self.id;
-        let sql = request.sql.clone();
-        let sub_id = id.clone();
-        // Planning and the snapshot run where queries run.
-        let task = AbortOnDropHandle::new(self.state.service.query_runtime().spawn(async move {
-            session
-                .subscribe(connection, &sub_id, &sql, &options_text, snapshot)
-                .await
-        }));
-        let subscribed = match task.await {
-            Ok(Ok(subscribed)) => subscribed,
-            Ok(Err(e)) => return fail(e.code(), e.to_string()),
-            Err(e) => return fail(ErrorCode::SubscriptionFailed, e.to_string()),
+        let subscribed = match self.state.service.subscribe(&self.principal, request).await {
+            Ok((principal, subscribed)) => {
+                self.principal = principal;
+                subscribed
+            }
+            Err(e) => return fail(e.code, e.message),
         };
         let schema = subscribed.subscription.plan.schema.clone();
         self.current.insert(

@@ -164,7 +164,8 @@ pub struct LimitsConfig {
     pub max_spill_bytes: u64,
     /// Most rows one statement may write (`INSERT ... SELECT`, `UPDATE`,
     /// `DELETE`): the rows are counted as they are read and a statement
-    /// past the limit is refused before it writes anything.
+    /// past the limit is refused before it writes anything. The rows it
+    /// holds count against `query_memory_bytes`.
     pub max_write_rows: usize,
 }
 

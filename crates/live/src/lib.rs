@@ -332,7 +332,8 @@ impl LiveQueryManager {
     }
 
     /// Registers a subscription. Call with the table's writer lock held,
-    /// after reading the snapshot, with the last `_seq` issued.
+    /// with the last `_seq` issued: the changes committed after it are
+    /// the subscription's, those before belong in its snapshot.
     #[allow(clippy::too_many_arguments)]
     pub fn subscribe(
         &self,
@@ -388,6 +389,23 @@ impl LiveQueryManager {
             Some((_, subscription)) => self.forget(&subscription),
             None => false,
         }
+    }
+
+    /// Removes a subscription whose start failed after it was registered;
+    /// its client hears of the failure from whoever started it, not from
+    /// here. Does nothing if it has already ended.
+    pub fn withdraw(&self, subscription: &Arc<Subscription>) {
+        if let Some(conn) = self
+            .connections
+            .get(&subscription.connection)
+            .map(|c| c.clone())
+        {
+            conn.subscriptions
+                .remove_if(&subscription.subscription_id, |_, held| {
+                    Arc::ptr_eq(held, subscription)
+                });
+        }
+        self.forget(subscription);
     }
 
     /// Ends the subscription `live_id` and tells its client why.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
@@ -30,27 +31,49 @@ use crate::executor::{Intent, QueryEngine, QuerySession, StatementOutput};
 use crate::fast::literal_insert::LiteralInsert;
 use crate::writer::TableWriter;
 
-/// The rows a statement is to write, read as they come and refused past
-/// `[limits] max_write_rows` before any more are held.
-async fn collect_writes(
-    session: &QuerySession,
-    mut stream: SendableRecordBatchStream,
-) -> Result<Vec<RecordBatch>> {
-    let limit = if session.bounded_writes {
-        session.engine().limits().max_write_rows
-    } else {
-        usize::MAX
-    };
-    let mut rows = 0;
-    let mut batches = Vec::new();
-    while let Some(batch) = stream.try_next().await? {
-        rows += batch.num_rows();
-        if rows > limit {
-            return Err(QueryError::TooManyWrites { limit });
+/// The rows a statement is to write, read from their query as they come:
+/// counted against `[limits] max_write_rows`, and their memory taken from
+/// the pool queries share (`[limits] query_memory_bytes`), so that a
+/// statement past either is refused before it holds any more and before
+/// it writes anything. An INSERT keeps the reservation until it is done:
+/// the rows' encoded versions take about as much.
+pub(crate) struct Staged {
+    pub(crate) batches: Vec<RecordBatch>,
+    reservation: Option<MemoryReservation>,
+}
+
+impl Staged {
+    /// Rows that need no accounting: literal rows of the statement's own
+    /// text, already bounded by the request's size.
+    pub(crate) fn literal(batch: RecordBatch) -> Self {
+        Self {
+            batches: vec![batch],
+            reservation: None,
         }
-        batches.push(batch);
     }
-    Ok(batches)
+
+    async fn read(session: &QuerySession, mut stream: SendableRecordBatchStream) -> Result<Self> {
+        let limit = if session.bounded_writes {
+            session.engine().limits().max_write_rows
+        } else {
+            usize::MAX
+        };
+        let reservation = MemoryConsumer::new("rows to write").register(session.engine().memory());
+        let mut rows = 0;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.try_next().await? {
+            rows += batch.num_rows();
+            if rows > limit {
+                return Err(QueryError::TooManyWrites { limit });
+            }
+            reservation.try_grow(batch.get_array_memory_size())?;
+            batches.push(batch);
+        }
+        Ok(Self {
+            batches,
+            reservation: Some(reservation),
+        })
+    }
 }
 
 fn done(row_count: u64, verb: &str) -> StatementOutput {
@@ -192,14 +215,14 @@ pub async fn insert(session: &QuerySession, insert: Insert) -> Result<StatementO
 
     // Evaluate the source rows. Literal rows need no planning.
     let floats_as_decimal = session.engine().floats_as_decimal();
-    let batches = match crate::fast::literal_rows(&source, floats_as_decimal) {
+    let staged = match crate::fast::literal_rows(&source, floats_as_decimal) {
         Some(batch) => {
             crate::fast::counted(session.engine());
-            vec![batch]
+            Staged::literal(batch)
         }
-        None => collect_writes(session, session.query(Statement::Query(source)).await?).await?,
+        None => Staged::read(session, session.query(Statement::Query(source)).await?).await?,
     };
-    write_rows(session, &table, &targets, conflict, batches).await
+    write_rows(session, &table, &targets, conflict, staged).await
 }
 
 /// An `INSERT` of literal rows recognized from the request's text, with
@@ -211,7 +234,14 @@ pub async fn insert_literals(
     let table = session.resolve_table(&insert.table, Intent::Write)?;
     let targets = target_columns(table.def(), insert.columns.into_iter())?;
     crate::fast::counted(session.engine());
-    write_rows(session, &table, &targets, Conflict::Fail, vec![insert.rows]).await
+    write_rows(
+        session,
+        &table,
+        &targets,
+        Conflict::Fail,
+        Staged::literal(insert.rows),
+    )
+    .await
 }
 
 /// The columns an `INSERT` names, each once; all of them when it names none.
@@ -236,13 +266,15 @@ fn target_columns(
 }
 
 /// Converts the source rows to the target columns, checks them and their
-/// keys, and commits them in one batch under the table's writer lock.
+/// keys, and commits them in one batch under the table's writer lock. The
+/// rows are converted and staged in the store batch one source batch at
+/// a time, so that only one batch is ever held as values.
 async fn write_rows(
     session: &QuerySession,
     table: &Arc<CachedTableData>,
     targets: &[&ColumnDef],
     conflict: Conflict,
-    batches: Vec<RecordBatch>,
+    staged: Staged,
 ) -> Result<StatementOutput> {
     let def = table.def();
     let defaults = DefaultContext {
@@ -258,95 +290,93 @@ async fn write_rows(
                 .expect("target column exists")
         })
         .collect();
-    let mut rows: Vec<Vec<Value>> = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
-    for batch in &batches {
-        if batch.num_columns() != targets.len() {
-            return Err(QueryError::invalid(format!(
-                "INSERT into {} has {} target column(s) but {} value(s) per row",
-                def.qualified_name(),
-                targets.len(),
-                batch.num_columns()
-            )));
-        }
-        let mut provided: Vec<Option<std::vec::IntoIter<Value>>> =
-            def.columns.iter().map(|_| None).collect();
-        for (i, target) in targets.iter().enumerate() {
-            provided[positions[i]] = Some(array_to_values(batch.column(i), target)?.into_iter());
-        }
-        for _ in 0..batch.num_rows() {
-            let mut row = Vec::with_capacity(def.columns.len());
-            for (c, col) in def.columns.iter().enumerate() {
-                let value = match &mut provided[c] {
-                    Some(values) => values.next().expect("a value per row"),
-                    None => defaults.value(col),
-                };
-                check_not_null(def, col, &value)?;
-                row.push(value);
-            }
-            rows.push(row);
-        }
+    if let Some(batch) = staged
+        .batches
+        .iter()
+        .find(|b| b.num_columns() != targets.len())
+    {
+        return Err(QueryError::invalid(format!(
+            "INSERT into {} has {} target column(s) but {} value(s) per row",
+            def.qualified_name(),
+            targets.len(),
+            batch.num_columns()
+        )));
     }
+    let Staged {
+        batches,
+        reservation: _held,
+    } = staged;
+    let pk_index = def
+        .columns
+        .iter()
+        .position(|c| Some(c.id) == def.primary_key);
+    let duplicate_key = |row: &[Value]| {
+        let pk = def
+            .primary_key_column()
+            .map(|c| c.name.as_str())
+            .unwrap_or("_seq");
+        let value = pk_index.map(|i| display_value(&row[i])).unwrap_or_default();
+        QueryError::DuplicateKey {
+            table: def.qualified_name(),
+            key: format!("{pk} = {value}"),
+        }
+    };
 
     let scope = session.scope(def);
     let mut writer = TableWriter::lock(session.engine(), table.clone()).await;
     let store = writer.store();
     let mut upserts: Vec<(Vec<u8>, StoredRow, Vec<Value>)> = Vec::new();
-    let pk_index = def
-        .columns
-        .iter()
-        .position(|c| Some(c.id) == def.primary_key);
-    // Each row's key, once: by primary key, or (without one) by sequence.
-    let keyed: Vec<(i64, Option<Vec<u8>>)> = rows
-        .iter()
-        .map(|row| {
-            let seq = store.seq().next().0;
-            (seq, key_of(&scope, pk_index, row, seq).ok())
-        })
-        .collect();
-    // The current versions of the keys this statement writes, hot or cold.
-    let keys: BTreeSet<Vec<u8>> = match pk_index {
-        Some(_) => keyed.iter().filter_map(|(_, key)| key.clone()).collect(),
-        None => BTreeSet::new(),
-    };
-    let mut existing_rows = session.engine().cold().current_rows(&scope, &keys).await?;
-    let mut written: HashSet<&[u8]> = HashSet::with_capacity(rows.len());
-    for (row, (seq, key)) in rows.into_iter().zip(&keyed) {
-        let key = key.as_deref().ok_or_else(null_key)?;
-        let duplicate_key = || {
-            let pk = def
-                .primary_key_column()
-                .map(|c| c.name.as_str())
-                .unwrap_or("_seq");
-            let value = pk_index.map(|i| display_value(&row[i])).unwrap_or_default();
-            QueryError::DuplicateKey {
-                table: def.qualified_name(),
-                key: format!("{pk} = {value}"),
-            }
+    let mut written: HashSet<Vec<u8>> = HashSet::new();
+    for batch in batches {
+        let rows = batch_rows(def, targets, &positions, &defaults, &batch)?;
+        drop(batch);
+        // Each row's key, once: by primary key, or (without one) by sequence.
+        let keyed: Vec<(i64, Option<Vec<u8>>)> = rows
+            .iter()
+            .map(|row| {
+                let seq = store.seq().next().0;
+                (seq, key_of(&scope, pk_index, row, seq).ok())
+            })
+            .collect();
+        // The current versions of the keys this batch writes, hot or cold.
+        let keys: BTreeSet<Vec<u8>> = match pk_index {
+            Some(_) => keyed.iter().filter_map(|(_, key)| key.clone()).collect(),
+            None => BTreeSet::new(),
         };
-        if !written.insert(key) {
-            match conflict {
-                Conflict::DoNothing => continue,
-                Conflict::Fail => return Err(duplicate_key()),
-                Conflict::DoUpdate { .. } => {
-                    return Err(QueryError::invalid(
-                        "ON CONFLICT DO UPDATE cannot change the same row twice in one statement",
-                    ));
+        let mut existing_rows = session.engine().cold().current_rows(&scope, &keys).await?;
+        for (row, (seq, key)) in rows.into_iter().zip(keyed) {
+            let key = key.ok_or_else(null_key)?;
+            if written.contains(&key) {
+                match conflict {
+                    Conflict::DoNothing => continue,
+                    Conflict::Fail => return Err(duplicate_key(&row)),
+                    Conflict::DoUpdate { .. } => {
+                        return Err(QueryError::invalid(
+                            "ON CONFLICT DO UPDATE cannot change the same row twice in one \
+                             statement",
+                        ));
+                    }
                 }
             }
-        }
-        if def.primary_key.is_some()
-            && let Some(existing) = existing_rows.remove(key)
-        {
-            match conflict {
-                Conflict::Fail => return Err(duplicate_key()),
-                Conflict::DoNothing => continue,
-                Conflict::DoUpdate { .. } => {
-                    upserts.push((key.to_vec(), existing, row));
-                    continue;
+            if def.primary_key.is_some()
+                && let Some(existing) = existing_rows.remove(&key)
+            {
+                match conflict {
+                    Conflict::Fail => return Err(duplicate_key(&row)),
+                    Conflict::DoNothing => {
+                        written.insert(key);
+                        continue;
+                    }
+                    Conflict::DoUpdate { .. } => {
+                        upserts.push((key.clone(), existing, row));
+                        written.insert(key);
+                        continue;
+                    }
                 }
             }
+            writer.put(&scope, &key, stored(def, seq, row), None);
+            written.insert(key);
         }
-        writer.put(&scope, key, stored(def, *seq, row), None);
     }
     if let Conflict::DoUpdate {
         assignments,
@@ -369,6 +399,36 @@ async fn write_rows(
     }
     let count = writer.commit()?;
     Ok(done(count, "Inserted"))
+}
+
+/// One source batch as full rows of the table: target columns from the
+/// batch, the others from their defaults, NOT NULL checked.
+fn batch_rows(
+    def: &TableDef,
+    targets: &[&ColumnDef],
+    positions: &[usize],
+    defaults: &DefaultContext<'_>,
+    batch: &RecordBatch,
+) -> Result<Vec<Vec<Value>>> {
+    let mut provided: Vec<Option<std::vec::IntoIter<Value>>> =
+        def.columns.iter().map(|_| None).collect();
+    for (i, target) in targets.iter().enumerate() {
+        provided[positions[i]] = Some(array_to_values(batch.column(i), target)?.into_iter());
+    }
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for _ in 0..batch.num_rows() {
+        let mut row = Vec::with_capacity(def.columns.len());
+        for (c, col) in def.columns.iter().enumerate() {
+            let value = match &mut provided[c] {
+                Some(values) => values.next().expect("a value per row"),
+                None => defaults.value(col),
+            };
+            check_not_null(def, col, &value)?;
+            row.push(value);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 /// Replaces the given cells of a stored row (NULL removes the cell),
@@ -580,7 +640,7 @@ async fn matching_rows(
         projection.push(value_column(i, (*expr).clone()));
     }
     let statement = assemble::select(SELECT, projection, relation.clone(), selection.cloned())?;
-    let batches = collect_writes(session, session.query(statement).await?).await?;
+    let staged = Staged::read(session, session.query(statement).await?).await?;
     let seq_column = ColumnDef {
         id: 0,
         name: "_seq".into(),
@@ -591,7 +651,7 @@ async fn matching_rows(
     };
     let scope = session.scope(def);
     let mut out = Vec::new();
-    for batch in batches {
+    for batch in &staged.batches {
         let keys = array_to_values(batch.column(0), key_column.unwrap_or(&seq_column))?;
         let values: Vec<Vec<Value>> = exprs
             .iter()

@@ -46,6 +46,8 @@ pub enum QueryError {
     DuplicateKey { table: String, key: String },
     #[error("result has more than {limit} rows ([limits] max_result_rows)")]
     ResultTooLarge { limit: usize },
+    #[error("result is more than {limit} bytes ([limits] max_result_bytes)")]
+    ResultTooManyBytes { limit: usize },
     #[error(
         "the statement writes more than {limit} rows ([limits] max_write_rows); nothing was \
          written: write in parts"
@@ -114,7 +116,9 @@ impl QueryError {
             | Self::DuplicateKey { .. }
             | Self::DataFusion(_)
             | Self::TooManyWrites { .. } => ErrorCode::SqlExecutionError,
-            Self::ResultTooLarge { .. } => ErrorCode::ResultTooLarge,
+            Self::ResultTooLarge { .. } | Self::ResultTooManyBytes { .. } => {
+                ErrorCode::ResultTooLarge
+            }
             Self::ResourcesExhausted(_) => ErrorCode::ResourcesExhausted,
             Self::Internal(_)
             | Self::StorageUnavailable { .. }

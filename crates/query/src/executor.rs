@@ -10,6 +10,7 @@ use datafusion::catalog::CatalogProviderList;
 use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -229,6 +230,11 @@ impl QueryEngine {
 
     pub(crate) fn node(&self) -> &NodeInfo {
         &self.node
+    }
+
+    /// The memory pool running queries and staged writes share.
+    pub(crate) fn memory(&self) -> &Arc<dyn MemoryPool> {
+        &self.base_state.runtime_env().memory_pool
     }
 
     pub(crate) fn live(&self) -> &Arc<LiveQueryManager> {

@@ -1,7 +1,8 @@
 //! Live queries from the engine's side: compiling a subscription's
-//! `SELECT ... FROM ns.t [WHERE ...]`, reading its snapshot and registering
-//! it while the table's writers are shut out, and handing each statement's
-//! changes to the node's [`quiver_live::LiveQueryManager`].
+//! `SELECT ... FROM ns.t [WHERE ...]`, registering it at a cut taken while
+//! the table's writers are shut out for a moment, reading its snapshot at
+//! that cut, and handing each statement's changes to the node's
+//! [`quiver_live::LiveQueryManager`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use futures::StreamExt;
 use quiver_catalog::CachedTableData;
-use quiver_live::{ChangeSet, ConnectionId, EqualityKey, LivePlan, Subscription};
+use quiver_live::{ChangeSet, ConnectionId, EqualityKey, LivePlan, LiveQueryManager, Subscription};
 use quiver_store::{Scope, StoredRow};
 
 use crate::assemble;
@@ -29,6 +30,7 @@ use crate::convert::{OutputColumn, rows_to_batch};
 use crate::dialect::{QuiverStatement, parse};
 use crate::error::{QueryError, Result};
 use crate::executor::{Intent, QueryEngine, QuerySession};
+use crate::provider::ReadPoint;
 
 /// Which rows a new subscription starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,9 +188,11 @@ impl QuerySession {
         })
     }
 
-    /// Subscribes `connection` to `sql`: reads the snapshot and registers
-    /// the subscription with the table's writers shut out, so that every
-    /// change after the snapshot, and none before, is sent.
+    /// Subscribes `connection` to `sql`. The subscription is registered
+    /// and the cut taken with the table's writers shut out for that moment
+    /// only, so that every change committed after the cut is sent and
+    /// none before; the snapshot is then read at the cut while writers go
+    /// on.
     pub async fn subscribe(
         &self,
         connection: ConnectionId,
@@ -198,48 +202,57 @@ impl QuerySession {
         snapshot: Snapshot,
     ) -> Result<Subscribed> {
         let table_id = quiver_common::TableId(self.compile_subscription(sql)?.plan.table_id);
-        let lock = self.engine().writer_lock(table_id);
-        let _writers = lock.lock().await;
-        // Compiled again with the writers shut out: an ALTER or DROP that
-        // ran while this waited is seen, never registered against.
-        let compiled = self.compile_subscription(sql)?;
-        if compiled.plan.table_id != table_id.0 {
-            return Err(QueryError::invalid(
-                "the table was replaced while subscribing; subscribe again",
-            ));
-        }
-        let (rows, removed) = self.snapshot(&compiled, snapshot).await?;
-        let start_seq = self.engine().catalog().store().seq().last();
-        let subscription = self
-            .engine()
-            .live()
-            .subscribe(
-                connection,
-                subscription_id,
-                sql,
-                options,
-                compiled.plan,
-                start_seq,
-            )
-            .map_err(|e| QueryError::invalid(e.to_string()))?;
+        let live = self.engine().live();
+        let (compiled, point, registered) = {
+            let lock = self.engine().writer_lock(table_id);
+            let _writers = lock.lock().await;
+            // Compiled again with the writers shut out: an ALTER or DROP
+            // that ran while this waited is seen, never registered against.
+            let compiled = self.compile_subscription(sql)?;
+            if compiled.plan.table_id != table_id.0 {
+                return Err(QueryError::invalid(
+                    "the table was replaced while subscribing; subscribe again",
+                ));
+            }
+            let point = ReadPoint::now(self.engine().cold(), &compiled.plan.scope);
+            let start_seq = self.engine().catalog().store().seq().last();
+            let subscription = live
+                .subscribe(
+                    connection,
+                    subscription_id,
+                    sql,
+                    options,
+                    compiled.plan.clone(),
+                    start_seq,
+                )
+                .map_err(|e| QueryError::invalid(e.to_string()))?;
+            let registered = Registered {
+                live,
+                subscription: Some(subscription),
+            };
+            (compiled, point, registered)
+        };
+        let (rows, removed) = self.snapshot(&compiled, point, snapshot).await?;
         Ok(Subscribed {
-            subscription,
+            subscription: registered.keep(),
             rows,
             removed,
         })
     }
 
-    /// The rows a subscription starts with, and on a resume the rows that
-    /// went away. Full and `last_rows` snapshots run through SQL; a resume
-    /// reads stored versions (`changed_since`).
+    /// The rows a subscription starts with, read at `point`, and on a
+    /// resume the rows that went away. Full and `last_rows` snapshots run
+    /// through SQL; a resume reads stored versions (`changed_since`).
+    /// Either is bounded like a query's answer.
     async fn snapshot(
         &self,
         compiled: &Compiled,
+        point: ReadPoint,
         snapshot: Snapshot,
     ) -> Result<(Vec<RecordBatch>, Option<RecordBatch>)> {
         let template = match snapshot {
             Snapshot::None => return Ok((Vec::new(), None)),
-            Snapshot::Since(from) => return self.changed_since(compiled, from).await,
+            Snapshot::Since(from) => return self.changed_since(compiled, point, from).await,
             Snapshot::Full => "SELECT 1 FROM t ORDER BY _seq".to_string(),
             // A number, not text from the client.
             Snapshot::Last(n) => format!("SELECT 1 FROM t ORDER BY _seq DESC LIMIT {n}"),
@@ -255,16 +268,12 @@ impl QuerySession {
             ObjectNamePart::Identifier(assemble::quoted(def.name.as_str())),
         ]))?;
         let statement = assemble::select(&template, projection, from, compiled.selection.clone())?;
-        let limit = self.engine().limits().max_result_rows;
-        let mut stream = self.query(statement).await?;
+        let mut stream = self.query_at(statement, point).await?;
+        let mut cap = AnswerCap::new(&self.engine().limits());
         let mut rows = Vec::new();
-        let mut count = 0;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            count += batch.num_rows();
-            if count > limit {
-                return Err(QueryError::ResultTooLarge { limit });
-            }
+            cap.take(batch.num_rows(), batch.get_array_memory_size())?;
             rows.push(batch);
         }
         if matches!(snapshot, Snapshot::Last(_)) {
@@ -272,6 +281,65 @@ impl QuerySession {
             rows = reverse(&compiled.plan.schema, rows)?;
         }
         Ok((rows, None))
+    }
+}
+
+/// A subscription registered before its snapshot was read: withdrawn
+/// again unless the snapshot is read and sent on its way ([`Self::keep`]),
+/// so that a snapshot that fails, or a request abandoned midway, leaves
+/// nothing registered.
+struct Registered<'a> {
+    live: &'a LiveQueryManager,
+    subscription: Option<Arc<Subscription>>,
+}
+
+impl Registered<'_> {
+    fn keep(mut self) -> Arc<Subscription> {
+        self.subscription.take().expect("kept once")
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if let Some(subscription) = self.subscription.take() {
+            self.live.withdraw(&subscription);
+        }
+    }
+}
+
+/// The bounds of an answer held in memory before it is sent: its rows
+/// and its bytes, as `[limits]` sets them for queries.
+struct AnswerCap {
+    rows: usize,
+    bytes: usize,
+    max_rows: usize,
+    max_bytes: usize,
+}
+
+impl AnswerCap {
+    fn new(limits: &quiver_config::LimitsConfig) -> Self {
+        Self {
+            rows: 0,
+            bytes: 0,
+            max_rows: limits.max_result_rows,
+            max_bytes: limits.max_result_bytes,
+        }
+    }
+
+    fn take(&mut self, rows: usize, bytes: usize) -> Result<()> {
+        self.rows += rows;
+        self.bytes += bytes;
+        if self.rows > self.max_rows {
+            return Err(QueryError::ResultTooLarge {
+                limit: self.max_rows,
+            });
+        }
+        if self.bytes > self.max_bytes {
+            return Err(QueryError::ResultTooManyBytes {
+                limit: self.max_bytes,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -316,43 +384,52 @@ impl QuerySession {
     async fn changed_since(
         &self,
         compiled: &Compiled,
+        point: ReadPoint,
         from: i64,
     ) -> Result<(Vec<RecordBatch>, Option<RecordBatch>)> {
         let tier = self.engine().cold();
         let scope = &compiled.plan.scope;
-        let manifest = tier.manifest(scope);
+        let ReadPoint { manifest, hot, .. } = point;
         if from < manifest.purged_seq {
             return Err(QueryError::invalid(format!(
                 "cannot resume from _seq {from}: a compaction has since removed deletes made \
                  after it; subscribe again with a full snapshot ({{}})"
             )));
         }
+        // Only versions after `from` are held: a key's newest version is
+        // after `from` whenever any of its versions is. Counted against
+        // the answer's row cap as they are held.
+        let max_rows = self.engine().limits().max_result_rows;
         let mut newest: BTreeMap<Vec<u8>, StoredRow> = BTreeMap::new();
-        let mut keep = |key: Vec<u8>, row: StoredRow| {
-            if newest.get(&key).is_none_or(|held| held.seq < row.seq) {
-                newest.insert(key, row);
+        let mut keep = |key: Vec<u8>, row: StoredRow| -> Result<()> {
+            if row.seq <= from || newest.get(&key).is_some_and(|held| held.seq >= row.seq) {
+                return Ok(());
             }
+            newest.insert(key, row);
+            if newest.len() > max_rows {
+                return Err(QueryError::ResultTooLarge { limit: max_rows });
+            }
+            Ok(())
         };
         for segment in manifest.segments.iter().filter(|s| s.max_seq > from) {
-            for (key, row) in tier.read_rows(segment, |_| true).await? {
-                keep(key, row);
+            let mut rows = tier.segment_rows(segment).await?;
+            while let Some((key, row)) = rows.next_row()? {
+                keep(key, row)?;
             }
         }
-        let store = tier.store();
         let mut after: Option<Box<[u8]>> = None;
         loop {
-            let chunk = store.scan_rows(scope, after.as_deref(), 8192)?;
+            let chunk = hot.scan_rows(scope, after.as_deref(), 8192)?;
             for (key, row) in chunk.rows {
-                keep(key.into_vec(), row);
+                keep(key.into_vec(), row)?;
             }
             match chunk.resume_after {
                 Some(key) => after = Some(key),
                 None => break,
             }
         }
-        drop(manifest);
-        let mut changed: Vec<StoredRow> =
-            newest.into_values().filter(|row| row.seq > from).collect();
+        drop((manifest, hot));
+        let mut changed: Vec<StoredRow> = newest.into_values().collect();
         changed.sort_by_key(|row| row.seq);
         let (live, deleted): (Vec<&StoredRow>, Vec<&StoredRow>) =
             changed.iter().partition(|row| !row.deleted);

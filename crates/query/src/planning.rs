@@ -4,8 +4,10 @@
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use datafusion::common::TableReference;
+use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
@@ -13,7 +15,7 @@ use datafusion::sql::sqlparser::ast::{ObjectName, Statement, TableFactor, Visit,
 
 use crate::error::{QueryError, Result};
 use crate::executor::QuerySession;
-use crate::provider::{CATALOG_NAME, refuse_unreadable};
+use crate::provider::{CATALOG_NAME, ReadPoint, refuse_unreadable};
 use crate::system::SYSTEM_NAMESPACE;
 use crate::{suggest, views};
 
@@ -23,6 +25,19 @@ impl QuerySession {
         let (ctx, plan) = self.plan(statement).await?;
         let frame = ctx.execute_logical_plan(plan).await?;
         Ok(frame.execute_stream().await?)
+    }
+
+    /// Like [`QuerySession::query`], reading the scope of `point` as it
+    /// stood when the point was taken.
+    pub(crate) async fn query_at(
+        &self,
+        statement: Statement,
+        point: ReadPoint,
+    ) -> Result<SendableRecordBatchStream> {
+        let (ctx, plan) = self.plan(statement).await?;
+        let mut state = ctx.state();
+        state.config_mut().set_extension(Arc::new(point));
+        Ok(DataFrame::new(state, plan).execute_stream().await?)
     }
 
     /// Expands views and plans a query, refusing anything but reads.

@@ -28,7 +28,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::sql::sqlparser::ast::ObjectName;
 use quiver_catalog::{CachedTableData, Catalog, ColumnDef, SEQ_COLUMN};
 use quiver_common::{NamespaceId, TableName};
-use quiver_store::{Manifest, Scope, Store, StoredRow, Value, segment_column};
+use quiver_store::{HotRows, Manifest, Scope, StoredRow, Value, segment_column};
 
 use crate::merge::{InputLayout, MergeExec, needs_merge, segment_scans};
 use quiver_store::ColdTables;
@@ -373,8 +373,19 @@ impl TableProvider for QuiverTable {
             Some(first) if keys.all(|k| k == first) => Point::Key(first),
             Some(_) => Point::Nothing,
         };
-        let manifest = self.cold.manifest(&self.scope);
-        let store = self.cold.store().clone();
+        // A read at a cut (a subscription's snapshot) brings the manifest
+        // and hot rows of that moment; any other reads them as they stand.
+        let (manifest, hot) = match state
+            .config()
+            .get_extension::<ReadPoint>()
+            .filter(|point| point.scope == self.scope)
+        {
+            Some(point) => (point.manifest.clone(), point.hot.clone()),
+            None => (
+                self.cold.manifest(&self.scope),
+                HotRows::current(self.cold.store().clone()),
+            ),
+        };
         let batch_size = state.config().batch_size().max(1);
         if manifest.segments.is_empty() {
             let columns = indices
@@ -389,7 +400,7 @@ impl TableProvider for QuiverTable {
                 .collect();
             let partition = HotScan {
                 source: Arc::new(ScanSource {
-                    store,
+                    hot,
                     scope: self.scope.clone(),
                     schema: projected.clone(),
                     columns,
@@ -411,7 +422,7 @@ impl TableProvider for QuiverTable {
             )?));
         }
 
-        let hot_range = store.key_range(&self.scope).map_err(external)?;
+        let hot_range = hot.key_range(&self.scope).map_err(external)?;
         let merge = needs_merge(
             &manifest,
             hot_range.as_ref().map(|(a, b)| (a.as_ref(), b.as_ref())),
@@ -436,7 +447,7 @@ impl TableProvider for QuiverTable {
         }
         let hot = HotScan {
             source: Arc::new(ScanSource {
-                store,
+                hot,
                 scope: self.scope.clone(),
                 schema: layout.schema.clone(),
                 columns: hot_columns,
@@ -480,6 +491,32 @@ impl TableProvider for QuiverTable {
     }
 }
 
+/// One scope of a table as it stood at one moment: the manifest and the
+/// hot rows of that moment. Set as an extension of a session's config,
+/// it is what scans of that scope read.
+#[derive(Debug)]
+pub(crate) struct ReadPoint {
+    pub(crate) scope: Scope,
+    pub(crate) manifest: Arc<Manifest>,
+    pub(crate) hot: HotRows,
+}
+
+impl ReadPoint {
+    /// The scope as it stands now. Take it where no commit to the scope
+    /// can run (under the table's writer lock) to get a cut at a known
+    /// `_seq`. The manifest is taken first: while it is held, a flush
+    /// removes none of the hot rows it wrote to segments, so the two
+    /// together hold every row.
+    pub(crate) fn now(cold: &ColdTables, scope: &Scope) -> Self {
+        let manifest = cold.manifest(scope);
+        Self {
+            scope: scope.clone(),
+            manifest,
+            hot: HotRows::frozen(cold.store().clone()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Point {
     All,
@@ -498,7 +535,7 @@ struct HotScan {
 /// What every stream of a scan reads from and produces.
 #[derive(Debug)]
 struct ScanSource {
-    store: Arc<Store>,
+    hot: HotRows,
     scope: Scope,
     schema: SchemaRef,
     columns: Vec<OutputColumn>,
@@ -549,10 +586,9 @@ impl PartitionStream for HotScan {
             Point::Nothing => empty_stream(schema),
             Point::Key(key) => {
                 let key = shared.scope.key(key);
-                let store = shared.store.clone();
                 let stream = futures::stream::once(async move {
                     let found = match &key {
-                        Some(key) => store.get_row(key).map_err(external)?,
+                        Some(key) => shared.hot.get_row(key).map_err(external)?,
                         None => None,
                     };
                     let rows: Vec<(&[u8], &StoredRow)> = match (&key, &found) {
@@ -601,7 +637,7 @@ fn next_chunk(
     while !state.done && state.remaining > 0 {
         let want = shared.batch_size.min(state.remaining);
         let chunk = match shared
-            .store
+            .hot
             .scan_rows(&shared.scope, state.after.as_deref(), want)
         {
             Ok(chunk) => chunk,

@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod limits;
+mod live;
 mod request;
 mod signin;
 
@@ -16,6 +17,7 @@ pub use auth::{
 };
 pub use error::ServiceError;
 pub use limits::RequestRate;
+pub use live::LiveRequest;
 pub use request::{
     DIRECT_REQUEST_BYTES, Encoder, Incoming, Reply, RequestService, ResultStream,
     STREAM_CHUNK_BYTES, Setup, SqlRequest, StatementInfo, mask_passwords,

@@ -143,12 +143,12 @@ pub struct Incoming<D> {
 /// The service every protocol adapter calls; built once per node.
 #[derive(Debug)]
 pub struct RequestService {
-    engine: Arc<QueryEngine>,
-    auth: Arc<Auth>,
-    rate: RequestRate,
-    config: Arc<SharedConfig>,
+    pub(crate) engine: Arc<QueryEngine>,
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) rate: RequestRate,
+    pub(crate) config: Arc<SharedConfig>,
     /// Where queries run, apart from the threads serving connections.
-    query_runtime: tokio::runtime::Handle,
+    pub(crate) query_runtime: tokio::runtime::Handle,
     query_seconds: Histogram,
 }
 
@@ -421,7 +421,7 @@ impl RequestService {
 
 /// Runs `work` until `deadline`, after which the request fails with
 /// `QUERY_TIMEOUT`.
-async fn within<T>(
+pub(crate) async fn within<T>(
     deadline: Option<Instant>,
     config: &Config,
     work: impl Future<Output = Result<T, ServiceError>>,
@@ -658,7 +658,7 @@ impl Sink {
     }
 }
 
-fn elapsed_ms(start: Instant) -> f64 {
+pub(crate) fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -685,7 +685,7 @@ fn task_failed(error: tokio::task::JoinError) -> ServiceError {
 }
 
 /// Logs a request that took at least `[logging] slow_query_ms`.
-fn log_if_slow(threshold: i64, user: &UserId, sql: &str, took_ms: f64, failed: bool) {
+pub(crate) fn log_if_slow(threshold: i64, user: &UserId, sql: &str, took_ms: f64, failed: bool) {
     if threshold < 0 || took_ms < threshold as f64 {
         return;
     }

@@ -384,7 +384,15 @@ impl Store {
 
     /// The stored version of the row at `key`, tombstones included.
     pub fn get_row(&self, key: &[u8]) -> Result<Option<StoredRow>, StoreError> {
-        match self.db.get_pinned_cf(self.rows(), key)? {
+        self.get_row_with(key, &ReadOptions::default())
+    }
+
+    pub(crate) fn get_row_with(
+        &self,
+        key: &[u8],
+        options: &ReadOptions,
+    ) -> Result<Option<StoredRow>, StoreError> {
+        match self.db.get_pinned_cf_opt(self.rows(), key, options)? {
             None => Ok(None),
             Some(bytes) => decode_row(&bytes).map(Some),
         }
@@ -427,7 +435,16 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<RowScan, StoreError> {
-        let mut read_options = ReadOptions::default();
+        self.scan_row_prefix_with(prefix, after, limit, ReadOptions::default())
+    }
+
+    pub(crate) fn scan_row_prefix_with(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        mut read_options: ReadOptions,
+    ) -> Result<RowScan, StoreError> {
         if let Some(end) = prefix_end(prefix) {
             read_options.set_iterate_upper_bound(end);
         }
@@ -463,8 +480,16 @@ impl Store {
 
     /// The first and last key of a scope's hot rows, tombstones included.
     pub fn key_range(&self, scope: &Scope) -> Result<Option<KeyRange>, StoreError> {
+        self.key_range_with(scope, ReadOptions::default)
+    }
+
+    pub(crate) fn key_range_with(
+        &self,
+        scope: &Scope,
+        options: impl Fn() -> ReadOptions,
+    ) -> Result<Option<KeyRange>, StoreError> {
         let bounded = || {
-            let mut options = ReadOptions::default();
+            let mut options = options();
             options.set_iterate_lower_bound(scope.prefix());
             options.set_iterate_upper_bound(scope.end());
             options
@@ -604,5 +629,7 @@ fn corrupt_row(e: postcard::Error) -> StoreError {
 }
 
 mod switcher;
+mod view;
+pub use view::HotRows;
 #[cfg(test)]
 mod tests;

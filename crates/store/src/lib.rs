@@ -12,7 +12,7 @@ mod seq;
 mod tier;
 
 pub use backend::{
-    Batch, KeyRange, MetaRecord, RowScan, Store, StoreError, StoreMemory, StoreOptions,
+    Batch, HotRows, KeyRange, MetaRecord, RowScan, Store, StoreError, StoreMemory, StoreOptions,
 };
 pub use cold::{
     ColdError, ColdStore, ColumnStats, DeleteHook, Manifest, Segment, SegmentOptions,

@@ -359,3 +359,42 @@ fn inserts_after_a_range_delete_still_use_the_memtable_bloom_filter() {
         "the Bloom filter ruled out {skipped} of 100 keys"
     );
 }
+
+#[test]
+fn frozen_hot_rows_keep_the_moment_they_were_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+    let mut batch = store.batch();
+    for id in 1..=3 {
+        batch.put_row(&key(7, id), &row(id, "before"));
+    }
+    store.commit(batch).unwrap();
+    let frozen = HotRows::frozen(store.clone());
+    let current = HotRows::current(store.clone());
+
+    let mut batch = store.batch();
+    batch.put_row(&key(7, 1), &row(10, "after"));
+    batch.delete_row(&key(7, 2));
+    batch.put_row(&key(7, 9), &row(11, "new"));
+    store.commit(batch).unwrap();
+    // A flush removes what it moved to a segment: the frozen view keeps it.
+    store.delete_unchanged(&[(key(7, 3).into(), 3)]).unwrap();
+
+    let seqs = |view: &HotRows| -> Vec<i64> {
+        let scan = view.scan_rows(&Scope::table(7), None, 100).unwrap();
+        assert!(scan.resume_after.is_none());
+        scan.rows.iter().map(|(_, r)| r.seq).collect()
+    };
+    assert_eq!(seqs(&frozen), [1, 2, 3]);
+    assert_eq!(seqs(&current), [10, 11]);
+    assert_eq!(frozen.get_row(&key(7, 1)).unwrap(), Some(row(1, "before")));
+    assert_eq!(current.get_row(&key(7, 1)).unwrap(), Some(row(10, "after")));
+    assert_eq!(frozen.get_row(&key(7, 9)).unwrap(), None);
+    let range = |view: &HotRows| view.key_range(&Scope::table(7)).unwrap().unwrap();
+    assert_eq!(range(&frozen).1.as_ref(), key(7, 3).as_slice());
+    assert_eq!(range(&current).1.as_ref(), key(7, 9).as_slice());
+    // The clone shares the moment; the store outlives neither.
+    let again = frozen.clone();
+    drop(frozen);
+    assert_eq!(seqs(&again), [1, 2, 3]);
+}

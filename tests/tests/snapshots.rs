@@ -1,0 +1,263 @@
+//! A subscription's snapshot as a reader of a consistent cut: read while
+//! the table's writers go on, exact with the changes that follow it, and
+//! bounded like a query's answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use quiver_tests::{ROOT_BASIC, TestServer, WsClient};
+use serde_json::{Value, json};
+
+/// Rows of a large table, half in a segment and half hot.
+const ROWS: u64 = 300_000;
+
+/// Clients writing to it at once.
+const WRITERS: u64 = 4;
+
+/// Applies one `change` to materialized rows, strictly: an insert of a
+/// row not held, an update or delete of one held. Returns whether it
+/// carried the row `marker`.
+fn apply(rows: &mut BTreeMap<String, Value>, message: &Value, marker: &str) -> bool {
+    assert_eq!(message["type"], "change", "{message}");
+    let kind = message["change_type"].as_str().unwrap();
+    let field = if kind == "delete" {
+        "old_values"
+    } else {
+        "rows"
+    };
+    let mut done = false;
+    for row in message[field].as_array().unwrap() {
+        let id = row["id"].as_str().unwrap().to_string();
+        if kind == "delete" {
+            assert!(rows.remove(&id).is_some(), "delete of a row not held: {id}");
+        } else {
+            let held = rows.insert(id.clone(), row["v"].clone());
+            assert_eq!(held.is_some(), kind == "update", "{kind} of {id}");
+            done |= id == marker;
+        }
+    }
+    done
+}
+
+/// Inserts, updates and deletes rows of `app.kv` one statement at a time
+/// until `stop`, counting the statements acknowledged; `writer` numbers
+/// the rows it inserts apart from other writers'.
+fn spawn_writer(
+    server: &TestServer,
+    writer: u64,
+    acked: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let client = server.client().clone();
+    let url = format!("{}/v1/api/sql", server.base_url);
+    tokio::spawn(async move {
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            i += 1;
+            let sql = match i % 3 {
+                0 => format!(
+                    "INSERT INTO app.kv VALUES ({}, {i})",
+                    1_000_000 * (writer + 1) + i
+                ),
+                1 => format!(
+                    "UPDATE app.kv SET v = {i} WHERE id = {}",
+                    i * 7919 % ROWS + 1
+                ),
+                _ => format!("DELETE FROM app.kv WHERE id = {}", i * 104_729 % ROWS + 1),
+            };
+            let response = client
+                .post(&url)
+                .header("authorization", ROOT_BASIC)
+                .json(&json!({ "sql": sql }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{sql}");
+            acked.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+}
+
+/// While a 300,000-row snapshot is read, the table's writers are served
+/// (a snapshot read under the writers' lock lets at most the one waiting
+/// statement through), and the snapshot with the changes after its cut
+/// equals the table: no change is in both, none in neither, even with a
+/// flush asked for during the read.
+#[tokio::test]
+async fn a_subscription_snapshot_is_a_cut_that_holds_no_writer() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_result_rows = 1_000_000;
+        c.limits.max_write_rows = 1_000_000;
+        c.limits.query_timeout_ms = 300_000;
+    })
+    .await;
+    let half = ROWS / 2;
+    server
+        .sql_ok(&format!(
+            "CREATE NAMESPACE app; \
+             CREATE SHARED TABLE app.kv (id BIGINT PRIMARY KEY, v BIGINT); \
+             INSERT INTO app.kv SELECT value, 0 FROM generate_series(1, {half}); \
+             STORAGE FLUSH TABLE app.kv; \
+             INSERT INTO app.kv SELECT value, 0 FROM generate_series({}, {ROWS})",
+            half + 1
+        ))
+        .await;
+
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| spawn_writer(&server, w, acked.clone(), stop.clone()))
+        .collect();
+    while acked.load(Ordering::Relaxed) < 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+
+    let mut client = WsClient::signed_in(&server, ROOT_BASIC).await;
+    let before = acked.load(Ordering::Relaxed);
+    client
+        .send(json!({"type": "subscribe", "subscription": {
+            "id": "all",
+            "sql": "SELECT id, v FROM app.kv",
+            "options": {"batch_size": 1_000_000},
+        }}))
+        .await;
+    let flush = {
+        let client = server.client().clone();
+        let url = format!("{}/v1/api/sql", server.base_url);
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("authorization", ROOT_BASIC)
+                .json(&json!({"sql": "STORAGE FLUSH TABLE app.kv"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let ack = client.next().await;
+    let during = acked.load(Ordering::Relaxed) - before;
+    assert_eq!(ack["type"], "subscription_ack", "{ack}");
+    // Under the writers' lock, each writer could finish at most the
+    // statement it had under way.
+    assert!(
+        during > 2 * WRITERS,
+        "only {during} statement(s) were acknowledged while the snapshot was read"
+    );
+    let mut rows: BTreeMap<String, Value> = BTreeMap::new();
+    loop {
+        let batch = client.next().await;
+        assert_eq!(batch["type"], "initial_data_batch", "{batch:.300}");
+        for row in batch["rows"].as_array().unwrap() {
+            rows.insert(row["id"].as_str().unwrap().to_string(), row["v"].clone());
+        }
+        if batch["batch_control"]["status"] == "ready" {
+            break;
+        }
+        client
+            .send(json!({"type": "next_batch", "subscription_id": "all"}))
+            .await;
+    }
+    assert_eq!(ack["total_rows"].as_u64(), Some(rows.len() as u64));
+    assert!(rows.len() as u64 > ROWS / 2, "{}", rows.len());
+
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(flush.await.unwrap(), 200);
+    server
+        .sql_ok("INSERT INTO app.kv VALUES (9999999, -1)")
+        .await;
+    while !apply(&mut rows, &client.next().await, "9999999") {}
+
+    let expected = server.sql_ok("SELECT id, v FROM app.kv").await;
+    let expected: BTreeMap<String, Value> = expected
+        .rows(0)
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].clone()))
+        .collect();
+    assert_eq!(rows.len(), expected.len());
+    assert!(
+        rows == expected,
+        "the snapshot and its changes differ from the table"
+    );
+    server.stop().await;
+}
+
+/// A snapshot past the row cap and a resume past it fail with the
+/// query's code, leave nothing registered, and hold no writer.
+#[tokio::test]
+async fn snapshots_and_resumes_are_bounded_like_answers() {
+    let server = TestServer::start_with(|c| c.limits.max_result_rows = 1_000).await;
+    server
+        .sql_ok(
+            "CREATE NAMESPACE app; \
+             CREATE SHARED TABLE app.kv (id BIGINT PRIMARY KEY, v BIGINT); \
+             INSERT INTO app.kv SELECT value, 0 FROM generate_series(1, 600)",
+        )
+        .await;
+    let mut client = WsClient::signed_in(&server, ROOT_BASIC).await;
+    let (ack, _) = client
+        .subscribe("small", "SELECT id, v FROM app.kv", Some(json!({})))
+        .await;
+    let from: i64 = ack["batch_control"]["last_seq_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    server
+        .sql_ok("INSERT INTO app.kv SELECT value, 1 FROM generate_series(601, 2000)")
+        .await;
+
+    for (id, options) in [
+        ("full", json!({})),
+        ("resume", json!({"from": from})),
+        ("last", json!({"last_rows": 1_500})),
+    ] {
+        client
+            .send(json!({"type": "subscribe", "subscription": {
+                "id": id, "sql": "SELECT id, v FROM app.kv", "options": options,
+            }}))
+            .await;
+        let refused = other_than_changes(&mut client).await;
+        assert_eq!(refused["type"], "error", "{id}: {refused}");
+        assert_eq!(refused["subscription_id"], id);
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("max_result_rows"),
+            "{id}: {refused}"
+        );
+        assert_eq!(
+            server.context.live.stats().subscriptions,
+            1,
+            "{id} left a registration behind"
+        );
+    }
+    // The writers were never held: a write goes through at once, and the
+    // first subscription sees it.
+    server.sql_ok("UPDATE app.kv SET v = 2 WHERE id = 1").await;
+    loop {
+        let change = client.next().await;
+        assert_eq!(change["type"], "change", "{change}");
+        if change["change_type"] == "update" {
+            assert_eq!(change["rows"][0]["id"], "1", "{change}");
+            break;
+        }
+    }
+    server.stop().await;
+}
+
+/// The next message that is not a change of a live subscription.
+async fn other_than_changes(client: &mut WsClient) -> Value {
+    loop {
+        let message = client.next().await;
+        if message["type"] != "change" {
+            return message;
+        }
+    }
+}

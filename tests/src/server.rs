@@ -105,7 +105,13 @@ impl TestServer {
 
     /// Stops the node and starts a new one on the same data directory.
     pub async fn restart(self) -> Self {
-        let config = (*self.context.config.get()).clone();
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::restart`], with the config adjusted by `edit`.
+    pub async fn restart_with(self, edit: impl FnOnce(&mut Config)) -> Self {
+        let mut config = (*self.context.config.get()).clone();
+        edit(&mut config);
         let temp = self.stop().await;
         let mut server = Self::start_config(config).await;
         server._temp = temp;

@@ -79,19 +79,8 @@ fn spawn_writer(
     })
 }
 
-/// While a 300,000-row snapshot is read, the table's writers are served
-/// (a snapshot read under the writers' lock lets at most the one waiting
-/// statement through), and the snapshot with the changes after its cut
-/// equals the table: no change is in both, none in neither, even with a
-/// flush asked for during the read.
-#[tokio::test]
-async fn a_subscription_snapshot_is_a_cut_that_holds_no_writer() {
-    let server = TestServer::start_with(|c| {
-        c.limits.max_result_rows = 1_000_000;
-        c.limits.max_write_rows = 1_000_000;
-        c.limits.query_timeout_ms = 300_000;
-    })
-    .await;
+/// Creates `app.kv` with `ROWS` rows, half in a segment and half hot.
+async fn load(server: &TestServer) {
     let half = ROWS / 2;
     server
         .sql_ok(&format!(
@@ -103,6 +92,25 @@ async fn a_subscription_snapshot_is_a_cut_that_holds_no_writer() {
             half + 1
         ))
         .await;
+}
+
+/// While a 300,000-row snapshot is read, the table's writers are served
+/// (a snapshot read under the writers' lock lets at most the one waiting
+/// statement through), and the snapshot with the changes after its cut
+/// equals the table: no change is in both, none in neither, with a flush
+/// asked for as the read starts.
+#[tokio::test]
+async fn a_subscription_snapshot_is_a_cut_that_holds_no_writer() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_result_rows = 1_000_000;
+        c.limits.max_write_rows = 1_000_000;
+        c.limits.query_timeout_ms = 300_000;
+        // Every change made while the snapshot is read waits in the
+        // connection's queue; none may overflow it here.
+        c.websocket.queue_capacity = 1_000_000;
+    })
+    .await;
+    load(&server).await;
 
     let acked = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -260,4 +268,114 @@ async fn other_than_changes(client: &mut WsClient) -> Value {
             return message;
         }
     }
+}
+
+/// A subscription whose snapshot or resume passes the time limit is
+/// refused, and is no longer registered when its client hears so: the
+/// same id subscribes again at once.
+#[tokio::test]
+async fn a_start_past_the_time_limit_leaves_nothing_registered() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_result_rows = 1_000_000;
+        c.limits.max_write_rows = 1_000_000;
+        c.limits.query_timeout_ms = 300_000;
+    })
+    .await;
+    load(&server).await;
+    let server = server
+        .restart_with(|c| c.limits.query_timeout_ms = 20)
+        .await;
+    let mut client = WsClient::signed_in(&server, ROOT_BASIC).await;
+    for options in [json!({}), json!({"from": 0})] {
+        client
+            .send(json!({"type": "subscribe", "subscription": {
+                "id": "all", "sql": "SELECT id, v FROM app.kv", "options": options,
+            }}))
+            .await;
+        let refused = client.next().await;
+        assert_eq!(refused["type"], "error", "{options}: {refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("query_timeout_ms"),
+            "{options}: {refused}"
+        );
+        assert_eq!(server.context.live.stats().subscriptions, 0, "{options}");
+    }
+    // Live changes only: nothing to read, so nothing to time out.
+    let (ack, _) = client
+        .subscribe("all", "SELECT id, v FROM app.kv", None)
+        .await;
+    assert_eq!(ack["total_rows"], 0, "{ack}");
+    server
+        .sql_ok("INSERT INTO app.kv VALUES (1000001, 1)")
+        .await;
+    let change = client.next().await;
+    assert_eq!(change["rows"][0]["id"], "1000001", "{change}");
+    server.stop().await;
+}
+
+/// A subscription that overflows while its snapshot is still being paged
+/// out names, as the point to resume from, the last row it sent: resumed
+/// from there, the client ends up with every row of the table.
+#[tokio::test]
+async fn an_overflow_mid_snapshot_resumes_after_the_last_page_sent() {
+    let server = TestServer::start_with(|c| c.websocket.queue_capacity = 4).await;
+    server
+        .sql_ok(
+            "CREATE NAMESPACE app; \
+             CREATE SHARED TABLE app.kv (id BIGINT PRIMARY KEY, v BIGINT); \
+             INSERT INTO app.kv SELECT value, 0 FROM generate_series(1, 100)",
+        )
+        .await;
+    let mut client = WsClient::signed_in(&server, ROOT_BASIC).await;
+    let (ack, first) = client
+        .subscribe(
+            "all",
+            "SELECT id, v FROM app.kv",
+            Some(json!({"batch_size": 10})),
+        )
+        .await;
+    assert_eq!(ack["batch_control"]["has_more"], true, "{ack}");
+    let mut rows: BTreeMap<String, Value> = BTreeMap::new();
+    for row in first["rows"].as_array().unwrap() {
+        rows.insert(row["id"].as_str().unwrap().to_string(), row["v"].clone());
+    }
+    // More changes than the connection holds back while pages wait.
+    for id in 101..=110 {
+        server
+            .sql_ok(&format!("INSERT INTO app.kv VALUES ({id}, 1)"))
+            .await;
+    }
+    let ended = client.next().await;
+    assert_eq!(ended["code"], "SUBSCRIPTION_OVERFLOW", "{ended}");
+    let message = ended["message"].as_str().unwrap();
+    let from: i64 = message
+        .rsplit("\"from\": ")
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no point to resume from in {message}"));
+    assert_eq!(
+        first["batch_control"]["last_seq_id"].as_str(),
+        Some(from.to_string().as_str()),
+        "{message}"
+    );
+
+    let (_, resumed) = client
+        .subscribe(
+            "again",
+            "SELECT id, v FROM app.kv",
+            Some(json!({"from": from, "batch_size": 1000})),
+        )
+        .await;
+    for row in resumed["rows"].as_array().unwrap() {
+        let id = row["id"].as_str().unwrap().to_string();
+        assert!(
+            rows.insert(id.clone(), row["v"].clone()).is_none(),
+            "{id} twice"
+        );
+    }
+    assert_eq!(rows.len(), 110);
+    server.stop().await;
 }

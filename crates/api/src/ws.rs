@@ -25,7 +25,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use quiver_common::ErrorCode;
 use quiver_config::WebSocketConfig;
 use quiver_live::{ChangeKind, ConnectionHandle, ConnectionId, Outbound, SubscribeError};
-use quiver_query::Snapshot;
+use quiver_query::{Kept, Snapshot, SnapshotMemory};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
@@ -243,6 +243,31 @@ struct Loading {
     batch_num: usize,
     /// Changes held back until the last page is out.
     held: Vec<Outbound>,
+    /// The cut the snapshot was read at.
+    start_seq: i64,
+    /// On a resume, where it resumed from.
+    resumed_from: Option<i64>,
+    /// The pages' share of the query memory pool, until they are out.
+    _memory: SnapshotMemory,
+}
+
+impl Loading {
+    /// What the client has, for a resume, once the page ending at `sent`
+    /// is out. Pages are in `_seq` order: a full or `last_rows` snapshot
+    /// cut short resumes after its last page sent, since the rest of it
+    /// and every later change were written after that. A resume cut
+    /// short starts again where it started, since the deletes it owes
+    /// are only sent after its last page.
+    fn delivered(&self, sent: Option<i64>) -> i64 {
+        if self.pages.is_empty() {
+            return self.start_seq;
+        }
+        match (self.resumed_from, sent) {
+            (Some(from), _) => from,
+            (None, Some(sent)) => sent.min(self.start_seq),
+            (None, None) => self.start_seq,
+        }
+    }
 }
 
 /// A subscription of this connection as the socket sees it.
@@ -523,17 +548,19 @@ impl Connection {
             }
             Err(e) => return fail(e.code, e.message),
         };
-        let schema = subscribed.subscription.plan.schema.clone();
-        self.current.insert(
-            id.clone(),
-            Current {
-                live_id: subscribed.subscription.live_id.clone(),
-                delivered: subscribed.subscription.start_seq,
-            },
-        );
+        // Held by the connection from here: nothing between this and the
+        // socket can be cancelled.
+        let Kept {
+            subscription,
+            rows,
+            removed,
+            memory,
+        } = subscribed.keep();
+        let schema = subscription.plan.schema.clone();
+        let start_seq = subscription.start_seq;
         let mut pages: VecDeque<RecordBatch> = VecDeque::new();
         let mut total = 0;
-        for batch in subscribed.rows {
+        for batch in rows {
             total += batch.num_rows();
             let mut offset = 0;
             while offset < batch.num_rows() {
@@ -562,17 +589,30 @@ impl Connection {
             pages,
             batch_num: 0,
             held: Vec::new(),
+            start_seq,
+            resumed_from: match snapshot {
+                Snapshot::Since(from) => Some(from),
+                _ => None,
+            },
+            _memory: memory,
         };
-        let first = initial_batch(&id, &mut loading);
+        let (first, sent) = initial_batch(&id, &mut loading);
+        self.current.insert(
+            id.clone(),
+            Current {
+                live_id: subscription.live_id.clone(),
+                delivered: loading.delivered(sent),
+            },
+        );
         let mut out = vec![text(ack), first];
         // On a resume, the rows that went away follow the rows.
-        if let Some(removed) = subscribed.removed {
+        if let Some(removed) = removed {
             let left = Outbound::Change {
                 subscription_id: id.clone(),
-                live_id: subscribed.subscription.live_id.clone(),
+                live_id: subscription.live_id.clone(),
                 kind: ChangeKind::Delete,
                 rows: None,
-                last_seq: subscribed.subscription.start_seq,
+                last_seq: start_seq,
                 old_values: Some(removed),
             };
             if loading.pages.is_empty() {
@@ -596,7 +636,12 @@ impl Connection {
             )];
         };
         loading.batch_num += 1;
-        let mut out = vec![initial_batch(id, loading)];
+        let (page, sent) = initial_batch(id, loading);
+        let delivered = loading.delivered(sent);
+        if let Some(current) = self.current.get_mut(id) {
+            current.delivered = delivered;
+        }
+        let mut out = vec![page];
         if loading.pages.is_empty() {
             let done = self.loading.remove(id).expect("present");
             for held in &done.held {
@@ -608,8 +653,8 @@ impl Connection {
 }
 
 /// The next snapshot page as an `initial_data_batch` (empty when there is
-/// none), taken from `loading`.
-fn initial_batch(id: &str, loading: &mut Loading) -> Message {
+/// none), taken from `loading`, and the `_seq` of its last row.
+fn initial_batch(id: &str, loading: &mut Loading) -> (Message, Option<i64>) {
     let page = loading.pages.pop_front();
     let has_more = !loading.pages.is_empty();
     let status = match (has_more, loading.batch_num) {
@@ -622,7 +667,8 @@ fn initial_batch(id: &str, loading: &mut Loading) -> Message {
         "has_more": has_more,
         "status": status,
     });
-    if let Some(seq) = page.as_ref().and_then(last_seq_of) {
+    let sent = page.as_ref().and_then(last_seq_of);
+    if let Some(seq) = sent {
         control["last_seq_id"] = json!(seq.to_string());
     }
     let mut out = Vec::with_capacity(256);
@@ -635,9 +681,10 @@ fn initial_batch(id: &str, loading: &mut Loading) -> Message {
     out.extend_from_slice(b"],\"batch_control\":");
     serde_json::to_writer(&mut out, &control).expect("writing to a Vec cannot fail");
     out.push(b'}');
-    Message::Text(Utf8Bytes::from(
+    let message = Message::Text(Utf8Bytes::from(
         String::from_utf8(out).expect("JSON is UTF-8"),
-    ))
+    ));
+    (message, sent)
 }
 
 /// The `_seq` of a batch's last row (`_seq` is its last column).

@@ -261,6 +261,48 @@ pub fn display_value(value: &Value) -> String {
     }
 }
 
+/// The bytes of a batch's text and binary values: no encoding writes
+/// fewer.
+pub fn value_bytes(batch: &RecordBatch) -> usize {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::DataType;
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let span = |offsets: &[i64]| match (offsets.first(), offsets.last()) {
+                (Some(first), Some(last)) => (last - first) as usize,
+                _ => 0,
+            };
+            match column.data_type() {
+                DataType::Utf8 => {
+                    let offsets = column.as_string::<i32>().value_offsets();
+                    span(&[i64::from(offsets[0]), i64::from(offsets[offsets.len() - 1])])
+                }
+                DataType::LargeUtf8 => span(column.as_string::<i64>().value_offsets()),
+                DataType::Binary => {
+                    let offsets = column.as_binary::<i32>().value_offsets();
+                    span(&[i64::from(offsets[0]), i64::from(offsets[offsets.len() - 1])])
+                }
+                DataType::LargeBinary => span(column.as_binary::<i64>().value_offsets()),
+                DataType::Utf8View => column
+                    .as_string_view()
+                    .views()
+                    .iter()
+                    .map(|view| *view as u32 as usize)
+                    .sum(),
+                DataType::BinaryView => column
+                    .as_binary_view()
+                    .views()
+                    .iter()
+                    .map(|view| *view as u32 as usize)
+                    .sum(),
+                _ => 0,
+            }
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::utils::memory::get_record_batch_memory_size;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
@@ -35,8 +36,8 @@ use crate::writer::TableWriter;
 /// counted against `[limits] max_write_rows`, and their memory taken from
 /// the pool queries share (`[limits] query_memory_bytes`), so that a
 /// statement past either is refused before it holds any more and before
-/// it writes anything. An INSERT keeps the reservation until it is done:
-/// the rows' encoded versions take about as much.
+/// it writes anything. The statement keeps the reservation until it is
+/// done: the rows' converted and encoded versions take about as much.
 pub(crate) struct Staged {
     pub(crate) batches: Vec<RecordBatch>,
     reservation: Option<MemoryReservation>,
@@ -66,7 +67,7 @@ impl Staged {
             if rows > limit {
                 return Err(QueryError::TooManyWrites { limit });
             }
-            reservation.try_grow(batch.get_array_memory_size())?;
+            reservation.try_grow(get_record_batch_memory_size(&batch))?;
             batches.push(batch);
         }
         Ok(Self {
@@ -621,14 +622,16 @@ fn single_table(relation: &TableWithJoins) -> Result<&ObjectName> {
 }
 
 /// Runs `SELECT <key>, <exprs> FROM <relation> WHERE <selection>` and
-/// returns each matching row's store key with the evaluated expressions.
+/// returns each matching row's store key with the evaluated expressions,
+/// and their share of the query memory pool: hold it until the statement
+/// is done.
 async fn matching_rows(
     session: &QuerySession,
     def: &TableDef,
     relation: &TableWithJoins,
     exprs: &[(&ColumnDef, &Expr)],
     selection: Option<&Expr>,
-) -> Result<Vec<(Vec<u8>, Vec<Value>)>> {
+) -> Result<(Vec<(Vec<u8>, Vec<Value>)>, Option<MemoryReservation>)> {
     let key_column = def.primary_key_column();
     let mut projection = vec![SelectItem::UnnamedExpr(Expr::Identifier(
         match key_column {
@@ -650,8 +653,12 @@ async fn matching_rows(
         fill: None,
     };
     let scope = session.scope(def);
+    let Staged {
+        batches,
+        reservation,
+    } = staged;
     let mut out = Vec::new();
-    for batch in &staged.batches {
+    for batch in batches {
         let keys = array_to_values(batch.column(0), key_column.unwrap_or(&seq_column))?;
         let values: Vec<Vec<Value>> = exprs
             .iter()
@@ -665,7 +672,7 @@ async fn matching_rows(
             out.push((key, values.iter().map(|v| v[r].clone()).collect()));
         }
     }
-    Ok(out)
+    Ok((out, reservation))
 }
 
 /// The current versions, hot or cold, of the rows `matching_rows` found.
@@ -698,7 +705,7 @@ pub async fn update(session: &QuerySession, update: Update) -> Result<StatementO
     }
     let targets = assignment_targets(def, &update.assignments)?;
     let mut writer = TableWriter::lock(session.engine(), table.clone()).await;
-    let matches = matching_rows(
+    let (matches, _held) = matching_rows(
         session,
         def,
         &update.table,
@@ -751,7 +758,8 @@ pub async fn delete(session: &QuerySession, delete: Delete) -> Result<StatementO
     let table = session.resolve_table(single_table(relation)?, Intent::Write)?;
     let def = table.def();
     let mut writer = TableWriter::lock(session.engine(), table.clone()).await;
-    let matches = matching_rows(session, def, relation, &[], delete.selection.as_ref()).await?;
+    let (matches, _held) =
+        matching_rows(session, def, relation, &[], delete.selection.as_ref()).await?;
     let store = writer.store();
     let scope = session.scope(def);
     let mut current = current_rows(session, def, &matches).await?;

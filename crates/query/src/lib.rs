@@ -24,10 +24,11 @@ mod users;
 mod views;
 mod writer;
 
+pub use convert::value_bytes;
 pub use dialect::QuiverStatement;
 pub use error::QueryError;
 pub use executor::{DIRECT_INSERT_ROWS, EngineParts, QueryEngine, QuerySession, StatementOutput};
-pub use live::{Snapshot, Subscribed};
+pub use live::{Kept, Snapshot, SnapshotMemory, Subscribed};
 pub use maintenance::{recover, run_maintenance};
 pub use provider::CATALOG_NAME;
 pub use system::{NodeCounters, NodeInfo, NodeStats};

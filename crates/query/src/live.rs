@@ -4,10 +4,8 @@
 //! that cut, and handing each statement's changes to the node's
 //! [`quiver_live::LiveQueryManager`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
@@ -17,45 +15,20 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, ExprWithAlias, GroupByExpr, ObjectName, ObjectNamePart, SelectItem, SetExpr,
-    Statement, TableFactor,
+    Expr as SqlExpr, ExprWithAlias, GroupByExpr, SelectItem, SetExpr, Statement, TableFactor,
 };
-use futures::StreamExt;
 use quiver_catalog::CachedTableData;
-use quiver_live::{ChangeSet, ConnectionId, EqualityKey, LivePlan, LiveQueryManager, Subscription};
+use quiver_live::{ChangeSet, EqualityKey, LivePlan};
 use quiver_store::{Scope, StoredRow};
 
-use crate::assemble;
 use crate::convert::{OutputColumn, rows_to_batch};
 use crate::dialect::{QuiverStatement, parse};
 use crate::error::{QueryError, Result};
 use crate::executor::{Intent, QueryEngine, QuerySession};
-use crate::provider::ReadPoint;
 
-/// Which rows a new subscription starts with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Snapshot {
-    /// None: live changes only.
-    None,
-    /// Every row that matches.
-    Full,
-    /// The matching rows written after this `_seq`.
-    Since(i64),
-    /// The newest matching rows, at most this many.
-    Last(usize),
-}
+mod snapshot;
 
-/// A registered subscription and the rows it starts with.
-#[derive(Debug)]
-pub struct Subscribed {
-    pub subscription: Arc<Subscription>,
-    /// In `_seq` order, in the subscription's projection.
-    pub rows: Vec<RecordBatch>,
-    /// On a resume (`from`): the primary keys (and `_seq`) of rows deleted
-    /// or moved out of the filter since, to send as a delete once the rows
-    /// are out.
-    pub removed: Option<RecordBatch>,
-}
+pub use snapshot::{Kept, Snapshot, SnapshotMemory, Subscribed};
 
 struct Compiled {
     table: Arc<CachedTableData>,
@@ -187,160 +160,6 @@ impl QuerySession {
             selection,
         })
     }
-
-    /// Subscribes `connection` to `sql`. The subscription is registered
-    /// and the cut taken with the table's writers shut out for that moment
-    /// only, so that every change committed after the cut is sent and
-    /// none before; the snapshot is then read at the cut while writers go
-    /// on.
-    pub async fn subscribe(
-        &self,
-        connection: ConnectionId,
-        subscription_id: &str,
-        sql: &str,
-        options: &str,
-        snapshot: Snapshot,
-    ) -> Result<Subscribed> {
-        let table_id = quiver_common::TableId(self.compile_subscription(sql)?.plan.table_id);
-        let live = self.engine().live();
-        let (compiled, point, registered) = {
-            let lock = self.engine().writer_lock(table_id);
-            let _writers = lock.lock().await;
-            // Compiled again with the writers shut out: an ALTER or DROP
-            // that ran while this waited is seen, never registered against.
-            let compiled = self.compile_subscription(sql)?;
-            if compiled.plan.table_id != table_id.0 {
-                return Err(QueryError::invalid(
-                    "the table was replaced while subscribing; subscribe again",
-                ));
-            }
-            let point = ReadPoint::now(self.engine().cold(), &compiled.plan.scope);
-            let start_seq = self.engine().catalog().store().seq().last();
-            let subscription = live
-                .subscribe(
-                    connection,
-                    subscription_id,
-                    sql,
-                    options,
-                    compiled.plan.clone(),
-                    start_seq,
-                )
-                .map_err(|e| QueryError::invalid(e.to_string()))?;
-            let registered = Registered {
-                live,
-                subscription: Some(subscription),
-            };
-            (compiled, point, registered)
-        };
-        let (rows, removed) = self.snapshot(&compiled, point, snapshot).await?;
-        Ok(Subscribed {
-            subscription: registered.keep(),
-            rows,
-            removed,
-        })
-    }
-
-    /// The rows a subscription starts with, read at `point`, and on a
-    /// resume the rows that went away. Full and `last_rows` snapshots run
-    /// through SQL; a resume reads stored versions (`changed_since`).
-    /// Either is bounded like a query's answer.
-    async fn snapshot(
-        &self,
-        compiled: &Compiled,
-        point: ReadPoint,
-        snapshot: Snapshot,
-    ) -> Result<(Vec<RecordBatch>, Option<RecordBatch>)> {
-        let template = match snapshot {
-            Snapshot::None => return Ok((Vec::new(), None)),
-            Snapshot::Since(from) => return self.changed_since(compiled, point, from).await,
-            Snapshot::Full => "SELECT 1 FROM t ORDER BY _seq".to_string(),
-            // A number, not text from the client.
-            Snapshot::Last(n) => format!("SELECT 1 FROM t ORDER BY _seq DESC LIMIT {n}"),
-        };
-        let def = compiled.table.def();
-        let projection = compiled
-            .columns
-            .iter()
-            .map(|c| SelectItem::UnnamedExpr(SqlExpr::Identifier(assemble::quoted(c))))
-            .collect();
-        let from = assemble::table(ObjectName(vec![
-            ObjectNamePart::Identifier(assemble::quoted(def.namespace.as_str())),
-            ObjectNamePart::Identifier(assemble::quoted(def.name.as_str())),
-        ]))?;
-        let statement = assemble::select(&template, projection, from, compiled.selection.clone())?;
-        let mut stream = self.query_at(statement, point).await?;
-        let mut cap = AnswerCap::new(&self.engine().limits());
-        let mut rows = Vec::new();
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            cap.take(batch.num_rows(), batch.get_array_memory_size())?;
-            rows.push(batch);
-        }
-        if matches!(snapshot, Snapshot::Last(_)) {
-            // Newest first from the query; oldest first to the client.
-            rows = reverse(&compiled.plan.schema, rows)?;
-        }
-        Ok((rows, None))
-    }
-}
-
-/// A subscription registered before its snapshot was read: withdrawn
-/// again unless the snapshot is read and sent on its way ([`Self::keep`]),
-/// so that a snapshot that fails, or a request abandoned midway, leaves
-/// nothing registered.
-struct Registered<'a> {
-    live: &'a LiveQueryManager,
-    subscription: Option<Arc<Subscription>>,
-}
-
-impl Registered<'_> {
-    fn keep(mut self) -> Arc<Subscription> {
-        self.subscription.take().expect("kept once")
-    }
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        if let Some(subscription) = self.subscription.take() {
-            self.live.withdraw(&subscription);
-        }
-    }
-}
-
-/// The bounds of an answer held in memory before it is sent: its rows
-/// and its bytes, as `[limits]` sets them for queries.
-struct AnswerCap {
-    rows: usize,
-    bytes: usize,
-    max_rows: usize,
-    max_bytes: usize,
-}
-
-impl AnswerCap {
-    fn new(limits: &quiver_config::LimitsConfig) -> Self {
-        Self {
-            rows: 0,
-            bytes: 0,
-            max_rows: limits.max_result_rows,
-            max_bytes: limits.max_result_bytes,
-        }
-    }
-
-    fn take(&mut self, rows: usize, bytes: usize) -> Result<()> {
-        self.rows += rows;
-        self.bytes += bytes;
-        if self.rows > self.max_rows {
-            return Err(QueryError::ResultTooLarge {
-                limit: self.max_rows,
-            });
-        }
-        if self.bytes > self.max_bytes {
-            return Err(QueryError::ResultTooManyBytes {
-                limit: self.max_bytes,
-            });
-        }
-        Ok(())
-    }
 }
 
 /// A column value `filter` requires (`col = literal`, alone or in an
@@ -375,121 +194,12 @@ fn equality_key(filter: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Equal
     }
 }
 
-impl QuerySession {
-    /// A resume after `from`: the newest version of every row of the
-    /// subscription's scope written after it, hot or cold, delete markers
-    /// included. Those that match the filter are sent as rows; the others
-    /// (deleted, or changed to no longer match) as one delete of their
-    /// primary keys, since the client may hold an older version.
-    async fn changed_since(
-        &self,
-        compiled: &Compiled,
-        point: ReadPoint,
-        from: i64,
-    ) -> Result<(Vec<RecordBatch>, Option<RecordBatch>)> {
-        let tier = self.engine().cold();
-        let scope = &compiled.plan.scope;
-        let ReadPoint { manifest, hot, .. } = point;
-        if from < manifest.purged_seq {
-            return Err(QueryError::invalid(format!(
-                "cannot resume from _seq {from}: a compaction has since removed deletes made \
-                 after it; subscribe again with a full snapshot ({{}})"
-            )));
-        }
-        // Only versions after `from` are held: a key's newest version is
-        // after `from` whenever any of its versions is. Counted against
-        // the answer's row cap as they are held.
-        let max_rows = self.engine().limits().max_result_rows;
-        let mut newest: BTreeMap<Vec<u8>, StoredRow> = BTreeMap::new();
-        let mut keep = |key: Vec<u8>, row: StoredRow| -> Result<()> {
-            if row.seq <= from || newest.get(&key).is_some_and(|held| held.seq >= row.seq) {
-                return Ok(());
-            }
-            newest.insert(key, row);
-            if newest.len() > max_rows {
-                return Err(QueryError::ResultTooLarge { limit: max_rows });
-            }
-            Ok(())
-        };
-        for segment in manifest.segments.iter().filter(|s| s.max_seq > from) {
-            let mut rows = tier.segment_rows(segment).await?;
-            while let Some((key, row)) = rows.next_row()? {
-                keep(key, row)?;
-            }
-        }
-        let mut after: Option<Box<[u8]>> = None;
-        loop {
-            let chunk = hot.scan_rows(scope, after.as_deref(), 8192)?;
-            for (key, row) in chunk.rows {
-                keep(key.into_vec(), row)?;
-            }
-            match chunk.resume_after {
-                Some(key) => after = Some(key),
-                None => break,
-            }
-        }
-        drop((manifest, hot));
-        let mut changed: Vec<StoredRow> = newest.into_values().collect();
-        changed.sort_by_key(|row| row.seq);
-        let (live, deleted): (Vec<&StoredRow>, Vec<&StoredRow>) =
-            changed.iter().partition(|row| !row.deleted);
-
-        let table = &compiled.table;
-        let def = table.def();
-        let schema = table.arrow_schema();
-        let columns = full_row(table);
-        let all = rows_to_batch(&schema, &columns, &live)?;
-        let matches = compiled.plan.matches(&all)?;
-        let picked = |want: bool| -> Vec<u32> {
-            (0..matches.len() as u32)
-                .filter(|&i| matches[i as usize] == want)
-                .collect()
-        };
-        let take = |batch: &RecordBatch, rows: Vec<u32>| -> Result<RecordBatch> {
-            Ok(datafusion::arrow::compute::take_record_batch(
-                batch,
-                &datafusion::arrow::array::UInt32Array::from(rows),
-            )?)
-        };
-        let rows = take(&all.project(&compiled.plan.projection)?, picked(true))?;
-
-        // The rows that left: only their primary key (or `_seq`) and `_seq`.
-        let key_columns: Vec<usize> = def
-            .primary_key
-            .and_then(|id| def.columns.iter().position(|c| c.id == id))
-            .into_iter()
-            .chain([def.columns.len()])
-            .collect();
-        let key_schema = Arc::new(schema.project(&key_columns)?);
-        let key_outputs: Vec<OutputColumn> =
-            key_columns.iter().map(|&i| columns[i].clone()).collect();
-        let left: Vec<&StoredRow> = picked(false)
-            .into_iter()
-            .map(|i| live[i as usize])
-            .chain(deleted)
-            .collect();
-        let removed = (!left.is_empty())
-            .then(|| rows_to_batch(&key_schema, &key_outputs, &left))
-            .transpose()?;
-        Ok((vec![rows], removed))
-    }
-}
-
 fn column_index(schema: &SchemaRef, name: &str) -> Result<usize> {
     schema
         .fields()
         .iter()
         .position(|f| f.name().eq_ignore_ascii_case(name))
         .ok_or_else(|| QueryError::invalid(format!("column not found: {name}")))
-}
-
-fn reverse(schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    let all = datafusion::arrow::compute::concat_batches(schema, &batches)?;
-    let n = all.num_rows() as u32;
-    let indices = datafusion::arrow::array::UInt32Array::from_iter_values((0..n).rev());
-    Ok(vec![datafusion::arrow::compute::take_record_batch(
-        &all, &indices,
-    )?])
 }
 
 /// One row version a statement replaced (`None` for an insert) and the

@@ -27,17 +27,17 @@ impl QuerySession {
         Ok(frame.execute_stream().await?)
     }
 
-    /// Like [`QuerySession::query`], reading the scope of `point` as it
-    /// stood when the point was taken.
-    pub(crate) async fn query_at(
+    /// Plans a query that reads the scope of `point` as it stood when the
+    /// point was taken; tables are resolved now.
+    pub(crate) async fn plan_at(
         &self,
         statement: Statement,
         point: ReadPoint,
-    ) -> Result<SendableRecordBatchStream> {
+    ) -> Result<DataFrame> {
         let (ctx, plan) = self.plan(statement).await?;
         let mut state = ctx.state();
         state.config_mut().set_extension(Arc::new(point));
-        Ok(DataFrame::new(state, plan).execute_stream().await?)
+        Ok(DataFrame::new(state, plan))
     }
 
     /// Expands views and plans a query, refusing anything but reads.

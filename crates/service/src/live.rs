@@ -47,7 +47,7 @@ impl RequestService {
         self.rate.check(&principal.user, limits)?;
         let session = self.session(&principal, None)?;
         let sql = request.sql.clone();
-        let task = AbortOnDropHandle::new(self.query_runtime.spawn(async move {
+        let mut task = AbortOnDropHandle::new(self.query_runtime.spawn(async move {
             session
                 .subscribe(
                     request.connection,
@@ -58,8 +58,8 @@ impl RequestService {
                 )
                 .await
         }));
-        let outcome = within(deadline, &config, async move {
-            match task.await {
+        let outcome = within(deadline, &config, async {
+            match (&mut task).await {
                 Ok(subscribed) => subscribed.map_err(ServiceError::from),
                 Err(e) => Err(ServiceError::new(
                     ErrorCode::SubscriptionFailed,
@@ -68,6 +68,12 @@ impl RequestService {
             }
         })
         .await;
+        if outcome.is_err() && !task.is_finished() {
+            // Past the time limit: the start is stopped, and what it
+            // registered withdrawn, before the client hears of it.
+            task.abort();
+            let _ = (&mut task).await;
+        }
         let took_ms = elapsed_ms(start);
         log_if_slow(
             config.logging.slow_query_ms,

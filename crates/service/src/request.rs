@@ -24,7 +24,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use quiver_catalog::UserRecord;
 use quiver_common::{ErrorCode, Role, UserId};
 use quiver_config::{Config, SharedConfig};
-use quiver_query::{QueryEngine, QueryError, QuerySession, QuiverStatement, StatementOutput};
+use quiver_query::{
+    QueryEngine, QueryError, QuerySession, QuiverStatement, StatementOutput, value_bytes,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::AbortOnDropHandle;
 
@@ -477,7 +479,7 @@ async fn execute(
                     rows += batch.num_rows();
                     // A batch whose text alone passes the cap is refused
                     // before it is encoded.
-                    sink.check(text_bytes(&batch), index)?;
+                    sink.check(value_bytes(&batch), index)?;
                     sink.encoder.rows(&mut sink.out, &batch);
                     sink.pass_on(index).await?;
                 }
@@ -488,48 +490,6 @@ async fn execute(
         sink.pass_on(index).await?;
     }
     Ok(rows_read)
-}
-
-/// The bytes of a batch's text and binary values: no encoding writes
-/// fewer.
-fn text_bytes(batch: &RecordBatch) -> usize {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::DataType;
-    batch
-        .columns()
-        .iter()
-        .map(|column| {
-            let span = |offsets: &[i64]| match (offsets.first(), offsets.last()) {
-                (Some(first), Some(last)) => (last - first) as usize,
-                _ => 0,
-            };
-            match column.data_type() {
-                DataType::Utf8 => {
-                    let offsets = column.as_string::<i32>().value_offsets();
-                    span(&[i64::from(offsets[0]), i64::from(offsets[offsets.len() - 1])])
-                }
-                DataType::LargeUtf8 => span(column.as_string::<i64>().value_offsets()),
-                DataType::Binary => {
-                    let offsets = column.as_binary::<i32>().value_offsets();
-                    span(&[i64::from(offsets[0]), i64::from(offsets[offsets.len() - 1])])
-                }
-                DataType::LargeBinary => span(column.as_binary::<i64>().value_offsets()),
-                DataType::Utf8View => column
-                    .as_string_view()
-                    .views()
-                    .iter()
-                    .map(|view| *view as u32 as usize)
-                    .sum(),
-                DataType::BinaryView => column
-                    .as_binary_view()
-                    .views()
-                    .iter()
-                    .map(|view| *view as u32 as usize)
-                    .sum(),
-                _ => 0,
-            }
-        })
-        .sum()
 }
 
 /// Where encoded results go: held until they pass a chunk, then streamed.

@@ -318,7 +318,14 @@ impl ColdTables {
             .collect();
         for scope in scopes {
             if let Some((_, entry)) = self.scopes.remove(&scope) {
-                let _maintenance = entry.maintenance().await;
+                let manifest = {
+                    let _maintenance = entry.maintenance().await;
+                    entry.manifest()
+                };
+                drop(entry);
+                // Reads planned before the drop (queries, snapshots) end
+                // before the files they read go.
+                wait_for_readers(manifest).await;
             }
         }
         self.cold.delete_table(table_id).await

@@ -26,8 +26,9 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 
+use crate::live::{next_json, subscribe};
 use crate::node::Node;
-use crate::{Bench, Report, Socket, next_json, subscribe};
+use crate::{Bench, Report, Socket};
 
 /// Keys the rows spread over; one subscriber each.
 const KEYS: i64 = 4;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::common::utils::memory::get_record_batch_memory_size;
+use datafusion::common::utils::memory::RecordBatchMemoryCounter;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
@@ -37,7 +37,8 @@ use crate::writer::TableWriter;
 /// the pool queries share (`[limits] query_memory_bytes`), so that a
 /// statement past either is refused before it holds any more and before
 /// it writes anything. The statement keeps the reservation until it is
-/// done: the rows' converted and encoded versions take about as much.
+/// done. (What an INSERT's store batch and an UPDATE's current rows add
+/// on top is not reserved.)
 pub(crate) struct Staged {
     pub(crate) batches: Vec<RecordBatch>,
     reservation: Option<MemoryReservation>,
@@ -60,6 +61,9 @@ impl Staged {
             usize::MAX
         };
         let reservation = MemoryConsumer::new("rows to write").register(session.engine().memory());
+        // Buffers shared by several batches (slices of one result) count
+        // once.
+        let mut memory = RecordBatchMemoryCounter::new();
         let mut rows = 0;
         let mut batches = Vec::new();
         while let Some(batch) = stream.try_next().await? {
@@ -67,7 +71,7 @@ impl Staged {
             if rows > limit {
                 return Err(QueryError::TooManyWrites { limit });
             }
-            reservation.try_grow(get_record_batch_memory_size(&batch))?;
+            reservation.try_grow(memory.count_batch(&batch))?;
             batches.push(batch);
         }
         Ok(Self {

@@ -318,14 +318,17 @@ impl ColdTables {
             .collect();
         for scope in scopes {
             if let Some((_, entry)) = self.scopes.remove(&scope) {
-                let manifest = {
+                let previous = {
                     let _maintenance = entry.maintenance().await;
-                    entry.manifest()
+                    // A flush or compaction that found the entry before it
+                    // was removed, and waits for this lock, finds nothing
+                    // to do and publishes nothing.
+                    entry.manifest.swap(Arc::new(Manifest::empty(&scope)))
                 };
                 drop(entry);
                 // Reads planned before the drop (queries, snapshots) end
                 // before the files they read go.
-                wait_for_readers(manifest).await;
+                wait_for_readers(previous).await;
             }
         }
         self.cold.delete_table(table_id).await

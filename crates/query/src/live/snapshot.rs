@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::utils::memory::get_record_batch_memory_size;
+use datafusion::common::utils::memory::RecordBatchMemoryCounter;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ObjectName, ObjectNamePart, SelectItem};
@@ -376,6 +376,9 @@ struct AnswerCap {
     max_rows: usize,
     max_bytes: usize,
     reservation: MemoryReservation,
+    /// Buffers shared by several batches (slices of one result) count
+    /// once.
+    memory: RecordBatchMemoryCounter,
 }
 
 impl AnswerCap {
@@ -387,6 +390,7 @@ impl AnswerCap {
             max_rows: limits.max_result_rows,
             max_bytes: limits.max_result_bytes,
             reservation: MemoryConsumer::new("subscription snapshot").register(engine.memory()),
+            memory: RecordBatchMemoryCounter::new(),
         }
     }
 
@@ -407,8 +411,7 @@ impl AnswerCap {
                 limit: self.max_bytes,
             });
         }
-        self.reservation
-            .try_grow(get_record_batch_memory_size(batch))?;
+        self.reservation.try_grow(self.memory.count_batch(batch))?;
         Ok(())
     }
 }

@@ -7,6 +7,6 @@ mod server;
 mod slt;
 mod ws;
 
-pub use server::{ROOT_BASIC, Response, TestServer, basic, post_json, test_config};
+pub use server::{ROOT_BASIC, Response, SqlPoster, TestServer, basic, post_json, test_config};
 pub use slt::{HttpDb, InProcessDb, SltError, run_slt_file, slt_files};
 pub use ws::WsClient;

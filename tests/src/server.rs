@@ -206,6 +206,40 @@ impl TestServer {
     }
 }
 
+/// Posts SQL to a node from any task: it owns what it needs.
+#[derive(Debug, Clone)]
+pub struct SqlPoster {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl SqlPoster {
+    /// Posts `sql` with `authorization`: the status and the JSON answer
+    /// (null when it is not JSON).
+    pub async fn post(&self, authorization: &str, sql: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(&self.url)
+            .header("authorization", authorization)
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl TestServer {
+    /// A poster of SQL to this node, for spawned tasks.
+    pub fn sql_poster(&self) -> SqlPoster {
+        SqlPoster {
+            client: self.client.clone(),
+            url: format!("{}/v1/api/sql", self.base_url),
+        }
+    }
+}
+
 /// Posts `body` as JSON to `path` of `server`, with `auth` as the
 /// `Authorization` header if given: the status and the JSON answer (null
 /// when it is not JSON).

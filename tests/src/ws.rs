@@ -72,6 +72,16 @@ impl WsClient {
         }
     }
 
+    /// Sends a subscription request; the answer is left to read.
+    pub async fn ask_subscription(&mut self, id: &str, sql: &str, options: Option<Value>) {
+        let mut subscription = json!({"id": id, "sql": sql});
+        if let Some(options) = options {
+            subscription["options"] = options;
+        }
+        self.send(json!({"type": "subscribe", "subscription": subscription}))
+            .await;
+    }
+
     /// Subscribes and returns the ack and the first batch.
     pub async fn subscribe(
         &mut self,
@@ -79,12 +89,7 @@ impl WsClient {
         sql: &str,
         options: Option<Value>,
     ) -> (Value, Value) {
-        let mut subscription = json!({"id": id, "sql": sql});
-        if let Some(options) = options {
-            subscription["options"] = options;
-        }
-        self.send(json!({"type": "subscribe", "subscription": subscription}))
-            .await;
+        self.ask_subscription(id, sql, options).await;
         let ack = self.next().await;
         assert_eq!(ack["type"], "subscription_ack", "{ack}");
         let first = self.next().await;

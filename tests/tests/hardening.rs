@@ -765,20 +765,8 @@ async fn fail_while_serving(server: &TestServer, heavy: &[(&'static str, &str)])
     let running: Vec<_> = heavy
         .iter()
         .map(|&(sql, _)| {
-            let client = server.client().clone();
-            let url = format!("{}/v1/api/sql", server.base_url);
-            tokio::spawn(async move {
-                let response = client
-                    .post(url)
-                    .header("authorization", ROOT_BASIC)
-                    .json(&json!({ "sql": sql }))
-                    .send()
-                    .await
-                    .unwrap();
-                let status = response.status().as_u16();
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                (status, body)
-            })
+            let poster = server.sql_poster();
+            tokio::spawn(async move { poster.post(ROOT_BASIC, sql).await })
         })
         .collect();
     let mut slowest = Duration::ZERO;

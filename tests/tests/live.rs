@@ -887,7 +887,7 @@ async fn a_resume_from_a_seq_replays_rows_and_deletes_since() {
         .sql_ok("STORAGE FLUSH TABLE app.items; STORAGE COMPACT TABLE app.items")
         .await;
     client
-        .send(json!({"type": "subscribe", "subscription": {"id": "old", "sql": query, "options": {"from": from}}}))
+        .ask_subscription("old", query, Some(json!({"from": from})))
         .await;
     let refused = client.next().await;
     assert_eq!(refused["type"], "error", "{refused}");

@@ -49,8 +49,7 @@ fn spawn_writer(
     acked: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
-    let client = server.client().clone();
-    let url = format!("{}/v1/api/sql", server.base_url);
+    let poster = server.sql_poster();
     tokio::spawn(async move {
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
@@ -66,32 +65,42 @@ fn spawn_writer(
                 ),
                 _ => format!("DELETE FROM app.kv WHERE id = {}", i * 104_729 % ROWS + 1),
             };
-            let response = client
-                .post(&url)
-                .header("authorization", ROOT_BASIC)
-                .json(&json!({ "sql": sql }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200, "{sql}");
+            let (status, _) = poster.post(ROOT_BASIC, &sql).await;
+            assert_eq!(status, 200, "{sql}");
             acked.fetch_add(1, Ordering::Relaxed);
         }
     })
 }
 
-/// Creates `app.kv` with `ROWS` rows, half in a segment and half hot.
-async fn load(server: &TestServer) {
-    let half = ROWS / 2;
+/// Creates `app.kv` with rows 1 to `rows`, all hot, `v` 0.
+async fn create_kv(server: &TestServer, rows: u64) {
     server
         .sql_ok(&format!(
             "CREATE NAMESPACE app; \
              CREATE SHARED TABLE app.kv (id BIGINT PRIMARY KEY, v BIGINT); \
-             INSERT INTO app.kv SELECT value, 0 FROM generate_series(1, {half}); \
-             STORAGE FLUSH TABLE app.kv; \
+             INSERT INTO app.kv SELECT value, 0 FROM generate_series(1, {rows})"
+        ))
+        .await;
+}
+
+/// Creates `app.kv` with `ROWS` rows, half in a segment and half hot.
+async fn load(server: &TestServer) {
+    let half = ROWS / 2;
+    create_kv(server, half).await;
+    server
+        .sql_ok(&format!(
+            "STORAGE FLUSH TABLE app.kv; \
              INSERT INTO app.kv SELECT value, 0 FROM generate_series({}, {ROWS})",
             half + 1
         ))
         .await;
+}
+
+/// Holds the rows of a snapshot page or change, `id` to `v`.
+fn hold(rows: &mut BTreeMap<String, Value>, page: &Value) {
+    for row in page.as_array().unwrap() {
+        rows.insert(row["id"].as_str().unwrap().to_string(), row["v"].clone());
+    }
 }
 
 /// While a 300,000-row snapshot is read, the table's writers are served
@@ -124,25 +133,19 @@ async fn a_subscription_snapshot_is_a_cut_that_holds_no_writer() {
     let mut client = WsClient::signed_in(&server, ROOT_BASIC).await;
     let before = acked.load(Ordering::Relaxed);
     client
-        .send(json!({"type": "subscribe", "subscription": {
-            "id": "all",
-            "sql": "SELECT id, v FROM app.kv",
-            "options": {"batch_size": 1_000_000},
-        }}))
+        .ask_subscription(
+            "all",
+            "SELECT id, v FROM app.kv",
+            Some(json!({"batch_size": 1_000_000})),
+        )
         .await;
     let flush = {
-        let client = server.client().clone();
-        let url = format!("{}/v1/api/sql", server.base_url);
+        let poster = server.sql_poster();
         tokio::spawn(async move {
-            client
-                .post(url)
-                .header("authorization", ROOT_BASIC)
-                .json(&json!({"sql": "STORAGE FLUSH TABLE app.kv"}))
-                .send()
+            poster
+                .post(ROOT_BASIC, "STORAGE FLUSH TABLE app.kv")
                 .await
-                .unwrap()
-                .status()
-                .as_u16()
+                .0
         })
     };
     let ack = client.next().await;
@@ -158,9 +161,7 @@ async fn a_subscription_snapshot_is_a_cut_that_holds_no_writer() {
     loop {
         let batch = client.next().await;
         assert_eq!(batch["type"], "initial_data_batch", "{batch:.300}");
-        for row in batch["rows"].as_array().unwrap() {
-            rows.insert(row["id"].as_str().unwrap().to_string(), row["v"].clone());
-        }
+        hold(&mut rows, &batch["rows"]);
         if batch["batch_control"]["status"] == "ready" {
             break;
         }
@@ -200,13 +201,7 @@ async fn a_subscription_snapshot_is_a_cut_that_holds_no_writer() {
 #[tokio::test]
 async fn snapshots_and_resumes_are_bounded_like_answers() {
     let server = TestServer::start_with(|c| c.limits.max_result_rows = 1_000).await;
-    server
-        .sql_ok(
-            "CREATE NAMESPACE app; \
-             CREATE SHARED TABLE app.kv (id BIGINT PRIMARY KEY, v BIGINT); \
-             INSERT INTO app.kv SELECT value, 0 FROM generate_series(1, 600)",
-        )
-        .await;
+    create_kv(&server, 600).await;
     let mut client = WsClient::signed_in(&server, ROOT_BASIC).await;
     let (ack, _) = client
         .subscribe("small", "SELECT id, v FROM app.kv", Some(json!({})))
@@ -226,9 +221,7 @@ async fn snapshots_and_resumes_are_bounded_like_answers() {
         ("last", json!({"last_rows": 1_500})),
     ] {
         client
-            .send(json!({"type": "subscribe", "subscription": {
-                "id": id, "sql": "SELECT id, v FROM app.kv", "options": options,
-            }}))
+            .ask_subscription(id, "SELECT id, v FROM app.kv", Some(options))
             .await;
         let refused = other_than_changes(&mut client).await;
         assert_eq!(refused["type"], "error", "{id}: {refused}");
@@ -288,9 +281,7 @@ async fn a_start_past_the_time_limit_leaves_nothing_registered() {
     let mut client = WsClient::signed_in(&server, ROOT_BASIC).await;
     for options in [json!({}), json!({"from": 0})] {
         client
-            .send(json!({"type": "subscribe", "subscription": {
-                "id": "all", "sql": "SELECT id, v FROM app.kv", "options": options,
-            }}))
+            .ask_subscription("all", "SELECT id, v FROM app.kv", Some(options.clone()))
             .await;
         let refused = client.next().await;
         assert_eq!(refused["type"], "error", "{options}: {refused}");
@@ -322,13 +313,7 @@ async fn a_start_past_the_time_limit_leaves_nothing_registered() {
 #[tokio::test]
 async fn an_overflow_mid_snapshot_resumes_after_the_last_page_sent() {
     let server = TestServer::start_with(|c| c.websocket.queue_capacity = 4).await;
-    server
-        .sql_ok(
-            "CREATE NAMESPACE app; \
-             CREATE SHARED TABLE app.kv (id BIGINT PRIMARY KEY, v BIGINT); \
-             INSERT INTO app.kv SELECT value, 0 FROM generate_series(1, 100)",
-        )
-        .await;
+    create_kv(&server, 100).await;
     let mut client = WsClient::signed_in(&server, ROOT_BASIC).await;
     let (ack, first) = client
         .subscribe(
@@ -339,9 +324,7 @@ async fn an_overflow_mid_snapshot_resumes_after_the_last_page_sent() {
         .await;
     assert_eq!(ack["batch_control"]["has_more"], true, "{ack}");
     let mut rows: BTreeMap<String, Value> = BTreeMap::new();
-    for row in first["rows"].as_array().unwrap() {
-        rows.insert(row["id"].as_str().unwrap().to_string(), row["v"].clone());
-    }
+    hold(&mut rows, &first["rows"]);
     // More changes than the connection holds back while pages wait.
     for id in 101..=110 {
         server

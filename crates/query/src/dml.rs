@@ -39,15 +39,15 @@ use crate::writer::TableWriter;
 /// it writes anything. The statement keeps the reservation until it is
 /// done. (What an INSERT's store batch and an UPDATE's current rows add
 /// on top is not reserved.)
-pub(crate) struct Staged {
-    pub(crate) batches: Vec<RecordBatch>,
+struct Staged {
+    batches: Vec<RecordBatch>,
     reservation: Option<MemoryReservation>,
 }
 
 impl Staged {
     /// Rows that need no accounting: literal rows of the statement's own
     /// text, already bounded by the request's size.
-    pub(crate) fn literal(batch: RecordBatch) -> Self {
+    fn literal(batch: RecordBatch) -> Self {
         Self {
             batches: vec![batch],
             reservation: None,
@@ -363,23 +363,15 @@ async fn write_rows(
                     }
                 }
             }
-            if def.primary_key.is_some()
-                && let Some(existing) = existing_rows.remove(&key)
-            {
-                match conflict {
-                    Conflict::Fail => return Err(duplicate_key(&row)),
-                    Conflict::DoNothing => {
-                        written.insert(key);
-                        continue;
-                    }
-                    Conflict::DoUpdate { .. } => {
-                        upserts.push((key.clone(), existing, row));
-                        written.insert(key);
-                        continue;
-                    }
+            // Without a primary key no key was looked up: nothing exists.
+            match (existing_rows.remove(&key), &conflict) {
+                (None, _) => writer.put(&scope, &key, stored(def, seq, row), None),
+                (Some(_), Conflict::Fail) => return Err(duplicate_key(&row)),
+                (Some(_), Conflict::DoNothing) => {}
+                (Some(existing), Conflict::DoUpdate { .. }) => {
+                    upserts.push((key.clone(), existing, row));
                 }
             }
-            writer.put(&scope, &key, stored(def, seq, row), None);
             written.insert(key);
         }
     }

@@ -4,7 +4,7 @@
 //! the same row and byte caps as a query's answer (see
 //! `QuerySession::subscribe`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use quiver_common::ErrorCode;
 use quiver_live::ConnectionId;
@@ -13,7 +13,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::auth::Principal;
 use crate::error::ServiceError;
-use crate::request::{RequestService, elapsed_ms, log_if_slow, within};
+use crate::request::{RequestService, deadline, elapsed_ms, log_if_slow, within};
 
 /// One subscription a connection asks for.
 #[derive(Debug, Clone)]
@@ -41,8 +41,7 @@ impl RequestService {
         let start = Instant::now();
         let config = self.config.get();
         let limits = &config.limits;
-        let deadline = (limits.query_timeout_ms > 0)
-            .then(|| start + Duration::from_millis(limits.query_timeout_ms));
+        let deadline = deadline(start, limits);
         let principal = self.auth.current(principal)?;
         self.rate.check(&principal.user, limits)?;
         let session = self.session(&principal, None)?;

@@ -23,7 +23,7 @@ use futures::{FutureExt, StreamExt};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use quiver_catalog::UserRecord;
 use quiver_common::{ErrorCode, Role, UserId};
-use quiver_config::{Config, SharedConfig};
+use quiver_config::{Config, LimitsConfig, SharedConfig};
 use quiver_query::{
     QueryEngine, QueryError, QuerySession, QuiverStatement, StatementOutput, value_bytes,
 };
@@ -320,8 +320,7 @@ impl RequestService {
     {
         let config = self.config.get();
         let limits = &config.limits;
-        let deadline = (limits.query_timeout_ms > 0)
-            .then(|| start + Duration::from_millis(limits.query_timeout_ms));
+        let deadline = deadline(start, limits);
         let mut sink = Sink {
             encoder: incoming.encoder,
             out: Vec::with_capacity(256),
@@ -419,6 +418,12 @@ impl RequestService {
         self.engine.note_rows_read(result?);
         Ok(())
     }
+}
+
+/// When a request that arrived at `start` must be done by, under
+/// `[limits] query_timeout_ms` (none when it is 0).
+pub(crate) fn deadline(start: Instant, limits: &LimitsConfig) -> Option<Instant> {
+    (limits.query_timeout_ms > 0).then(|| start + Duration::from_millis(limits.query_timeout_ms))
 }
 
 /// Runs `work` until `deadline`, after which the request fails with

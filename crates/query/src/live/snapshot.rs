@@ -93,7 +93,7 @@ impl Subscribed {
 /// The memory a snapshot's rows hold, reserved in the pool queries
 /// share, until it is dropped.
 #[derive(Debug)]
-pub struct SnapshotMemory(#[allow(dead_code)] Option<MemoryReservation>);
+pub struct SnapshotMemory(#[allow(dead_code)] MemoryReservation);
 
 /// A subscription registered before its snapshot is read.
 #[derive(Debug)]
@@ -151,8 +151,7 @@ impl QuerySession {
                     "the table was replaced while subscribing; subscribe again",
                 ));
             }
-            let point = ReadPoint::now(self.engine().cold(), &compiled.plan.scope);
-            let reading = self.plan_snapshot(&compiled, point, snapshot).await?;
+            let reading = self.plan_snapshot(&compiled, snapshot).await?;
             let start_seq = self.engine().catalog().store().seq().last();
             let live = self.engine().live();
             let subscription = live
@@ -177,22 +176,24 @@ impl QuerySession {
             registration,
             rows,
             removed,
-            memory: SnapshotMemory(Some(cap.reservation)),
+            memory: SnapshotMemory(cap.reservation),
         })
     }
 
-    /// Plans a full or `last_rows` snapshot against `point` (the table is
-    /// resolved now, so the snapshot reads this table whatever is later
-    /// done to its name); a resume needs no plan.
-    async fn plan_snapshot(
-        &self,
-        compiled: &Compiled,
-        point: ReadPoint,
-        snapshot: Snapshot,
-    ) -> Result<Reading> {
+    /// Takes the cut a snapshot reads, and plans a full or `last_rows`
+    /// snapshot against it (the table is resolved now, so the snapshot
+    /// reads this table whatever is later done to its name); a resume
+    /// needs no plan, and live changes alone need no cut.
+    async fn plan_snapshot(&self, compiled: &Compiled, snapshot: Snapshot) -> Result<Reading> {
+        let point = || ReadPoint::now(self.engine().cold(), &compiled.plan.scope);
         let template = match snapshot {
             Snapshot::None => return Ok(Reading::Nothing),
-            Snapshot::Since(from) => return Ok(Reading::Changes { point, from }),
+            Snapshot::Since(from) => {
+                return Ok(Reading::Changes {
+                    point: point(),
+                    from,
+                });
+            }
             Snapshot::Full => "SELECT 1 FROM t ORDER BY _seq".to_string(),
             // A number, not text from the client.
             Snapshot::Last(n) => format!("SELECT 1 FROM t ORDER BY _seq DESC LIMIT {n}"),
@@ -209,7 +210,7 @@ impl QuerySession {
         ]))?;
         let statement = assemble::select(&template, projection, from, compiled.selection.clone())?;
         Ok(Reading::Rows {
-            frame: self.plan_at(statement, point).await?,
+            frame: self.plan_at(statement, point()).await?,
             newest_first: matches!(snapshot, Snapshot::Last(_)),
         })
     }

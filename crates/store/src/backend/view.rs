@@ -59,10 +59,6 @@ impl HotRows {
         }
     }
 
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
     fn options(&self) -> ReadOptions {
         let mut options = ReadOptions::default();
         if let Some(frozen) = &self.frozen {
